@@ -1,0 +1,144 @@
+"""autolog: one line, and every training call of your ML libraries is tracked.
+
+    import autolog
+    autolog.autolog()          # patch every supported library, now or when it is imported
+    ...train as usual...
+    autolog.autolog(disable=True)   # every patched attribute is the original object again
+
+The manual API (`start_run`, `log_metric`, ...) and the automatic logging share one
+path: records go to a batched logger that writes to the backend on its own thread.
+
+Importing this package imports no ML framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional
+
+from autolog import config as _config
+from autolog import containment as _containment
+from autolog import runs as _runs
+from autolog.entities import Experiment, Metric, Param, Run, RunStatus
+from autolog.models import load_model
+from autolog.runs import (
+    ActiveRun,
+    TrainingCall,
+    active_run,
+    attach,
+    end_run,
+    export_run_context,
+    flush,
+    get_run,
+    last_run,
+    search_runs,
+    start_run,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "autolog", "start_run", "end_run", "active_run", "last_run", "log_param", "log_params",
+    "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact", "log_artifacts", "log_text",
+    "flush", "get_run", "search_runs", "load_model", "attach", "export_run_context", "enabled_integrations",
+    "ActiveRun", "TrainingCall", "Run", "RunStatus", "Experiment", "Metric", "Param",
+]
+
+
+def autolog(
+    disable: bool = False,
+    *,
+    integrations: Optional[Iterable[str]] = None,
+    exclude: Optional[Iterable[str]] = None,
+    tracking_uri: Optional[str] = None,
+    experiment: Optional[str] = None,
+    log_models: Optional[bool] = None,
+    log_checkpoints: Optional[bool] = None,
+    log_input_examples: Optional[bool] = None,
+    log_model_signatures: Optional[bool] = None,
+    log_datasets: Optional[bool] = None,
+    log_plots: Optional[bool] = None,
+    silent: Optional[bool] = None,
+    extra_tags: Optional[Mapping[str, Any]] = None,
+    exclusive: Optional[bool] = None,
+    max_tuning_runs: Optional[int] = None,
+    max_metric_rows: Optional[int] = None,
+    max_model_size_mb: Optional[float] = None,
+    registered_model_name: Optional[str] = None,
+    log_system_metrics: Optional[bool] = None,
+    system_metrics_interval: Optional[float] = None,
+    log_args: Optional[bool] = None,
+    log_code_state: Optional[bool] = None,
+    log_environment: Optional[bool] = None,
+) -> list[str]:
+    """Turn automatic logging on (or off with `disable=True`); return the enabled integrations.
+
+    Calling it again updates the settings without patching twice. Arguments left as
+    None come from the environment (`AUTOLOG_TRACKING_URI`, `AUTOLOG_EXPERIMENT`,
+    `AUTOLOG_DISABLE`, ... see docs/api.md), else from the defaults.
+    """
+    from autolog.integration import engine
+
+    arguments = {k: v for k, v in locals().items() if k not in ("disable", "engine")}
+    if disable or _config.env_value("AUTOLOG_DISABLE", bool, False):
+        engine.disable_all()
+        return []
+    settings = _config.build_settings(arguments)
+    _runs.set_settings(settings)
+    _containment.set_silent(settings.silent)
+    enabled = engine.enable(settings.integrations, settings.exclude)
+    _enable_run_context(settings)
+    return enabled
+
+
+def _enable_run_context(settings: _config.Settings) -> None:
+    """System metrics, arguments, code state and environment (autolog/context.py), when present."""
+    try:
+        from autolog import context
+    except ImportError:
+        return
+    context.enable(settings)
+
+
+def enabled_integrations() -> list[str]:
+    """Names of the integrations autolog is enabled for (patched now or when imported)."""
+    from autolog.integration import engine
+
+    return sorted(engine.wanted)
+
+
+# -- the manual API: the active run of this thread (started when there is none) ------------
+def log_param(key: str, value: Any) -> None:
+    _runs.run_or_start().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    _runs.run_or_start().log_params(params)
+
+
+def log_metric(key: str, value: Any, step: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+    run = _runs.active_run() or _runs.start_run()
+    run.log_metric(key, value, step, timestamp)
+
+
+def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+    _runs.run_or_start().log_metrics(metrics, step, timestamp)
+
+
+def set_tag(key: str, value: Any) -> None:
+    _runs.run_or_start().set_tag(key, value)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    _runs.run_or_start().set_tags(tags)
+
+
+def log_artifact(local_path: str, artifact_path: Optional[str] = None) -> None:
+    _runs.run_or_start().log_artifact(local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str, artifact_path: Optional[str] = None) -> None:
+    _runs.run_or_start().log_artifacts(local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    _runs.run_or_start().log_text(text, artifact_file)

@@ -1,0 +1,117 @@
+"""The backend protocol: the one small interface every tracking store implements.
+
+Writing side (called only from the BatchingLogger's worker thread, or from
+`autolog sync`): `create_run`, `log_batch`, `end_run`, `log_artifact`, `flush`,
+`shutdown`. Reading side (called by the run API, the CLI and `load_model`):
+`get_run`, `search_runs`, `list_experiments`, `get_metric_history`,
+`list_artifacts`, `download_artifacts`.
+
+Run ids are made by autolog (uuid4 hex) so the training thread never waits for a
+backend. Every write is idempotent where a replay could repeat it: creating a run
+that exists, or logging a param with the value it already has, is a no-op.
+
+Errors: raise `BackendUnavailable` for what may pass (connection refused, timeouts,
+HTTP 429 and 5xx, a locked database); the logger retries those with backoff and
+spills to the journal. Any other exception is a permanent rejection of that batch;
+the logger also keeps it in the journal (never a silent drop) and warns once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart
+
+
+class BackendError(Exception):
+    """A backend refused an operation for good (bad request, missing run, ...)."""
+
+
+class BackendUnavailable(BackendError):
+    """A backend could not be reached, or asked us to slow down: worth retrying."""
+
+
+class RunNotFound(BackendError, LookupError):
+    def __init__(self, run_id: str):
+        super().__init__(f"no run with id {run_id!r}")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The most a backend takes in one `log_batch` call; the logger chunks to fit."""
+
+    max_metrics: int = 10_000
+    max_params: int = 1_000
+    max_tags: int = 1_000
+    max_total: int = 10_000
+
+
+class Backend:
+    """Base class with the protocol's signatures; subclasses override what they support."""
+
+    #: URI schemes this backend answers to, for the registry
+    schemes: Sequence[str] = ()
+    limits: BatchLimits = BatchLimits()
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    # -- writing ---------------------------------------------------------
+    def create_run(self, run: RunStart) -> None:
+        raise NotImplementedError
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        raise NotImplementedError
+
+    def end_run(self, run_id: str, status: str, end_time: int) -> None:
+        raise NotImplementedError
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        """Copy a file or a folder into the run's artifacts, under `artifact_path`."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def after_fork_in_child(self) -> None:
+        """Drop connections inherited from the parent process; reconnect lazily."""
+
+    # -- reading ---------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        raise NotImplementedError
+
+    def search_runs(
+        self,
+        experiment_names: Optional[Iterable[str]] = None,
+        statuses: Optional[Iterable[str]] = None,
+        parent_run_id: Optional[str] = None,
+        max_results: Optional[int] = None,
+    ) -> list[Run]:
+        raise NotImplementedError
+
+    def list_experiments(self) -> list[Experiment]:
+        raise NotImplementedError
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        raise NotImplementedError
+
+    def list_artifacts(self, run_id: str, path: Optional[str] = None) -> list[ArtifactInfo]:
+        raise NotImplementedError
+
+    def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str:
+        """Make `path` of the run's artifacts available locally; return the local path."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"

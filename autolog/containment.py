@@ -1,0 +1,88 @@
+"""One place where autolog's own errors are caught, reported once, and swallowed.
+
+Like sentry's `capture_internal_exceptions()`: every piece of logging code that runs
+around a user's training call runs inside `contained(where)`. The user's call itself
+never runs inside it, so its result and its own exceptions pass through unchanged.
+
+A failure is reported through the `autolog` logger once per (where, exception type),
+not once per step; later repeats are counted and logged at DEBUG. Tests install a
+hook (`set_error_hook`) that makes anything contained fail the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+log = logging.getLogger("autolog")
+
+_lock = threading.Lock()
+_seen: dict[tuple[str, str], int] = {}
+_error_hook: Optional[Callable[[str, BaseException], None]] = None
+_silent = False
+
+
+def set_silent(silent: bool) -> None:
+    """`autolog(silent=True)`: report contained errors at DEBUG only."""
+    global _silent
+    _silent = bool(silent)
+
+
+def set_error_hook(hook: Optional[Callable[[str, BaseException], None]]) -> None:
+    """Call `hook(where, exc)` for every contained error (the test suite uses this)."""
+    global _error_hook
+    _error_hook = hook
+
+
+def report(where: str, exc: BaseException) -> None:
+    """Log `exc` once per (where, type); count the repeats."""
+    key = (where, type(exc).__name__)
+    with _lock:
+        count = _seen.get(key, 0) + 1
+        _seen[key] = count
+    if count == 1:
+        level = logging.DEBUG if _silent else logging.WARNING
+        log.log(
+            level,
+            "autolog: %s failed (%s: %s); training is not affected, further errors of this kind are logged at DEBUG",
+            where,
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+    else:
+        log.debug("autolog: %s failed again (%d times): %r", where, count, exc)
+    hook = _error_hook
+    if hook is not None:
+        hook(where, exc)
+
+
+def warn_once(where: str, message: str, *args) -> None:
+    """A warning (not an exception) that should appear once per process and `where`."""
+    key = (where, "warning")
+    with _lock:
+        first = key not in _seen
+        _seen[key] = _seen.get(key, 0) + 1
+    if first:
+        log.log(logging.DEBUG if _silent else logging.WARNING, "autolog: " + message, *args)
+
+
+def error_counts() -> dict[tuple[str, str], int]:
+    with _lock:
+        return dict(_seen)
+
+
+def reset() -> None:
+    with _lock:
+        _seen.clear()
+
+
+@contextmanager
+def contained(where: str) -> Iterator[None]:
+    """Run a block of autolog's own code; an exception in it is reported and swallowed."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - this is the one place that swallows
+        report(where, exc)

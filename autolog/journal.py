@@ -1,0 +1,332 @@
+"""The spill journal: where records go when a backend stays down, until they are replayed.
+
+A journal is a folder per target URI (`journal_dir_for(uri)`): `uri.txt` names the
+target, `segment-*.jsonl` hold operations as JSON lines in the order they were meant
+to be sent, a `segment-*.done` file beside a segment counts the lines already
+replayed, and `staged/` keeps copies of artifact files until they are delivered.
+Operations that a backend refused for good are moved to `rejected.jsonl` with the
+error, never deleted.
+
+Each writing process appends to a segment of its own and holds an exclusive
+`flock` on it while it writes, so a replayer in another process skips segments
+still being written. Replay is at-least-once: creating a run, params and tags are
+idempotent in every backend; a crash in the middle of a replay can repeat at most
+one metric batch.
+
+The operations (`op` field): `create` (a RunStart), `batch` (metrics, params, tags
+of one run), `end`, `artifact` (a staged local path).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from typing import Iterable, Iterator, Optional
+
+from autolog.backends.base import Backend, BackendUnavailable
+from autolog.entities import Metric, Param, RunStart
+
+try:  # POSIX; on other systems segments are not locked (one writer per process still holds)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("autolog")
+
+
+def journal_root() -> str:
+    root = os.environ.get("AUTOLOG_JOURNAL_DIR")
+    if root:
+        return os.path.abspath(os.path.expanduser(root))
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "autolog", "journal")
+
+
+def journal_dir_for(uri: str) -> str:
+    digest = hashlib.sha1(uri.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(journal_root(), digest)
+
+
+def all_journal_dirs() -> list[tuple[str, str]]:
+    """(folder, target URI) of every journal under the journal root."""
+    out = []
+    for folder in sorted(glob.glob(os.path.join(journal_root(), "*"))):
+        try:
+            with open(os.path.join(folder, "uri.txt"), encoding="utf-8") as fh:
+                out.append((folder, fh.read().strip()))
+        except OSError:
+            continue
+    return out
+
+
+# -- encoding of operations ------------------------------------------------------------
+
+def encode_create(run: RunStart) -> dict:
+    return {
+        "op": "create",
+        "run_id": run.run_id,
+        "experiment_name": run.experiment_name,
+        "run_name": run.run_name,
+        "start_time": run.start_time,
+        "parent_run_id": run.parent_run_id,
+        "tags": dict(run.tags),
+    }
+
+
+def encode_batch(run_id: str, metrics: Iterable[Metric], params: Iterable[Param], tags: Iterable[tuple]) -> dict:
+    return {
+        "op": "batch",
+        "run_id": run_id,
+        "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
+        "params": [[p.key, p.value] for p in params],
+        "tags": [[k, v] for k, v in tags],
+    }
+
+
+def encode_end(run_id: str, status: str, end_time: int) -> dict:
+    return {"op": "end", "run_id": run_id, "status": status, "end_time": end_time}
+
+
+def encode_artifact(run_id: str, local_path: str, artifact_path: Optional[str]) -> dict:
+    return {"op": "artifact", "run_id": run_id, "local_path": local_path, "artifact_path": artifact_path}
+
+
+def apply(op: dict, backend: Backend) -> None:
+    """Send one journal operation to a backend."""
+    kind = op["op"]
+    if kind == "create":
+        backend.create_run(
+            RunStart(
+                run_id=op["run_id"],
+                experiment_name=op["experiment_name"],
+                run_name=op["run_name"],
+                start_time=op["start_time"],
+                parent_run_id=op.get("parent_run_id"),
+                tags=op.get("tags") or {},
+            )
+        )
+    elif kind == "batch":
+        backend.log_batch(
+            op["run_id"],
+            metrics=[Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in op["metrics"]],
+            params=[Param(k, v) for k, v in op["params"]],
+            tags=[(k, v) for k, v in op["tags"]],
+        )
+    elif kind == "end":
+        backend.end_run(op["run_id"], op["status"], op["end_time"])
+    elif kind == "artifact":
+        backend.log_artifact(op["run_id"], op["local_path"], op.get("artifact_path"))
+    else:
+        raise ValueError(f"unknown journal operation {kind!r}")
+
+
+def record_count(op: dict) -> int:
+    """How many records (metric points, params, tags, ...) an operation carries."""
+    if op["op"] == "batch":
+        return len(op["metrics"]) + len(op["params"]) + len(op["tags"])
+    return 1
+
+
+class Journal:
+    """The journal of one target URI, as seen by one process."""
+
+    def __init__(self, uri: str, folder: Optional[str] = None):
+        self.uri = uri
+        self.folder = folder or journal_dir_for(uri)
+        self._lock = threading.Lock()
+        self._segment = None  # open file object of this process's segment
+        self._segment_path: Optional[str] = None
+        self._pid = os.getpid()
+
+    # -- writing ---------------------------------------------------------
+    def _ensure_folder(self) -> None:
+        os.makedirs(os.path.join(self.folder, "staged"), exist_ok=True)
+        uri_file = os.path.join(self.folder, "uri.txt")
+        if not os.path.exists(uri_file):
+            tmp = f"{uri_file}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(self.uri + "\n")
+            os.replace(tmp, uri_file)
+
+    def _open_segment(self):
+        if self._segment is not None and self._pid == os.getpid():
+            return self._segment
+        self._ensure_folder()
+        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        path = os.path.join(self.folder, name)
+        fh = open(path, "a", encoding="utf-8")
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        self._segment, self._segment_path, self._pid = fh, path, os.getpid()
+        return fh
+
+    def append(self, ops: Iterable[dict]) -> int:
+        """Write operations to this process's segment, durably; return how many records."""
+        count = 0
+        with self._lock:
+            fh = self._open_segment()
+            for op in ops:
+                fh.write(json.dumps(op, separators=(",", ":")) + "\n")
+                count += record_count(op)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return count
+
+    def stage(self, local_path: str) -> str:
+        """Keep a copy of an artifact file or folder in the journal; return the copy's path."""
+        self._ensure_folder()
+        dest = os.path.join(self.folder, "staged", uuid.uuid4().hex, os.path.basename(local_path.rstrip("/")) or "artifact")
+        if os.path.isdir(local_path):
+            shutil.copytree(local_path, dest)
+        else:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy2(local_path, dest)
+        return dest
+
+    def close_segment(self) -> None:
+        with self._lock:
+            if self._segment is not None:
+                try:
+                    self._segment.close()  # releases the flock
+                finally:
+                    self._segment = None
+                    self._segment_path = None
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's segment without closing the parent's lock."""
+        self._lock = threading.Lock()
+        self._segment = None
+        self._segment_path = None
+        self._pid = os.getpid()
+
+    # -- reading / replaying ---------------------------------------------
+    def pending_segments(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.folder, "segment-*.jsonl")))
+
+    def has_pending(self) -> bool:
+        return bool(self.pending_segments())
+
+    def replay(self, backend: Backend, stop_on_unavailable: bool = True) -> "ReplayResult":
+        """Send every finished segment to `backend`, oldest first; delete what was delivered.
+
+        Returns what was sent; stops at the first `BackendUnavailable` (the rest stays).
+        This process's own open segment is closed first, so it is replayed too.
+        """
+        self.close_segment()
+        result = ReplayResult()
+        for path in self.pending_segments():
+            done = self._replay_segment(path, backend, result)
+            if not done and stop_on_unavailable and result.unavailable:
+                break
+        return result
+
+    def _replay_segment(self, path: str, backend: Backend, result: "ReplayResult") -> bool:
+        try:
+            fh = open(path, "r+", encoding="utf-8")
+        except FileNotFoundError:
+            return True  # another process replayed it
+        with fh:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return True  # a live writer or another replayer holds it: not ours now
+            done_path = path[: -len(".jsonl")] + ".done"
+            skip = _read_int(done_path)
+            for index, line in enumerate(_lines(fh)):
+                if index < skip:
+                    continue
+                try:
+                    op = json.loads(line)
+                except ValueError:
+                    self._reject_line(line, "undecodable journal line (a write cut short)")
+                    _write_int(done_path, index + 1)
+                    continue
+                try:
+                    apply(op, backend)
+                except BackendUnavailable as exc:
+                    result.unavailable = exc
+                    return False
+                except Exception as exc:  # noqa: BLE001 - refused for good: keep it aside, go on
+                    self._reject(op, exc)
+                    result.rejected += record_count(op)
+                else:
+                    result.sent += record_count(op)
+                    result.ops += 1
+                    if op["op"] == "artifact":
+                        _remove_staged(self.folder, op.get("local_path"))
+                _write_int(done_path, index + 1)
+            _unlink(path)
+            _unlink(done_path)
+            return True
+
+    def _reject(self, op: dict, exc: BaseException) -> None:
+        self._ensure_folder()
+        entry = dict(op, error=f"{type(exc).__name__}: {exc}", rejected_at=int(time.time() * 1000))
+        with open(os.path.join(self.folder, "rejected.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        log.warning("autolog: the backend %s refused a journalled %s of run %s (%s); kept in %s",
+                    self.uri, op.get("op"), op.get("run_id"), exc, os.path.join(self.folder, "rejected.jsonl"))
+
+    def _reject_line(self, line: str, why: str) -> None:
+        self._ensure_folder()
+        with open(os.path.join(self.folder, "rejected.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"op": "raw", "line": line, "error": why}) + "\n")
+
+
+class ReplayResult:
+    def __init__(self):
+        self.sent = 0  # records delivered
+        self.ops = 0
+        self.rejected = 0
+        self.unavailable: Optional[BaseException] = None
+
+    def __repr__(self) -> str:
+        return f"ReplayResult(sent={self.sent}, ops={self.ops}, rejected={self.rejected}, unavailable={self.unavailable!r})"
+
+
+def _lines(fh) -> Iterator[str]:
+    for line in fh:
+        line = line.strip()
+        if line:
+            yield line
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_int(path: str, value: int) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(str(value))
+    os.replace(tmp, path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_staged(folder: str, local_path: Optional[str]) -> None:
+    """Delete a staged artifact copy once delivered (only inside this journal's staged/)."""
+    if not local_path:
+        return
+    staged_root = os.path.join(folder, "staged") + os.sep
+    if not os.path.abspath(local_path).startswith(staged_root):
+        return
+    entry = os.path.dirname(os.path.abspath(local_path))
+    shutil.rmtree(entry, ignore_errors=True)

@@ -1,0 +1,598 @@
+"""The BatchingLogger: the caller enqueues, one worker thread writes to the backend.
+
+The training thread only appends a small tuple to a deque (no I/O, no lock in the
+common case). One named daemon worker wakes when `max_batch_size` records are
+waiting or every `flush_interval` seconds, coalesces params, metrics and tags per run
+into `log_batch` calls cut to the backend's limits, and keeps each run's records in
+the order they were logged: a run's creation, its batches, its artifacts and its end
+reach the backend in that order.
+
+When the queue holds `max_queue_size` records the caller waits for room
+(back-pressure), it is never dropped. A failing write is retried with backoff for
+`retry_seconds`; if the backend stays down the logger spills everything to the
+journal (autolog/journal.py) and goes on spilling, probing the backend now and
+then, until a replay of the whole journal succeeds; then it writes directly again.
+
+`flush(timeout)` waits until everything logged before it is written or spilled, and
+honours its deadline. At interpreter exit the logger flushes with a bounded timeout
+and spills what is left. A forked child gets a fresh, empty logger (the parent's queue
+is never sent twice) and, in a multiprocessing worker, flushes before the child exits.
+
+Records are tuples whose first item says what they are:
+    ("c", RunStart)                            create a run
+    ("p", run_id, key, value)                  param
+    ("m", run_id, key, value, timestamp, step) metric
+    ("t", run_id, key, value)                  tag
+    ("a", run_id, local_path, artifact_path, owned)  artifact (owned: delete after delivery)
+    ("e", run_id, status, end_time)            end a run
+    ("x", function)                            work to do on the worker (model writing,
+                                               metrics computed off the training thread);
+                                               what it logs is written in its place
+    ("f", event)                               flush marker
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+import weakref
+from typing import Callable, Optional
+
+from autolog import containment
+from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, RunNotFound
+from autolog.entities import Metric, Param
+from autolog.journal import (
+    Journal,
+    encode_artifact,
+    encode_batch,
+    encode_create,
+    encode_end,
+)
+
+log = logging.getLogger("autolog")
+
+_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_PROBE_FIRST_S = 1.0
+_PROBE_MAX_S = 30.0
+
+# marks the worker thread so that patched calls made by a backend never re-enter autolog
+worker_thread_local = threading.local()
+
+
+def on_worker_thread() -> bool:
+    return getattr(worker_thread_local, "is_worker", False)
+
+
+class LoggerStats:
+    __slots__ = ("enqueued", "written", "retried", "spilled", "rejected", "dropped", "replayed")
+
+    def __init__(self, **values: int):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name, 0))
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "LoggerStats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + ")"
+
+
+class BatchingLogger:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_batch_size: int = 5000,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 200_000,
+        retry_seconds: float = 5.0,
+        exit_flush_timeout: float = 10.0,
+        journal: Optional[Journal] = None,
+        source_tags: Optional[Callable[[], dict]] = None,
+    ):
+        if max_batch_size < 1 or max_queue_size < max_batch_size:
+            raise ValueError("need 1 <= max_batch_size <= max_queue_size")
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.retry_seconds = retry_seconds
+        self.exit_flush_timeout = exit_flush_timeout
+        self.journal = journal or Journal(backend.uri)
+        self._source_tags = source_tags
+        self._init_process_state()
+        _all_loggers.add(self)
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._queue: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._start_lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._stop = False
+        self._abandoned = False  # exit gave up on the worker; it must not write any more
+        self._inflight: list = []
+        self._inflight_pos = 0
+        self._inline: Optional[list] = None  # records logged by deferred work, on the worker
+        self._down = False
+        self._next_probe = 0.0
+        self._probe_interval = _PROBE_FIRST_S
+        self._failed_runs: set[str] = set()
+        self._received = 0
+        self.stats = LoggerStats()
+        self._forked_child = False
+        self._finalizer_registered = False
+
+    # -- the caller's side ---------------------------------------------------
+    def enqueue(self, record: tuple) -> None:
+        """Hand a record to the worker. O(1), no I/O; waits only when the queue is full."""
+        if self._pid != os.getpid():
+            self._after_fork_in_child()
+        inline = self._inline
+        if inline is not None and on_worker_thread():
+            inline.append(record)
+            return
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            self._wait_for_space()
+        queue.append(record)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self.max_batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def _wait_for_space(self) -> None:
+        if on_worker_thread():
+            return  # the worker never waits on itself
+        self._wake.set()
+        with self._space:
+            while len(self._queue) >= self.max_queue_size and not self._abandoned:
+                if self._thread is None or not self._thread.is_alive():
+                    self._start()
+                self._space.wait(0.1)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every record enqueued before this call is written or spilled.
+
+        Returns False if `timeout` seconds passed first (the records stay queued).
+        """
+        if self._pid != os.getpid():
+            self._after_fork_in_child()
+        if on_worker_thread():
+            return True
+        if not self._queue and self._idle():
+            return True
+        done = threading.Event()
+        self.enqueue(("f", done))
+        self._wake.set()
+        return done.wait(timeout)
+
+    def _idle(self) -> bool:
+        return self._inflight_pos >= len(self._inflight)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            thread = threading.Thread(target=self._run, name="autolog-logger", daemon=True)
+            self._thread = thread
+            thread.start()
+            if self._forked_child and not self._finalizer_registered:
+                self._register_child_finalizer()
+
+    def snapshot_stats(self) -> LoggerStats:
+        stats = LoggerStats(**self.stats.as_dict())
+        stats.enqueued = self._received + len(self._queue)
+        return stats
+
+    def pending(self) -> int:
+        return len(self._queue) + max(0, len(self._inflight) - self._inflight_pos)
+
+    # -- the worker ----------------------------------------------------------
+    def _run(self) -> None:
+        worker_thread_local.is_worker = True
+        if self.journal.has_pending():
+            self._down = True  # replay older spills before anything new is sent
+            self._next_probe = 0.0
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._abandoned:
+                return
+            try:
+                self._process_queue()
+            except Exception as exc:  # noqa: BLE001 - the worker must survive its own bugs
+                containment.report("the logger's worker", exc)
+            if self._stop and not self._queue:
+                return
+
+    def _process_queue(self) -> None:
+        while self._queue:
+            records = []
+            queue = self._queue
+            limit = self.max_queue_size
+            while queue and len(records) < limit:
+                records.append(queue.popleft())
+            self._inflight, self._inflight_pos = records, 0
+            with self._space:
+                self._space.notify_all()
+            self._process(records, track=True)
+            if self._abandoned:
+                return
+        if self._down and time.monotonic() >= self._next_probe:
+            self._probe()
+
+    def _process(self, records: list, track: bool = False) -> None:
+        """Write `records` in order. With `track`, keep `_inflight_pos` at the first record
+        not yet written, so that an exit that gives up on the worker spills from there."""
+        pending: dict[str, list] = {}  # run_id -> [metrics, params, tags]
+        size = 0
+        index = 0
+        self._received += sum(1 for r in records if r[0] not in "fx")
+        while index < len(records):
+            if self._abandoned:
+                return
+            rec = records[index]
+            kind = rec[0]
+            if kind == "m":
+                batch = pending.get(rec[1]) or pending.setdefault(rec[1], [[], [], []])
+                batch[0].append(Metric(rec[2], rec[3], rec[4], rec[5]))
+                size += 1
+            elif kind == "p":
+                batch = pending.get(rec[1]) or pending.setdefault(rec[1], [[], [], []])
+                batch[1].append(Param(rec[2], rec[3]))
+                size += 1
+            elif kind == "t":
+                batch = pending.get(rec[1]) or pending.setdefault(rec[1], [[], [], []])
+                batch[2].append((rec[2], rec[3]))
+                size += 1
+            else:
+                if pending:
+                    self._send_batches(pending)
+                    pending, size = {}, 0
+                if track:
+                    self._inflight_pos = index
+                try:
+                    self._control(rec)
+                except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
+                    containment.report("the logger's worker", exc)
+            if size >= self.max_batch_size:
+                self._send_batches(pending)
+                pending, size = {}, 0
+                if track:
+                    self._inflight_pos = index + 1
+            index += 1
+        if pending:
+            self._send_batches(pending)
+        if track:
+            self._inflight_pos = len(records)
+
+    def _control(self, rec: tuple) -> None:
+        kind = rec[0]
+        if kind == "c":
+            run = rec[1]
+            if self._source_tags is not None:
+                with containment.contained("collecting source tags"):
+                    tags = dict(self._source_tags())
+                    tags.update(run.tags)
+                    run = type(run)(run.run_id, run.experiment_name, run.run_name, run.start_time, run.parent_run_id, tags)
+            self._send(run.run_id, lambda: self.backend.create_run(run), lambda: encode_create(run), 1, create=True)
+        elif kind == "e":
+            _, run_id, status, end_time = rec
+            self._send(run_id, lambda: self.backend.end_run(run_id, status, end_time),
+                       lambda: encode_end(run_id, status, end_time), 1)
+        elif kind == "a":
+            self._send_artifact(*rec[1:])
+        elif kind == "x":
+            self._run_deferred(rec[1])
+        elif kind == "f":
+            try:
+                if not self._down:
+                    with containment.contained("flushing the backend"):
+                        self.backend.flush()
+            finally:
+                rec[1].set()
+        else:
+            containment.report("the logger", ValueError(f"unknown record kind {kind!r}"))
+
+    def _run_deferred(self, work: Callable[[], None]) -> None:
+        outer = self._inline
+        emitted: list = []
+        self._inline = emitted
+        try:
+            with containment.contained(getattr(work, "autolog_label", "deferred logging work")):
+                work()
+        finally:
+            self._inline = outer
+        if emitted:
+            if outer is not None:
+                outer.extend(emitted)
+            else:
+                self._process(emitted)
+
+    def _send_batches(self, pending: dict) -> None:
+        try:
+            limits = self.backend.limits
+        except Exception:  # noqa: BLE001 - a backend that cannot even say its limits is down
+            limits = BatchLimits()
+        for run_id, (metrics, params, tags) in pending.items():
+            for m_chunk, p_chunk, t_chunk in _chunks(metrics, params, tags, limits):
+                count = len(m_chunk) + len(p_chunk) + len(t_chunk)
+                self._send(
+                    run_id,
+                    lambda: self.backend.log_batch(run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk),
+                    lambda: encode_batch(run_id, m_chunk, p_chunk, t_chunk),
+                    count,
+                )
+
+    def _send_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str], owned: bool) -> None:
+        def deliver():
+            self.backend.log_artifact(run_id, local_path, artifact_path)
+
+        def encode():
+            path = local_path
+            if not owned or not _inside(path, self.journal.folder):
+                path = self.journal.stage(local_path)  # the journal keeps its own copy
+                if owned:
+                    _remove_owned(local_path)
+            return encode_artifact(run_id, path, artifact_path)
+
+        if self._send(run_id, deliver, encode, 1) and owned:
+            _remove_owned(local_path)
+
+    def _send(self, run_id: str, op: Callable[[], None], encode: Callable[[], dict], count: int,
+              create: bool = False) -> bool:
+        """Write one operation, retrying; spill it when the backend stays down. True if written."""
+        if run_id in self._failed_runs:
+            self._reject(encode(), count, RunNotFound(run_id))
+            return False
+        if self._down:
+            self._spill([encode()], count)
+            return False
+        deadline = time.monotonic() + self.retry_seconds
+        last: Optional[BaseException] = None
+        for delay in (0.0,) + _BACKOFF * 100:
+            if delay:
+                if self._stop or self._abandoned or time.monotonic() + delay > deadline:
+                    break
+                self.stats.retried += 1
+                time.sleep(delay)
+            try:
+                op()
+            except (BackendUnavailable, RunNotFound) as exc:
+                last = exc  # a missing run may be created by another process's logger soon
+                continue
+            except Exception as exc:  # noqa: BLE001 - refused for good: journal it aside
+                if create:
+                    self._failed_runs.add(run_id)
+                self._reject(encode(), count, exc)
+                return False
+            self.stats.written += count
+            return True
+        self._mark_down(last)
+        self._spill([encode()], count)
+        return False
+
+    def _mark_down(self, exc: Optional[BaseException]) -> None:
+        if not self._down:
+            containment.warn_once(
+                f"backend down: {self.backend.uri}",
+                "the tracking backend %s is not answering (%s); training goes on, records are kept in %s "
+                "and sent when it is back (or with `autolog sync`)",
+                self.backend.uri, exc, self.journal.folder,
+            )
+        self._down = True
+        self._probe_interval = _PROBE_FIRST_S
+        self._next_probe = time.monotonic() + self._probe_interval
+
+    def _probe(self) -> None:
+        """Try to replay the journal; on success write directly again."""
+        try:
+            result = self.journal.replay(self.backend)
+        except Exception as exc:  # noqa: BLE001
+            containment.report("replaying the journal", exc)
+            result = None
+        # segments still locked by other live processes are theirs to send, not ours to wait for
+        if result is not None and result.unavailable is None:
+            if result.sent:
+                log.info("autolog: the backend %s is back; %d journalled records sent", self.backend.uri, result.sent)
+            self.stats.replayed += result.sent
+            self._down = False
+            return
+        if result is not None:
+            self.stats.replayed += result.sent
+        self._probe_interval = min(_PROBE_MAX_S, self._probe_interval * 2)
+        self._next_probe = time.monotonic() + self._probe_interval
+
+    def _spill(self, ops: list, count: int) -> None:
+        try:
+            self.journal.append(ops)
+            self.stats.spilled += count
+        except Exception as exc:  # noqa: BLE001 - the journal's disk failed too: the one real loss
+            self.stats.dropped += count
+            containment.report(f"writing the spill journal {self.journal.folder} ({count} records lost)", exc)
+
+    def _reject(self, op: dict, count: int, exc: BaseException) -> None:
+        self.stats.rejected += count
+        try:
+            self.journal._reject(op, exc)
+        except Exception as journal_exc:  # noqa: BLE001
+            self.stats.dropped += count
+            containment.report("keeping a refused record", journal_exc)
+
+    # -- shutdown, exit and fork ------------------------------------------------
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flush within `timeout`, then stop the worker; spill whatever is left. True if all was written."""
+        if self._pid != os.getpid():
+            return True
+        timeout = self.exit_flush_timeout if timeout is None else timeout
+        complete = self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        if not complete:
+            self._abandon_and_spill()
+        else:
+            thread = self._thread
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+                thread.join(min(1.0, timeout))
+        if not self._down:
+            with containment.contained("closing the backend"):
+                self.backend.flush()
+        self.journal.close_segment()
+        return complete
+
+    def _abandon_and_spill(self) -> None:
+        """The worker did not finish in time (a hung backend): spill its remaining work from here."""
+        self._abandoned = True
+        leftover = list(self._inflight[self._inflight_pos:]) + list(self._queue)
+        self._queue.clear()
+        self._inflight, self._inflight_pos = [], 0
+        self._down = True
+        if leftover:
+            ops, count = _encode_records(leftover, self)
+            if ops:
+                self._spill(ops, count)
+            containment.warn_once(
+                "exit spill",
+                "the tracking backend %s did not take everything before exit; %d records were kept in %s "
+                "and will be sent by the next autolog process or `autolog sync`",
+                self.backend.uri, count, self.journal.folder,
+            )
+
+    def _after_fork_in_child(self) -> None:
+        journal = self.journal
+        self._init_process_state()
+        self._forked_child = True
+        journal.after_fork_in_child()
+
+    def _register_child_finalizer(self) -> None:
+        """A multiprocessing worker leaves through os._exit: flush on its way out."""
+        self._finalizer_registered = True
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            mp_util.Finalize(None, self.close, exitpriority=10)
+
+
+def _chunks(metrics: list, params: list, tags: list, limits):
+    """Cut one run's batch to the backend's limits, keeping order within each kind."""
+    if (len(metrics) <= limits.max_metrics and len(params) <= limits.max_params
+            and len(tags) <= limits.max_tags and len(metrics) + len(params) + len(tags) <= limits.max_total):
+        yield metrics, params, tags
+        return
+    mi = pi = ti = 0
+    while mi < len(metrics) or pi < len(params) or ti < len(tags):
+        room = limits.max_total
+        p_chunk = params[pi: pi + min(limits.max_params, room)]
+        room -= len(p_chunk)
+        t_chunk = tags[ti: ti + min(limits.max_tags, room)]
+        room -= len(t_chunk)
+        m_chunk = metrics[mi: mi + min(limits.max_metrics, room)]
+        pi += len(p_chunk)
+        ti += len(t_chunk)
+        mi += len(m_chunk)
+        yield m_chunk, p_chunk, t_chunk
+
+
+def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
+    """Records (tuples) as journal operations, for a spill from outside the worker."""
+    ops: list = []
+    count = 0
+    pending: dict[str, list] = {}
+
+    def flush_pending():
+        nonlocal count
+        for run_id, (metrics, params, tags) in pending.items():
+            ops.append(encode_batch(run_id, metrics, params, tags))
+            count += len(metrics) + len(params) + len(tags)
+        pending.clear()
+
+    for rec in records:
+        kind = rec[0]
+        if kind in ("m", "p", "t"):
+            batch = pending.setdefault(rec[1], [[], [], []])
+            if kind == "m":
+                batch[0].append(Metric(rec[2], rec[3], rec[4], rec[5]))
+            elif kind == "p":
+                batch[1].append(Param(rec[2], rec[3]))
+            else:
+                batch[2].append((rec[2], rec[3]))
+            continue
+        flush_pending()
+        if kind == "c":
+            ops.append(encode_create(rec[1]))
+            count += 1
+        elif kind == "e":
+            ops.append(encode_end(rec[1], rec[2], rec[3]))
+            count += 1
+        elif kind == "a":
+            with containment.contained("keeping an artifact at exit"):
+                path = rec[2] if _inside(rec[2], logger.journal.folder) else logger.journal.stage(rec[2])
+                ops.append(encode_artifact(rec[1], path, rec[3]))
+                count += 1
+        elif kind == "x":
+            # deferred work (a model to write) runs here, on the exiting thread, in order
+            emitted: list = []
+            logger._inline = emitted
+            worker_thread_local.is_worker = True
+            try:
+                with containment.contained(getattr(rec[1], "autolog_label", "deferred logging work at exit")):
+                    rec[1]()
+            finally:
+                worker_thread_local.is_worker = False
+                logger._inline = None
+            more_ops, more = _encode_records(emitted, logger)
+            ops.extend(more_ops)
+            count += more
+        elif kind == "f":
+            rec[1].set()
+    flush_pending()
+    return ops, count
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep)
+
+
+def _remove_owned(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def new_staging_dir(logger: BatchingLogger) -> str:
+    """A fresh folder, inside the logger's journal, for files the worker will deliver and delete."""
+    path = os.path.join(logger.journal.folder, "staged", uuid.uuid4().hex)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+# -- every logger of the process: exit and fork -----------------------------------------
+_all_loggers: "weakref.WeakSet[BatchingLogger]" = weakref.WeakSet()
+
+
+def close_all(timeout: Optional[float] = None) -> None:
+    for logger in list(_all_loggers):
+        with containment.contained("flushing at exit"):
+            logger.close(timeout)
+
+
+def _after_fork_in_child() -> None:
+    for logger in list(_all_loggers):
+        logger._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

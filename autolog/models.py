@@ -1,0 +1,197 @@
+"""Models: how an integration logs a trained model, and `load_model` to get it back.
+
+A logged model is a folder (by default the artifact `model/`) in the MLflow Model
+format, so both `autolog.load_model(run_id)` and `mlflow.pyfunc.load_model(
+"runs:/<id>/model")` read it:
+
+    model/
+      MLmodel            flavors (the native one and python_function), run id, signature,
+                         and an `autolog` section naming the loader; written as JSON,
+                         which YAML readers (MLflow's) parse as well
+      requirements.txt   the libraries that trained it, pinned to the versions in use
+      python_env.yaml, conda.yaml
+      ...                the flavor's own files (e.g. model.pkl)
+
+An integration describes its format with a `ModelFlavor`: `snapshot(model)` runs on
+the training thread and must return a consistent copy (the user may refit the same
+object right after); `save(snapshot, path)` runs on the logger's worker, writes the
+files and returns the `flavors` entries of MLmodel. The version of the library is
+known, so requirements are written directly (no subprocess to infer them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from importlib import metadata
+from typing import Any, Iterable, Optional
+
+from autolog import containment
+
+MODEL_ARTIFACT_PATH = "model"
+MLMODEL_FILE = "MLmodel"
+TAG_MODEL_SKIPPED = "autolog.model_skipped"
+
+
+class ModelFlavor:
+    name: str = ""  # native flavor name in MLmodel, e.g. "sklearn"
+    library: str = ""  # distribution pinned in requirements.txt, e.g. "scikit-learn"
+    loader: str = ""  # "module:function" taking the model folder, returning the model
+    requirements: tuple = ()  # other distributions the model needs to load (pinned when installed)
+
+    def snapshot(self, model: Any) -> Any:
+        raise NotImplementedError
+
+    def snapshot_size(self, snapshot: Any) -> Optional[int]:
+        return len(snapshot) if isinstance(snapshot, (bytes, bytearray)) else None
+
+    def save(self, snapshot: Any, path: str) -> dict:
+        """Write the model's files under `path`; return MLmodel's flavors dict."""
+        raise NotImplementedError
+
+
+def pinned(distributions: Iterable[str]) -> list[str]:
+    """`name==version` for each installed distribution (others are left out)."""
+    out = []
+    for dist in distributions:
+        try:
+            out.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_model_folder(path: str, flavor: ModelFlavor, snapshot: Any, *, run_id: Optional[str] = None,
+                       artifact_path: str = MODEL_ARTIFACT_PATH, signature: Optional[dict] = None,
+                       input_example: Optional[tuple[str, dict]] = None, metadata_extra: Optional[dict] = None) -> dict:
+    """Write a complete model folder at `path` (created); return the MLmodel content."""
+    os.makedirs(path, exist_ok=True)
+    flavors = flavor.save(snapshot, path)
+    requirements = pinned([flavor.library, *flavor.requirements]) if flavor.library else []
+    python_version = platform.python_version()
+    env = {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
+    pyfunc = flavors.get("python_function")
+    if pyfunc is not None:
+        pyfunc.setdefault("env", env)
+        pyfunc.setdefault("python_version", python_version)
+    mlmodel: dict = {
+        "artifact_path": artifact_path,
+        "flavors": flavors,
+        "model_uuid": uuid.uuid4().hex,
+        "utc_time_created": time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime()),
+        "autolog": {"loader": flavor.loader, "flavor": flavor.name, "python_version": python_version,
+                    **({"library": flavor.library, "library_version": _version(flavor.library)} if flavor.library else {}),
+                    **(metadata_extra or {})},
+    }
+    if run_id:
+        mlmodel["run_id"] = run_id
+    if signature:
+        mlmodel["signature"] = signature
+    if input_example is not None:
+        name, content = input_example
+        with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
+            json.dump(content, fh)
+        mlmodel["saved_input_example_info"] = {"artifact_path": name, **content.get("_info", {})}
+    with open(os.path.join(path, MLMODEL_FILE), "w", encoding="utf-8") as fh:
+        json.dump(mlmodel, fh, indent=2, default=str)
+    with open(os.path.join(path, "requirements.txt"), "w", encoding="utf-8") as fh:
+        fh.write("\n".join(requirements) + ("\n" if requirements else ""))
+    with open(os.path.join(path, "python_env.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(f"python: {python_version}\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n")
+    with open(os.path.join(path, "conda.yaml"), "w", encoding="utf-8") as fh:
+        deps = "".join(f"  - {r}\n" for r in requirements)
+        fh.write(f"channels:\n- conda-forge\ndependencies:\n- python={python_version}\n- pip\n- pip:\n{deps}name: autolog-env\n")
+    return mlmodel
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODEL_ARTIFACT_PATH,
+              signature: Optional[dict] = None, input_example: Optional[tuple[str, dict]] = None,
+              max_size_mb: Optional[float] = None, on_logged=None) -> bool:
+    """Snapshot `model` now (training thread), write and deliver it on the worker.
+
+    Returns False when the model was skipped for its size (tagged on the run, not silent).
+    `on_logged(run, artifact_path)` is called on the worker once the folder is handed over
+    (the MLflow backend registers models from there).
+    """
+    snapshot = flavor.snapshot(model)
+    size = flavor.snapshot_size(snapshot)
+    if max_size_mb is not None and size is not None and size > max_size_mb * 1024 * 1024:
+        reason = f"model of {size / 1048576:.1f} MB is over max_model_size_mb={max_size_mb}"
+        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
+        containment.warn_once(f"model size {flavor.name}", "%s; not logged (run %s)", reason, run.run_id)
+        return False
+
+    def write_and_log() -> None:
+        folder = os.path.join(run.staging_dir(), os.path.basename(artifact_path.rstrip("/")) or "model")
+        write_model_folder(folder, flavor, snapshot, run_id=run.run_id, artifact_path=artifact_path,
+                           signature=signature, input_example=input_example)
+        run.log_owned_artifact(folder, artifact_path)
+        if on_logged is not None:
+            on_logged(run, artifact_path)
+
+    run.defer(write_and_log, label=f"writing the {flavor.name} model of run {run.run_id}")
+    return True
+
+
+def read_mlmodel(folder: str) -> dict:
+    path = os.path.join(folder, MLMODEL_FILE)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            import yaml  # MLmodel files written by MLflow itself are YAML
+        except ImportError as exc:
+            raise ValueError(f"{path} is YAML; install PyYAML to read it") from exc
+        return yaml.safe_load(text)
+
+
+def parse_model_uri(uri: str) -> tuple[Optional[str], str]:
+    """(run id, artifact path) of `runs:/ID/PATH`, `ID` or `ID/PATH`; (None, path) of a local folder."""
+    if uri.startswith("runs:/"):
+        rest = uri[len("runs:/"):].strip("/")
+        run_id, _, path = rest.partition("/")
+        return run_id, path or MODEL_ARTIFACT_PATH
+    if os.path.isdir(uri):
+        return None, uri
+    run_id, _, path = uri.strip("/").partition("/")
+    return run_id, path or MODEL_ARTIFACT_PATH
+
+
+def load_model(run_id_or_uri: str, *, tracking_uri: Optional[str] = None) -> Any:
+    """Load a model logged by autolog: a run id (or unique prefix of one, in the local store),
+    `runs:/<run id>/<path>`, or a local model folder."""
+    from autolog import runs
+    from autolog.integration import load
+
+    run_id, path = parse_model_uri(str(run_id_or_uri))
+    if run_id is None:
+        folder = path
+    else:
+        backend = runs._reader(tracking_uri)
+        resolve = getattr(backend, "resolve_run_id", None)
+        if resolve is not None:
+            run_id = resolve(run_id)
+        folder = backend.download_artifacts(run_id, path, tempfile.mkdtemp(prefix="autolog-model-"))
+    if not os.path.isfile(os.path.join(folder, MLMODEL_FILE)):
+        raise FileNotFoundError(f"no model at {run_id_or_uri!r} (no {MLMODEL_FILE} file in {folder})")
+    meta = read_mlmodel(folder)
+    loader = (meta.get("autolog") or {}).get("loader")
+    if not loader:
+        raise ValueError(f"the model at {run_id_or_uri!r} was not written by autolog; load it with mlflow.pyfunc.load_model")
+    if sys.modules.get("autolog.integrations") is None:
+        import autolog.integrations  # noqa: F401 - the loaders live there
+    return load(loader)(folder)

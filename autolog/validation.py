@@ -1,0 +1,161 @@
+"""Checks and normalisation of what is logged: keys, param and tag values, metric values.
+
+Two modes. The manual API (`autolog.log_param(...)`) raises a clear error on bad
+input. Automatic logging (integrations) normalises instead, as documented here:
+
+- keys: at most 250 characters of letters, digits, `_ - . / : ` and space; they may not
+  start with `/` or contain `..`. Normalised: other characters become `_`, a long key is
+  cut to 250 characters.
+- param values: text, at most 6000 characters; tag values at most 8000. Normalised:
+  `str()` of simple values, `repr()` of anything else, longer text cut with a marker
+  `...[truncated N chars]`; a value whose `repr` raises becomes `<unrepresentable TYPE>`.
+- metric values: anything `float()` accepts (Python and numpy numbers, 0-d arrays,
+  one-element torch tensors, bools); NaN and +-inf are stored as such.
+- secrets: values whose key looks like a password, token, secret, API/access/private
+  key or credential are replaced by `[REDACTED]`; credentials in URLs are stripped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+REDACTED = "[REDACTED]"
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-. /:]+$")
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
+_SECRET_NAME_RE = re.compile(
+    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
+    r"credential|auth(orization)?|bearer|session[-_]?key|signature)",
+    re.IGNORECASE,
+)
+_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+
+# keys already checked; bounded so that a stream of unique keys cannot grow it forever
+_valid_keys: set[str] = set()
+_VALID_KEYS_MAX = 100_000
+
+
+def check_key(key: Any, kind: str = "key") -> str:
+    """Return `key` if valid, else raise ValueError saying why (manual API)."""
+    if key in _valid_keys:
+        return key
+    if not isinstance(key, str):
+        raise TypeError(f"{kind} must be a string, not {type(key).__name__}: {key!r}")
+    problem = _key_problem(key)
+    if problem:
+        raise ValueError(f"invalid {kind} {key!r}: {problem}")
+    if len(_valid_keys) < _VALID_KEYS_MAX:
+        _valid_keys.add(key)
+    return key
+
+
+def _key_problem(key: str) -> str:
+    if not key:
+        return "it is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"it is {len(key)} characters long, the limit is {MAX_KEY_LENGTH}"
+    if not _KEY_RE.match(key):
+        return "only letters, digits, underscores, dashes, periods, slashes, colons and spaces are allowed"
+    if key.startswith("/") or ".." in key:
+        return "it may not start with '/' or contain '..'"
+    return ""
+
+
+def normalize_key(key: Any) -> str:
+    """Make any key valid (automatic logging)."""
+    if isinstance(key, str) and key in _valid_keys:
+        return key
+    text = key if isinstance(key, str) else str(key)
+    text = _BAD_KEY_CHARS.sub("_", text).lstrip("/")
+    while ".." in text:
+        text = text.replace("..", "._")
+    text = text[:MAX_KEY_LENGTH] or "_"
+    if len(_valid_keys) < _VALID_KEYS_MAX:
+        _valid_keys.add(text)
+    return text
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending with a marker that counts what was cut."""
+    if len(text) <= limit:
+        return text
+    removed = len(text) - limit
+    while True:  # the marker's own length depends on the count it shows
+        marker = f"...[truncated {removed} chars]"
+        keep = max(0, limit - len(marker))
+        if len(text) - keep == removed:
+            return text[:keep] + marker
+        removed = len(text) - keep
+
+
+def value_to_text(value: Any, limit: int = MAX_PARAM_VALUE_LENGTH) -> str:
+    """The readable text of a param or tag value, truncated with a marker past `limit`."""
+    if isinstance(value, str):
+        text = value
+    elif value is None or isinstance(value, (bool, int, float)):
+        text = str(value)
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - a value's own repr may be broken
+            text = f"<unrepresentable {type(value).__name__}>"
+    return truncate(text, limit)
+
+
+def metric_value(value: Any) -> float:
+    """float() of a metric value; raises TypeError/ValueError for what is not a number."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"metric value must be a number, not {type(value).__name__}: {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"metric value must be a number, got {type(value).__name__}: {value!r}") from None
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME_RE.search(name or ""))
+
+
+def strip_url_credentials(text: str) -> str:
+    return _URL_CREDENTIALS_RE.sub(lambda m: m.group("scheme"), text)
+
+
+def redact_value(name: str, value: Any) -> Any:
+    """REDACTED when the name looks secret; URL credentials stripped from text."""
+    if is_secret_name(str(name)):
+        return REDACTED
+    if isinstance(value, str) and "@" in value:
+        return strip_url_credentials(value)
+    return value
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line with the values of secret-looking options replaced."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if arg.startswith("-") and "=" in arg:
+            name, _, _value = arg.partition("=")
+            out.append(f"{name}={REDACTED}" if is_secret_name(name) else strip_url_credentials(arg))
+            continue
+        if arg.startswith("-") and is_secret_name(arg):
+            out.append(arg)
+            hide_next = True
+            continue
+        out.append(strip_url_credentials(arg))
+    return out
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)
