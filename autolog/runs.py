@@ -619,3 +619,22 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def reset_for_tests() -> None:
+    """Forget every run, logger and setting of this process (flushing first). For test suites."""
+    from autolog.integration import engine
+
+    engine.disable_all()
+    for run in reversed(_current_stack()):
+        with containment.contained("ending a run left active by a test"):
+            _end(run, RunStatus.FINISHED)
+    _set_stack(())
+    for logger in list(_state.loggers.values()):
+        with containment.contained("closing a logger"):
+            logger.close(timeout=30)
+    _state.loggers.clear()
+    _state.settings = config.Settings()
+    _state.main_stack = ()
+    _state.last_run_id = _state.last_run_uri = None
+    _state.env_attached = False
