@@ -81,6 +81,7 @@ def autolog(
     arguments = {k: v for k, v in locals().items() if k not in ("disable", "engine")}
     if disable or _config.env_value("AUTOLOG_DISABLE", bool, False):
         engine.disable_all()
+        _disable_run_context()
         return []
     settings = _config.build_settings(arguments)
     _runs.set_settings(settings)
@@ -97,6 +98,14 @@ def _enable_run_context(settings: _config.Settings) -> None:
     except ImportError:
         return
     context.enable(settings)
+
+
+def _disable_run_context() -> None:
+    try:
+        from autolog import context
+    except ImportError:
+        return
+    context.disable()
 
 
 def enabled_integrations() -> list[str]:
