@@ -1,0 +1,541 @@
+"""The `autolog` command: list, show, compare and plot runs; sync them into another backend.
+
+    autolog runs [--experiment NAME] [--status STATUS] [--limit N] [--metrics a,b] [--json]
+    autolog show RUN [--json]
+    autolog compare RUN RUN... [--only-diff] [--json]
+    autolog plot RUN... --metric KEY [--metric KEY2] -o FILE.png
+    autolog sync --to URI [--from URI] [--journal DIR ...] [--experiment NAME] [--dry-run] [--json]
+
+Every command reads the store through the Backend protocol's reading side, so it works
+on any tracking URI (`--tracking-uri`, else AUTOLOG_TRACKING_URI, MLFLOW_TRACKING_URI,
+./autolog-runs). A RUN is a run id or a unique prefix of one. Tables are aligned for a
+terminal; `--json` prints JSON for scripts. A user error is one line on stderr,
+`autolog: error: ...`, and exit code 1; a usage error exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shutil
+import sys
+from collections import Counter
+from typing import Any, Optional, Sequence
+
+from autolog.backends import Backend, BackendError, RunNotFound, get_backend, resolve_tracking_uri
+from autolog.entities import Run, RunStatus
+from autolog.sync import SyncError, missing_store, sync
+
+PROG = "autolog"
+SHORT_ID = 8
+MAX_CELL = 48  # widest a table cell gets in the terminal view
+MAX_TAG_VALUE = 60
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 1."""
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare" and len(args.runs) < 2:
+        parser.error("compare needs at least two runs")
+    try:
+        return args.handler(args)
+    except BrokenPipeError:  # `autolog runs | head`
+        return 0
+    except (CliError, SyncError, BackendError, OSError) as exc:
+        _error(_message(exc))
+        return 1
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --tracking-uri is accepted before and after the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tracking-uri", metavar="URI", default=argparse.SUPPRESS,
+                        help="the store to read (default: AUTOLOG_TRACKING_URI, MLFLOW_TRACKING_URI, ./autolog-runs)")
+    parser = argparse.ArgumentParser(prog=PROG, parents=[common],
+                                     description="List, show, compare and plot autolog runs; sync them to another backend.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("runs", parents=[common], help="a table of runs, newest first")
+    p.add_argument("--experiment", metavar="NAME", help="only the runs of this experiment")
+    p.add_argument("--status", type=str.upper, choices=RunStatus.ALL, help="only runs with this status")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
+    p.add_argument("--metrics", metavar="A,B", help="the metric columns (default: the 3 most common keys)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("show", parents=[common], help="one run: params, metrics, tags, artifacts")
+    p.add_argument("run", metavar="RUN", help="a run id or a unique prefix of one")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("compare", parents=[common], help="params and metrics of runs side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--only-diff", action="store_true", help="only the rows where the runs differ")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_compare)
+
+    p = sub.add_parser("plot", parents=[common], help="metric curves over steps, to an image file")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--metric", action="append", required=True, metavar="KEY", help="a metric key (repeatable)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image to write (.png, .svg, .pdf)")
+    p.set_defaults(handler=cmd_plot)
+
+    p = sub.add_parser("sync", parents=[common], help="copy runs and spill journals into another backend")
+    p.add_argument("--to", required=True, metavar="URI", dest="to", help="the target backend")
+    p.add_argument("--from", metavar="URI", dest="source",
+                   help="the source store (default: the tracking URI)")
+    p.add_argument("--journal", action="append", default=[], metavar="DIR",
+                   help="also replay this journal folder into the target (repeatable)")
+    p.add_argument("--experiment", metavar="NAME", help="copy only the runs of this experiment")
+    p.add_argument("--dry-run", action="store_true", help="count what would be sent, send nothing")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_sync)
+    return parser
+
+
+# -- opening the store and finding runs ------------------------------------------------------
+
+def open_store(args) -> Backend:
+    uri = resolve_tracking_uri(getattr(args, "tracking_uri", None))
+    missing = missing_store(uri)
+    if missing is not None:
+        raise CliError(f"no autolog store at {missing}")
+    return get_backend(uri)
+
+
+def find_run(store: Backend, ref: str) -> Run:
+    """The run named by an id or a unique id prefix."""
+    ref = ref.strip()
+    if not ref:
+        raise CliError("empty run id")
+    resolver = getattr(store, "resolve_run_id", None)
+    if resolver is not None:
+        try:
+            run_id = resolver(ref)
+        except (LookupError, ValueError, BackendError) as exc:
+            raise CliError(_message(exc)) from None
+        if not run_id:
+            raise CliError(f"no run with id or prefix {ref!r}")
+        return store.get_run(run_id)
+    try:
+        return store.get_run(ref)
+    except RunNotFound:
+        pass
+    matches = [r for r in store.search_runs() if r.run_id.startswith(ref)]
+    if not matches:
+        raise CliError(f"no run with id or prefix {ref!r}")
+    if len(matches) > 1:
+        ids = ", ".join(r.run_id[:12] for r in matches[:5])
+        raise CliError(f"run prefix {ref!r} is ambiguous: {len(matches)} runs match ({ids}{', ...' if len(matches) > 5 else ''})")
+    return matches[0]
+
+
+def last_points(store: Backend, run: Run) -> dict:
+    """key -> {value, step, timestamp} of each metric's last point (highest step, then latest)."""
+    out = {}
+    for key in sorted(run.metrics):
+        history = store.get_metric_history(run.run_id, key)
+        if history:
+            last = max(history, key=lambda m: (m.step, m.timestamp))
+            out[key] = {"value": last.value, "step": last.step, "timestamp": last.timestamp}
+        else:
+            out[key] = {"value": run.metrics[key], "step": None, "timestamp": None}
+    return out
+
+
+def artifact_list(store: Backend, run_id: str, path: Optional[str] = None) -> list[dict]:
+    out = []
+    for info in store.list_artifacts(run_id, path):
+        out.append({"path": info.path, "is_dir": info.is_dir, "size": info.size})
+        if info.is_dir:
+            out.extend(artifact_list(store, run_id, info.path))
+    return out
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: Optional[int] = None,
+                 max_cell: int = MAX_CELL) -> str:
+    """An aligned text table: numbers right-aligned, long cells cut, fitted to `width`."""
+    cells = [[_cell_text(c) for c in row] for row in rows]
+    head = [str(h) for h in headers]
+    numeric = [bool(cells) and all(_looks_numeric(row[i]) for row in cells if row[i] not in ("", "-"))
+               and any(row[i] not in ("", "-") for row in cells) for i in range(len(head))]
+    widths = [max([len(head[i])] + [len(row[i]) for row in cells]) for i in range(len(head))]
+    widths = [min(w, max(max_cell, len(head[i]))) for i, w in enumerate(widths)]
+    if width is None:
+        width = shutil.get_terminal_size((120, 24)).columns
+    gap = 2
+    # shrink the widest columns until the table fits (never below 8 characters)
+    while sum(widths) + gap * (len(widths) - 1) > width:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= 8:
+            break
+        widths[widest] -= 1
+
+    def line(values: Sequence[str]) -> str:
+        parts = []
+        for i, text in enumerate(values):
+            text = _cut(text, widths[i])
+            parts.append(text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i]))
+        return (" " * gap).join(parts).rstrip()
+
+    out = [line(head), line(["-" * w for w in widths])]
+    out.extend(line(row) for row in cells)
+    return "\n".join(out)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format_number(value)
+    return " ".join(str(value).split()) if "\n" in str(value) or "\t" in str(value) else str(value)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 3)] + "..."
+
+
+def format_number(value: Any, digits: int = 6) -> str:
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number) or math.isinf(number):
+        return str(number)
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return f"{number:.{digits}g}"
+
+
+def format_time(ms: Optional[int]) -> str:
+    if ms is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(ms: Optional[int]) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, allow_nan=True))
+
+
+def _child_mark() -> str:
+    mark = "\u2514 "
+    try:
+        mark.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "`- "
+    return mark
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+def cmd_runs(args) -> int:
+    store = open_store(args)
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    if args.experiment:
+        names = sorted(e.name for e in store.list_experiments())
+        if args.experiment not in names:
+            raise CliError(f"no experiment named {args.experiment!r} (experiments: {', '.join(names) or 'none'})")
+    runs = store.search_runs([args.experiment] if args.experiment else None,
+                             [args.status] if args.status else None, None, args.limit)
+    keys = _main_metric_keys(runs, args.metrics)
+    if args.json:
+        _print_json([r.to_dict() for r in runs])
+        return 0
+    if not runs:
+        where = " matching the filters" if args.experiment or args.status else ""
+        print(f"no runs{where} in {store.uri}")
+        return 0
+    rows = []
+    mark = _child_mark()
+    for run, depth in _tree_order(runs):
+        name = ("  " * (depth - 1) + mark if depth else "") + run.run_name
+        rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, run.status,
+                     format_time(run.start_time), format_duration(run.duration_ms)]
+                    + [run.metrics.get(k) for k in keys])
+    print(format_table(["id", "name", "experiment", "status", "start", "duration"] + keys, rows))
+    return 0
+
+
+def _main_metric_keys(runs: Sequence[Run], wanted: Optional[str]) -> list[str]:
+    if wanted:
+        return [k.strip() for k in wanted.split(",") if k.strip()]
+    counts = Counter(k for r in runs for k in r.metrics)
+    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+
+
+def _tree_order(runs: Sequence[Run]) -> list[tuple[Run, int]]:
+    """Runs newest first, each child right under its parent (when the parent is listed)."""
+    listed = {r.run_id for r in runs}
+    children: dict[str, list[Run]] = {}
+    roots = []
+    for run in runs:
+        if run.parent_run_id and run.parent_run_id in listed:
+            children.setdefault(run.parent_run_id, []).append(run)
+        else:
+            roots.append(run)
+    out: list[tuple[Run, int]] = []
+
+    def walk(run: Run, depth: int) -> None:
+        out.append((run, depth))
+        for child in sorted(children.get(run.run_id, []), key=lambda r: (r.start_time, r.run_id)):
+            if depth < 20:
+                walk(child, depth + 1)
+
+    for run in roots:
+        walk(run, 0)
+    return out
+
+
+# -- show -------------------------------------------------------------------------------------
+
+def cmd_show(args) -> int:
+    store = open_store(args)
+    run = find_run(store, args.run)
+    points = last_points(store, run)
+    artifacts = artifact_list(store, run.run_id)
+    if args.json:
+        data = run.to_dict()
+        data["last_metrics"] = points
+        data["artifacts"] = artifacts
+        _print_json(data)
+        return 0
+    header = [
+        ("run", run.run_id),
+        ("name", run.run_name),
+        ("experiment", run.experiment_name),
+        ("status", run.status),
+        ("start", format_time(run.start_time)),
+        ("end", format_time(run.end_time)),
+        ("duration", format_duration(run.duration_ms)),
+    ]
+    if run.parent_run_id:
+        parent = run.parent_run_id
+        try:
+            parent = f"{parent} ({store.get_run(parent).run_name})"
+        except RunNotFound:
+            pass
+        header.append(("parent", parent))
+    if run.artifact_uri:
+        header.append(("artifacts at", run.artifact_uri))
+    label = max(len(k) for k, _ in header)
+    print("\n".join(f"{k.ljust(label)}  {v}" for k, v in header))
+    _section("Params", ["key", "value"], [[k, run.params[k]] for k in sorted(run.params)])
+    _section("Metrics, last values", ["key", "value", "step"],
+             [[k, format_number(p["value"], 8), p["step"]] for k, p in points.items()])
+    _section("Tags", ["key", "value"],
+             [[k, _cut(" ".join(str(run.tags[k]).split()), MAX_TAG_VALUE)] for k in sorted(run.tags)])
+    _section("Artifacts", ["path", "size"],
+             [[a["path"] + ("/" if a["is_dir"] else ""), _size(a["size"]) if not a["is_dir"] else ""]
+              for a in artifacts])
+    return 0
+
+
+def _section(title: str, headers: list[str], rows: list) -> None:
+    print()
+    print(f"{title} ({len(rows)})" if rows else f"{title}: none")
+    if rows:
+        print(format_table(headers, rows, max_cell=max(MAX_CELL, MAX_TAG_VALUE)))
+
+
+def _size(size: Optional[int]) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+def cmd_compare(args) -> int:
+    store = open_store(args)
+    runs = [find_run(store, ref) for ref in args.runs]
+    params = _side_by_side([r.params for r in runs])
+    metrics = _side_by_side([r.metrics for r in runs])
+    if args.only_diff:
+        params = [row for row in params if row[2]]
+        metrics = [row for row in metrics if row[2]]
+    if args.json:
+        _print_json({
+            "runs": [{"run_id": r.run_id, "run_name": r.run_name, "experiment_name": r.experiment_name,
+                      "status": r.status, "duration_ms": r.duration_ms} for r in runs],
+            "params": [{"key": k, "values": v, "differs": d} for k, v, d in params],
+            "metrics": [{"key": k, "values": v, "differs": d} for k, v, d in metrics],
+        })
+        return 0
+    columns = _run_columns(runs)
+    info = [["experiment"] + [r.experiment_name for r in runs],
+            ["status"] + [r.status for r in runs],
+            ["duration"] + [format_duration(r.duration_ms) for r in runs]]
+    print(format_table(["run"] + columns, info))
+    for title, rows in (("Params", params), ("Metrics", metrics)):
+        differing = sum(1 for row in rows if row[2])
+        print()
+        if not rows:
+            print(f"{title}: {'no differences' if args.only_diff else 'none'}")
+            continue
+        print(f"{title} ({len(rows)}, {differing} differ{'s' if differing == 1 else ''})")
+        table = [["*" if d else "", k] + [_compare_cell(v) for v in values] for k, values, d in rows]
+        print(format_table(["", "key"] + columns, table))
+    return 0
+
+
+def _side_by_side(dicts: Sequence[dict]) -> list[tuple[str, list, bool]]:
+    keys = sorted(set().union(*dicts))
+    rows = []
+    for key in keys:
+        values = [d.get(key) for d in dicts]
+        comparable = ["nan" if isinstance(v, float) and math.isnan(v) else v for v in values]
+        rows.append((key, values, len({repr(v) for v in comparable}) > 1))
+    return rows
+
+
+def _compare_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)
+
+
+def _run_columns(runs: Sequence[Run]) -> list[str]:
+    """Column titles: name and short id; the same run twice still gets two columns."""
+    return [f"{r.run_name} ({r.run_id[:SHORT_ID]})" for r in runs]
+
+
+# -- plot -------------------------------------------------------------------------------------
+
+def cmd_plot(args) -> int:
+    store = open_store(args)
+    runs = [find_run(store, ref) for ref in args.runs]
+    keys = list(dict.fromkeys(args.metric))
+    curves: dict[str, list[tuple[Run, list]]] = {key: [] for key in keys}
+    for run in runs:
+        for key in keys:
+            if key not in run.metrics:
+                known = ", ".join(sorted(run.metrics)) or "none"
+                raise CliError(f"run {run.run_id[:SHORT_ID]} ({run.run_name}) has no metric {key!r} (its metrics: {known})")
+            history = sorted(store.get_metric_history(run.run_id, key), key=lambda m: (m.step, m.timestamp))
+            curves[key].append((run, history))
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 3.2 * len(keys) + 0.6), squeeze=False)
+    try:
+        for ax, key in zip(axes[:, 0], keys):
+            for run, history in curves[key]:
+                steps = [m.step for m in history]
+                values = [m.value for m in history]
+                ax.plot(steps, values, marker="o" if len(history) <= 25 else None, markersize=3,
+                        label=f"{run.run_name} ({run.run_id[:SHORT_ID]})")
+            ax.set_title(key)
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(key)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(args.output, dpi=100)
+    finally:
+        plt.close(fig)
+    print(f"wrote {args.output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, "
+          f"{len(keys)} metric{'s' if len(keys) != 1 else ''})")
+    return 0
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CliError("plot needs matplotlib: pip install 'autolog[plot]'") from None
+    return plt
+
+
+# -- sync -------------------------------------------------------------------------------------
+
+def cmd_sync(args) -> int:
+    source = args.source or getattr(args, "tracking_uri", None)
+    report = sync(source, args.to, journals=args.journal, dry_run=args.dry_run, experiment=args.experiment)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(_sync_summary(report))
+    if report.unavailable is not None:
+        _error(f"the target {report.target} stopped answering ({report.unavailable}); run the sync again later")
+        return 1
+    if report.errors:
+        for line in report.errors:
+            _error(line)
+        return 1
+    return 0
+
+
+def _sync_summary(report) -> str:
+    verb = "would copy" if report.dry_run else "copied"
+    lines = [f"{'dry run: ' if report.dry_run else ''}sync {report.source} -> {report.target}"]
+    if report.source_missing:
+        lines.append(f"runs:     no store at {report.source}; journals only")
+    else:
+        lines.append(f"runs:     {report.runs_copied} {verb}, {report.runs_updated} "
+                     f"{'would be ' if report.dry_run else ''}completed, {report.runs_skipped} already there"
+                     + (f", {report.runs_failed} refused" if report.runs_failed else ""))
+        lines.append(f"records:  {report.metric_points} metric points, {report.params} params, "
+                     f"{report.tags} tags, {report.artifacts} artifact file{'s' if report.artifacts != 1 else ''}")
+    lines.append(f"journals: {report.journal_records} records {'pending' if report.dry_run else 'replayed'} "
+                 f"from {len(report.journals)} journal{'s' if len(report.journals) != 1 else ''}"
+                 + (f", {report.journal_rejected} rejected" if report.journal_rejected else ""))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
