@@ -1,0 +1,647 @@
+"""The embedded default store: one SQLite database (WAL) plus an artifact folder.
+
+Layout of a store directory (``./autolog-runs`` unless told otherwise)::
+
+    <dir>/autolog.db                                 runs, params, metrics, tags
+    <dir>/artifacts/<experiment_id>/<run_id>/...     files logged with log_artifact
+
+The directory and the schema are made on the first write; reading a store that does
+not exist raises ``BackendError("no autolog store at PATH")``. Several processes on one
+machine may write the same store at once: each write is one ``BEGIN IMMEDIATE``
+transaction, SQLite's file locks serialise the writers, and a writer that waits past
+the busy timeout gets ``BackendUnavailable`` (the logger retries, then spills).
+
+Each process, and each thread in it, has its own connection; a forked child never
+touches its parent's connections (``after_fork_in_child`` and a pid check).
+docs/local-store.md describes the schema and the policies in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from typing import Iterable, Iterator, Optional, Sequence
+
+from autolog.backends import local_path_of
+from autolog.backends.base import Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound
+from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus
+
+#: the schema this code reads and writes; a store with another version is refused
+SCHEMA_VERSION = 1
+DB_FILE = "autolog.db"
+ARTIFACTS_DIR = "artifacts"
+BUSY_TIMEOUT_S = 30.0
+#: MLflow gives the experiment named "Default" the id 0; so do we
+DEFAULT_EXPERIMENT_NAME = "Default"
+DEFAULT_EXPERIMENT_ID = 0
+#: files being copied into the artifact folder carry this prefix until os.replace
+_TMP_PREFIX = ".autolog-tmp-"
+#: stay well under SQLite's limit on host parameters per statement
+_MAX_VARS = 900
+
+# Metric values: SQLite turns a bound NaN into NULL, so NULL in metrics.value and
+# latest_metrics.value *means* NaN (a metric value is never missing otherwise). +inf and
+# -inf are REALs that SQLite stores and returns unchanged.
+_SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE experiments (
+        experiment_id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        creation_time INTEGER)""",
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        run_name TEXT,
+        experiment_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        start_time INTEGER NOT NULL,
+        end_time INTEGER,
+        parent_run_id TEXT,
+        artifact_uri TEXT NOT NULL)""",  # relative to the store dir, so a copied store still works
+    "CREATE INDEX runs_by_start_time ON runs (start_time)",
+    "CREATE INDEX runs_by_parent ON runs (parent_run_id)",
+    """CREATE TABLE params (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)) WITHOUT ROWID""",
+    """CREATE TABLE metrics (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL,
+        step INTEGER NOT NULL, timestamp INTEGER NOT NULL)""",
+    "CREATE INDEX metrics_by_run_key_step ON metrics (run_id, key, step)",
+    """CREATE TABLE latest_metrics (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL,
+        step INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key)) WITHOUT ROWID""",
+    """CREATE TABLE tags (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)) WITHOUT ROWID""",
+    """CREATE TABLE artifacts (
+        run_id TEXT NOT NULL, path TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER,
+        PRIMARY KEY (run_id, path)) WITHOUT ROWID""",
+)
+
+_INSERT_METRIC = "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)"
+# the last value of a key is the one with the highest step, then the latest timestamp;
+# on a full tie the later write wins, as it does within a batch
+_UPSERT_LATEST = """
+    INSERT INTO latest_metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, key) DO UPDATE SET
+        value = excluded.value, step = excluded.step, timestamp = excluded.timestamp
+    WHERE excluded.step > latest_metrics.step
+       OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)
+"""
+_UPSERT_TAG = """
+    INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)
+    ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value
+"""
+_UPSERT_ARTIFACT = """
+    INSERT INTO artifacts (run_id, path, is_dir, size) VALUES (?, ?, ?, ?)
+    ON CONFLICT (run_id, path) DO UPDATE SET is_dir = excluded.is_dir, size = excluded.size
+"""
+_RUN_COLUMNS = """
+    r.run_id, r.run_name, r.experiment_id, e.name, r.status, r.start_time, r.end_time,
+    r.parent_run_id, r.artifact_uri
+"""
+
+# SQLite result codes (primary, the low byte) that mean "try again later"
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL = 5, 6, 10, 13, 14, 15
+_TRANSIENT_CODES = {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL}
+_TRANSIENT_TEXT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open database")
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+#: connections inherited through fork: kept referenced so that they are never closed
+#: (closing one in the child could disturb the parent's locks and WAL)
+_abandoned_after_fork: list = []
+
+
+def _nan_if_null(value: Optional[float]) -> float:
+    return math.nan if value is None else value
+
+
+class LocalStore(Backend):
+    """The SQLite + artifact folder store behind a local path or a ``file:`` URI."""
+
+    schemes = ("local", "file")
+    limits = BatchLimits(max_metrics=100_000, max_params=10_000, max_tags=10_000, max_total=100_000)
+
+    def __init__(self, uri: str):
+        super().__init__(uri)
+        self.root = os.path.abspath(os.path.expanduser(local_path_of(uri)))
+        self.db_path = os.path.join(self.root, DB_FILE)
+        self.artifacts_root = os.path.join(self.root, ARTIFACTS_DIR)
+        self._reset_connections()
+
+    # -- connections -----------------------------------------------------
+    def _reset_connections(self) -> None:
+        # a fresh lock, never acquired here: after a fork the parent's may be held forever
+        self._lock = threading.Lock()
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
+        self._pid = os.getpid()
+        self._schema_checked = False
+
+    def after_fork_in_child(self) -> None:
+        _abandoned_after_fork.extend(self._conns.values())
+        self._reset_connections()
+
+    def _connection(self, create: bool) -> sqlite3.Connection:
+        """This thread's connection; `create` makes the store if it does not exist yet."""
+        if self._pid != os.getpid():  # forked without the at-fork hook (a store not from the registry)
+            self.after_fork_in_child()
+        thread = threading.current_thread()
+        conn = self._conns.get(thread)
+        if conn is not None:
+            return conn
+        if not os.path.exists(self.db_path):
+            if not create:
+                raise BackendError(f"no autolog store at {self.root}")
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except OSError as exc:
+                raise _os_error(f"cannot create the autolog store at {self.root}", exc) from exc
+        with _sqlite_errors(self.root):
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                if not self._schema_checked:
+                    self._ensure_schema(conn)
+                    self._schema_checked = True
+            except BaseException:
+                conn.close()
+                raise
+        with self._lock:
+            # drop the connections of threads that have ended
+            for dead in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(dead).close()
+            self._conns[thread] = conn
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        tables = self._tables(conn)
+        if not tables:
+            # a new store: WAL is a property of the database file, set once here
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._tables(conn):  # another process may have won the race
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            tables = self._tables(conn)
+        if "schema_version" not in tables:
+            raise BackendError(
+                f"{self.db_path} is not an autolog store (it has tables but no schema_version table)"
+            )
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if version is None:
+            raise BackendError(f"the autolog store at {self.root} has an empty schema_version table")
+        if version > SCHEMA_VERSION:
+            raise BackendError(
+                f"the autolog store at {self.root} has schema version {version}, newer than version "
+                f"{SCHEMA_VERSION} that this autolog knows; upgrade autolog to read or write it"
+            )
+        if version < SCHEMA_VERSION:
+            raise BackendError(
+                f"the autolog store at {self.root} has schema version {version}, older than version "
+                f"{SCHEMA_VERSION} that this autolog knows, and no migration from it exists"
+            )
+
+    @staticmethod
+    def _tables(conn: sqlite3.Connection) -> set:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {name for (name,) in rows if not name.startswith("sqlite_")}
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the store is made on first use."""
+        with _sqlite_errors(self.root):
+            conn = self._connection(create=True)
+            # IMMEDIATE takes the write lock now (waiting up to the busy timeout), rather
+            # than failing at the first write of a read transaction that cannot be upgraded
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for a read made of several queries."""
+        with _sqlite_errors(self.root):
+            conn = self._connection(create=False)
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                _rollback(conn)
+
+    def shutdown(self) -> None:
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
+            return
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # -- writing ---------------------------------------------------------
+    def create_run(self, run: RunStart) -> None:
+        with self._write() as conn:
+            if _run_exists(conn, run.run_id):
+                return  # a replay of the journal, or a second create: nothing to do
+            experiment_id = self._experiment_id(conn, run.experiment_name, run.start_time)
+            conn.execute(
+                "INSERT INTO runs (run_id, run_name, experiment_id, status, start_time, end_time,"
+                " parent_run_id, artifact_uri) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                (run.run_id, run.run_name, experiment_id, RunStatus.RUNNING, int(run.start_time),
+                 run.parent_run_id, f"{ARTIFACTS_DIR}/{experiment_id}/{run.run_id}"),
+            )
+            if run.tags:
+                conn.executemany(_UPSERT_TAG, [(run.run_id, str(k), str(v)) for k, v in run.tags.items()])
+
+    @staticmethod
+    def _experiment_id(conn: sqlite3.Connection, name: str, creation_time: int) -> int:
+        row = conn.execute("SELECT experiment_id FROM experiments WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return row[0]
+        if name == DEFAULT_EXPERIMENT_NAME:
+            conn.execute(
+                "INSERT INTO experiments (experiment_id, name, creation_time) VALUES (?, ?, ?)",
+                (DEFAULT_EXPERIMENT_ID, name, int(creation_time)),
+            )
+            return DEFAULT_EXPERIMENT_ID
+        cursor = conn.execute(
+            "INSERT INTO experiments (experiment_id, name, creation_time)"
+            " VALUES ((SELECT MAX(1, COALESCE(MAX(experiment_id), 0) + 1) FROM experiments), ?, ?)",
+            (name, int(creation_time)),
+        )
+        return cursor.lastrowid
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        # the Python work happens before the write lock is taken
+        metric_rows = [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
+        latest: dict[str, tuple] = {}
+        for row in metric_rows:
+            best = latest.get(row[1])
+            if best is None or row[3] > best[3] or (row[3] == best[3] and row[4] >= best[4]):
+                latest[row[1]] = row
+        param_rows = _param_rows(run_id, params)
+        tag_rows = [(run_id, str(k), str(v)) for k, v in tags]
+        with self._write() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+            if param_rows:
+                self._check_params(conn, run_id, param_rows)
+                conn.executemany(
+                    "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", param_rows
+                )
+            if tag_rows:
+                conn.executemany(_UPSERT_TAG, tag_rows)
+            if metric_rows:
+                conn.executemany(_INSERT_METRIC, metric_rows)
+                conn.executemany(_UPSERT_LATEST, latest.values())
+
+    @staticmethod
+    def _check_params(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+        """A param may be logged again with the value it has; another value is an error."""
+        keys = [key for _, key, _ in rows]
+        existing: dict[str, str] = {}
+        for start in range(0, len(keys), _MAX_VARS):
+            chunk = keys[start:start + _MAX_VARS]
+            existing.update(conn.execute(
+                f"SELECT key, value FROM params WHERE run_id = ? AND key IN ({','.join('?' * len(chunk))})",
+                (run_id, *chunk),
+            ).fetchall())
+        for _, key, value in rows:
+            old = existing.get(key)
+            if old is not None and old != value:
+                raise BackendError(
+                    f"param {key!r} of run {run_id} was already logged as {old!r}; "
+                    f"it cannot be changed to {value!r}"
+                )
+
+    def end_run(self, run_id: str, status: str, end_time: int) -> None:
+        status = RunStatus.check(status)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, end_time = ? WHERE run_id = ?", (status, int(end_time), run_id)
+            )
+            if cursor.rowcount == 0:
+                raise RunNotFound(run_id)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        """Copy a file into ``<artifact_path>/<its name>``, or a folder's contents into
+        ``<artifact_path>/`` (MLflow's log_artifact / log_artifacts). Each file is written
+        under a temporary name and renamed, so a reader never sees half a file."""
+        run_dir = self._artifact_dir(run_id)
+        rel_base = _clean_artifact_path(artifact_path)
+        if not os.path.exists(local_path):
+            raise BackendError(f"cannot log artifact {local_path!r}: no such file or folder")
+        try:
+            if os.path.isdir(local_path):
+                copied = _copy_tree(local_path, run_dir, rel_base)
+            else:
+                rel = "/".join(p for p in (rel_base, os.path.basename(os.path.normpath(local_path))) if p)
+                copied = _copy_file(local_path, run_dir, rel)
+        except OSError as exc:
+            raise _os_error(f"cannot copy {local_path!r} into the artifacts of run {run_id}", exc) from exc
+        with self._write() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+            conn.executemany(_UPSERT_ARTIFACT, [(run_id, rel, is_dir, size) for rel, is_dir, size in copied])
+
+    def _artifact_dir(self, run_id: str) -> str:
+        with self._read() as conn:
+            row = conn.execute("SELECT artifact_uri FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return self._absolute_artifact_uri(row[0])
+
+    def _absolute_artifact_uri(self, stored: str) -> str:
+        return os.path.normpath(os.path.join(self.root, stored))
+
+    # -- reading ---------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e USING (experiment_id) WHERE r.run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            run = self._run_from_row(row)
+            run.params.update(conn.execute("SELECT key, value FROM params WHERE run_id = ?", (run_id,)))
+            run.tags.update(conn.execute("SELECT key, value FROM tags WHERE run_id = ?", (run_id,)))
+            run.metrics.update(
+                (key, _nan_if_null(value))
+                for key, value in conn.execute("SELECT key, value FROM latest_metrics WHERE run_id = ?", (run_id,))
+            )
+            return run
+
+    def _run_from_row(self, row: tuple) -> Run:
+        run_id, run_name, experiment_id, experiment_name, status, start, end, parent, artifact_uri = row
+        return Run(
+            run_id=run_id,
+            run_name=run_name,
+            experiment_id=str(experiment_id),
+            experiment_name=experiment_name,
+            status=status,
+            start_time=start,
+            end_time=end,
+            parent_run_id=parent,
+            artifact_uri=self._absolute_artifact_uri(artifact_uri),
+        )
+
+    def search_runs(
+        self,
+        experiment_names: Optional[Iterable[str]] = None,
+        statuses: Optional[Iterable[str]] = None,
+        parent_run_id: Optional[str] = None,
+        max_results: Optional[int] = None,
+    ) -> list[Run]:
+        """Runs newest first (by start time), filtered by experiment, status and parent."""
+        where, args = [], []
+        if experiment_names is not None:
+            names = list(experiment_names)
+            if not names:
+                return []
+            where.append(f"e.name IN ({','.join('?' * len(names))})")
+            args.extend(names)
+        if statuses is not None:
+            wanted = [RunStatus.check(s) for s in statuses]
+            if not wanted:
+                return []
+            where.append(f"r.status IN ({','.join('?' * len(wanted))})")
+            args.extend(wanted)
+        if parent_run_id is not None:
+            where.append("r.parent_run_id = ?")
+            args.append(parent_run_id)
+        selected = (
+            "SELECT r.run_id FROM runs r JOIN experiments e USING (experiment_id)"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.start_time DESC, r.rowid DESC"
+        )
+        if max_results is not None:
+            selected += f" LIMIT {max(0, int(max_results))}"
+        with self._read() as conn:
+            found = {}
+            for row in conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e USING (experiment_id)"
+                f" WHERE r.run_id IN ({selected}) ORDER BY r.start_time DESC, r.rowid DESC",
+                args,
+            ):
+                found[row[0]] = self._run_from_row(row)
+            # one query per table for all the runs found, whatever their number
+            for table, field in (("params", "params"), ("tags", "tags"), ("latest_metrics", "metrics")):
+                for run_id, key, value in conn.execute(
+                    f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({selected})", args
+                ):
+                    if run_id in found:
+                        getattr(found[run_id], field)[key] = _nan_if_null(value) if field == "metrics" else value
+            return list(found.values())
+
+    def list_experiments(self) -> list[Experiment]:
+        with self._read() as conn:
+            return [
+                Experiment(str(eid), name, ctime)
+                for eid, name, ctime in conn.execute(
+                    "SELECT experiment_id, name, creation_time FROM experiments ORDER BY experiment_id"
+                )
+            ]
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of one metric, by step, then timestamp, then the order written."""
+        with self._read() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+            rows = conn.execute(
+                "SELECT value, timestamp, step FROM metrics WHERE run_id = ? AND key = ?"
+                " ORDER BY step, timestamp, seq",
+                (run_id, key),
+            ).fetchall()
+        return [Metric(key, _nan_if_null(value), timestamp, step) for value, timestamp, step in rows]
+
+    def list_artifacts(self, run_id: str, path: Optional[str] = None) -> list[ArtifactInfo]:
+        """The files and folders directly under `path` of the run's artifacts (one level, as
+        MLflow lists them), read from the folder itself; [] when `path` is no folder."""
+        rel = _clean_artifact_path(path)
+        folder = os.path.join(self._artifact_dir(run_id), *rel.split("/")) if rel else self._artifact_dir(run_id)
+        if not os.path.isdir(folder):
+            return []
+        out = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TMP_PREFIX):
+                    continue  # a file still being copied in
+                is_dir = entry.is_dir()
+                out.append(ArtifactInfo(
+                    "/".join(p for p in (rel, entry.name) if p), is_dir, None if is_dir else entry.stat().st_size
+                ))
+        return sorted(out, key=lambda a: a.path)
+
+    def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str:
+        """The artifact's own absolute path: the store is local, nothing is copied."""
+        rel = _clean_artifact_path(path)
+        run_dir = self._artifact_dir(run_id)
+        local = os.path.join(run_dir, *rel.split("/")) if rel else run_dir
+        if not os.path.exists(local):
+            raise FileNotFoundError(f"no artifact {path!r} in run {run_id} (looked in {local})")
+        return local
+
+    # -- helpers for the CLI ---------------------------------------------
+    def experiment_by_name(self, name: str) -> Optional[Experiment]:
+        """The experiment called `name`, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT experiment_id, name, creation_time FROM experiments WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else Experiment(str(row[0]), row[1], row[2])
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        """The names of the metrics a run has, sorted."""
+        with self._read() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+            rows = conn.execute("SELECT key FROM latest_metrics WHERE run_id = ? ORDER BY key", (run_id,))
+            return [key for (key,) in rows]
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """The one run id that starts with `prefix` (like git's short hashes).
+
+        Raises RunNotFound when no run matches, BackendError when several do."""
+        prefix = str(prefix).strip()
+        if not prefix:
+            raise RunNotFound(prefix)
+        with self._read() as conn:
+            if _run_exists(conn, prefix):
+                return prefix
+            # a range over the primary key: every string that starts with `prefix`
+            matches = [
+                run_id
+                for (run_id,) in conn.execute(
+                    "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 6",
+                    (prefix, prefix + "\U0010ffff"),
+                )
+            ]
+        if not matches:
+            raise RunNotFound(prefix)
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise BackendError(f"run id prefix {prefix!r} is ambiguous: it matches {shown}")
+        return matches[0]
+
+
+# -- module helpers ------------------------------------------------------------------------
+def _run_exists(conn: sqlite3.Connection, run_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+
+def _param_rows(run_id: str, params: Sequence[Param]) -> list[tuple]:
+    rows: dict[str, tuple] = {}
+    for p in params:
+        value = str(p.value)
+        seen = rows.get(p.key)
+        if seen is not None and seen[2] != value:
+            raise BackendError(f"param {p.key!r} of run {run_id} is logged twice in one batch: {seen[2]!r} and {value!r}")
+        rows[p.key] = (run_id, p.key, value)
+    return list(rows.values())
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _is_transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None and (code & 0xFF) in _TRANSIENT_CODES:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and any(t in text for t in _TRANSIENT_TEXT)
+
+
+@contextlib.contextmanager
+def _sqlite_errors(root: str) -> Iterator[None]:
+    """SQLite's errors as the backend protocol's: busy, locked, disk full and I/O errors
+    are worth retrying (BackendUnavailable); anything else is a BackendError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if _is_transient(exc):
+            raise BackendUnavailable(f"the autolog store at {root} is unavailable: {exc}") from exc
+        raise BackendError(f"the autolog store at {root}: {exc}") from exc
+
+
+def _os_error(what: str, exc: OSError) -> BackendError:
+    cls = BackendUnavailable if exc.errno in _TRANSIENT_ERRNOS else BackendError
+    return cls(f"{what}: {exc}")
+
+
+def _clean_artifact_path(path: Optional[str]) -> str:
+    """A relative, "/"-separated artifact path; refuses anything that leaves the run's folder."""
+    if not path:
+        return ""
+    text = str(path).replace("\\", "/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if text.startswith("/") or ".." in parts:
+        raise BackendError(f"artifact path {path!r} must be relative and stay inside the run's artifacts")
+    return "/".join(parts)
+
+
+def _copy_file(src: str, run_dir: str, rel: str) -> list[tuple]:
+    """Copy one file to `run_dir/rel` through a temporary name; the rows for `artifacts`."""
+    dest = os.path.join(run_dir, *rel.split("/"))
+    folder = os.path.dirname(dest)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return [(rel, 0, os.path.getsize(dest))]
+
+
+def _copy_tree(src: str, run_dir: str, rel_base: str) -> list[tuple]:
+    """Copy a folder's contents under `run_dir/rel_base`, file by file."""
+    rows = []
+    os.makedirs(os.path.join(run_dir, *rel_base.split("/")) if rel_base else run_dir, exist_ok=True)
+    for folder, dirs, files in os.walk(src):
+        dirs.sort()
+        sub = os.path.relpath(folder, src).replace(os.sep, "/")
+        rel_folder = "/".join(p for p in (rel_base, "" if sub == "." else sub) if p)
+        for name in dirs:
+            rel = "/".join(p for p in (rel_folder, name) if p)
+            os.makedirs(os.path.join(run_dir, *rel.split("/")), exist_ok=True)
+            rows.append((rel, 1, None))
+        for name in sorted(files):
+            rows.extend(_copy_file(os.path.join(folder, name), run_dir, "/".join(p for p in (rel_folder, name) if p)))
+    return rows
+
+
+__all__ = ["LocalStore", "SCHEMA_VERSION"]
+_ = time  # noqa: F401
