@@ -178,10 +178,13 @@ def _point(m: Metric) -> tuple:
 
 
 def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) -> None:
-    try:
-        existing: Optional[Run] = target.get_run(run.run_id)
-    except RunNotFound:
-        existing = None
+    existing: Optional[Run] = None
+    # a local target that does not exist yet has no runs (it is made by the first write)
+    if missing_store(target.uri) is None:
+        try:
+            existing = target.get_run(run.run_id)
+        except RunNotFound:
+            existing = None
     histories = {key: source.get_metric_history(run.run_id, key) for key in sorted(run.metrics)}
     source_files = _artifact_files(source, run.run_id)
 
