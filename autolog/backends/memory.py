@@ -1,7 +1,8 @@
 """An in-memory backend, for unit tests of the core.
 
 `get_backend("memory:NAME")` returns one store per name and process. It can be
-told to fail (`fail_with`), which is how the logger's retry and spill paths are
+told to fail (`fail_with`, for `fail_remaining` writes or all of them) or to be
+slow (`write_delay_s`), which is how the logger's retry and spill paths are
 tested without a network.
 """
 
@@ -31,6 +32,8 @@ class InMemoryBackend(Backend):
         self.calls: list[tuple[str, str]] = []  # (method, run_id), in the order received
         #: set to an exception instance to make every write raise it (outage simulation)
         self.fail_with: Optional[BaseException] = None
+        #: with `fail_with`: how many more writes fail before it recovers (None: all of them)
+        self.fail_remaining: Optional[int] = None
         self.write_delay_s = 0.0
 
     def _maybe_fail(self):
@@ -39,7 +42,11 @@ class InMemoryBackend(Backend):
 
             time.sleep(self.write_delay_s)
         if self.fail_with is not None:
-            raise self.fail_with
+            if self.fail_remaining is None:
+                raise self.fail_with
+            if self.fail_remaining > 0:
+                self.fail_remaining -= 1
+                raise self.fail_with
 
     def _experiment(self, name: str) -> Experiment:
         exp = self.experiments.get(name)

@@ -1,0 +1,394 @@
+"""The BatchingLogger against the in-memory backend: batching, order, back-pressure,
+flush deadlines, retry, spill to the journal and replay, refused records, counters.
+
+Each test builds its own logger over its own `InMemoryBackend` and journal folder, so
+nothing here depends on the run API. Waiting is done with `flush()`, events, or a
+poll loop with a generous deadline; nothing asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from autolog import config
+from autolog.backends.base import BackendUnavailable
+from autolog.backends.memory import InMemoryBackend
+from autolog.entities import RunStart, RunStatus
+from autolog.journal import Journal
+from autolog.logger import BatchingLogger
+
+RUN = "a" * 32
+OTHER = "b" * 32
+
+
+class RecordingBackend(InMemoryBackend):
+    """The memory backend, also keeping the size of every batch it was sent."""
+
+    def __init__(self, uri="memory:recording"):
+        super().__init__(uri)
+        self.batch_sizes: list[int] = []
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        super().log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self.batch_sizes.append(len(metrics) + len(params) + len(tags))
+
+
+class GatedBackend(InMemoryBackend):
+    """A backend whose writes hang until the test opens the gate."""
+
+    def __init__(self, uri="memory:gated"):
+        super().__init__(uri)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.entered.set()
+        self.gate.wait(60)
+        super().log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+
+@pytest.fixture
+def make_logger(tmp_path):
+    made = []
+
+    def make(backend=None, **options):
+        backend = backend or InMemoryBackend("memory:test")
+        options.setdefault("flush_interval", 0.05)
+        options.setdefault("retry_seconds", 2.0)
+        journal = Journal(backend.uri, folder=str(tmp_path / f"journal-{len(made)}"))
+        logger = BatchingLogger(backend, journal=journal, **options)
+        made.append(logger)
+        return logger, backend
+
+    yield make
+    for logger in made:
+        gate = getattr(logger.backend, "gate", None)
+        if gate is not None:
+            gate.set()
+        logger.backend.fail_with = None
+        logger.close(timeout=10)
+
+
+def create(logger, run_id=RUN, name="r"):
+    logger.enqueue(("c", RunStart(run_id, "Default", name, 1, None, {})))
+
+
+def metric(logger, step, run_id=RUN, key="loss"):
+    logger.enqueue(("m", run_id, key, float(step), 1_000 + step, step))
+
+
+def wait_until(predicate, timeout=20.0):
+    """Poll `predicate` until true; fail after a generous deadline (not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        pause.wait(0.01)
+
+
+def points(backend, run_id=RUN, key="loss"):
+    return backend.metric_history.get((run_id, key), [])
+
+
+def test_default_flush_interval_is_at_most_one_second(monkeypatch):
+    monkeypatch.delenv("AUTOLOG_FLUSH_INTERVAL", raising=False)
+    assert config.logger_options()["flush_interval"] <= 1.0
+    logger = BatchingLogger(InMemoryBackend("memory:defaults"))
+    try:
+        assert logger.flush_interval <= 1.0
+        assert logger.max_queue_size >= logger.max_batch_size
+    finally:
+        logger.close(timeout=5)
+
+
+def test_batches_by_size_without_flush(make_logger):
+    logger, backend = make_logger(RecordingBackend(), max_batch_size=100, max_queue_size=10_000, flush_interval=60.0)
+    create(logger)
+    for step in range(1000):
+        metric(logger, step)
+    # the worker is woken by the batch size, not by a flush or the (one minute) interval
+    wait_until(lambda: len(points(backend)) == 1000)
+    assert backend.batch_sizes and max(backend.batch_sizes) <= 100
+    assert sum(backend.batch_sizes) == 1000
+    assert len(backend.batch_sizes) >= 10
+
+
+def test_batches_by_time_without_flush(make_logger):
+    logger, backend = make_logger(max_batch_size=5000, flush_interval=0.1)
+    create(logger)
+    for step in range(3):
+        metric(logger, step)
+    # three records never fill a batch: the interval alone gets them written
+    wait_until(lambda: len(points(backend)) == 3)
+    assert logger.stats.written == 4  # the run's creation and three points
+
+
+def test_enqueue_does_no_io(make_logger):
+    logger, backend = make_logger(GatedBackend(), flush_interval=0.01)
+    create(logger)
+    metric(logger, 0)
+    assert backend.entered.wait(20)  # the worker is now stuck inside the backend
+    for step in range(1, 5001):
+        metric(logger, step)  # returns at once although the backend hangs
+    assert logger.pending() >= 5000
+    backend.gate.set()
+    assert logger.flush(30)
+    assert len(points(backend)) == 5001
+
+
+def test_order_kept_within_each_run(make_logger):
+    logger, backend = make_logger(max_batch_size=64, max_queue_size=1000)
+    create(logger, RUN)
+    create(logger, OTHER)
+    for step in range(3000):
+        metric(logger, step, RUN)
+        metric(logger, step, OTHER)
+        if step % 500 == 0:
+            logger.enqueue(("t", RUN, "phase", str(step)))
+    logger.enqueue(("e", RUN, RunStatus.FINISHED, 5))
+    logger.enqueue(("e", OTHER, RunStatus.FAILED, 6))
+    assert logger.flush(30)
+    for run_id in (RUN, OTHER):
+        steps = [m.step for m in points(backend, run_id)]  # in the order the backend received them
+        assert steps == list(range(3000))
+        calls = [method for method, rid in backend.calls if rid == run_id]
+        assert calls[0] == "create_run" and calls[-1] == "end_run"
+        assert set(calls[1:-1]) == {"log_batch"}
+    assert backend.runs[RUN].tags["phase"] == "2500"  # the last tag set wins
+    assert backend.runs[RUN].status == RunStatus.FINISHED
+    assert backend.runs[OTHER].status == RunStatus.FAILED
+
+
+def test_back_pressure_waits_instead_of_dropping(make_logger):
+    backend = InMemoryBackend("memory:slow")
+    backend.write_delay_s = 0.002
+    logger, _ = make_logger(backend, max_batch_size=10, max_queue_size=50)
+    create(logger)
+    longest = 0
+    for step in range(1000):
+        metric(logger, step)
+        longest = max(longest, len(logger._queue))
+    # the queue never grew past its bound: the producer waited for room
+    assert longest <= 50
+    assert logger.flush(60)
+    assert [m.step for m in points(backend)] == list(range(1000))
+    stats = logger.snapshot_stats()
+    assert stats.dropped == 0 and stats.spilled == 0
+    assert stats.written == 1001
+
+
+def test_flush_honours_its_timeout(make_logger):
+    logger, backend = make_logger(GatedBackend())
+    create(logger)
+    metric(logger, 0)
+    assert logger.flush(0.05) is False  # the backend hangs: flush gives up at its deadline
+    assert backend.entered.is_set()
+    assert points(backend) == []
+    backend.gate.set()
+    assert logger.flush(30) is True
+    assert len(points(backend)) == 1
+
+
+def test_flush_with_nothing_pending_is_true(make_logger):
+    logger, _ = make_logger()
+    assert logger.flush(0) is True
+
+
+def test_retry_with_backoff_then_success(make_logger):
+    backend = InMemoryBackend("memory:flaky")
+    backend.fail_with = BackendUnavailable("HTTP 503")
+    backend.fail_remaining = 3
+    logger, _ = make_logger(backend, retry_seconds=30.0)
+    create(logger)
+    for step in range(10):
+        metric(logger, step)
+    assert logger.flush(60)
+    stats = logger.snapshot_stats()
+    assert stats.retried >= 3
+    assert stats.spilled == 0 and stats.dropped == 0
+    assert [m.step for m in points(backend)] == list(range(10))
+    assert not logger.journal.has_pending()
+
+
+def test_backend_down_spills_then_replays(make_logger, contained_errors):
+    backend = InMemoryBackend("memory:outage")
+    backend.fail_with = BackendUnavailable("connection refused")
+    logger, _ = make_logger(backend, retry_seconds=0.2)
+    create(logger)
+    logger.enqueue(("p", RUN, "lr", "0.1"))
+    for step in range(100):
+        metric(logger, step)
+    logger.enqueue(("e", RUN, RunStatus.FINISHED, 9))
+    assert logger.flush(30)  # spilled counts as done: flush does not hang on a dead backend
+    stats = logger.snapshot_stats()
+    assert stats.spilled == 103  # creation, param, 100 points, end
+    assert stats.written == 0 and stats.dropped == 0
+    segments = logger.journal.pending_segments()
+    assert segments and all(os.path.getsize(s) > 0 for s in segments)
+    assert backend.runs == {}
+
+    # still down: more records go straight to the journal, in order
+    for step in range(100, 110):
+        metric(logger, step)
+    assert logger.flush(30)
+    assert logger.snapshot_stats().spilled == 113
+
+    backend.fail_with = None  # the backend is back; the worker's probe replays the journal
+    wait_until(lambda: logger.stats.replayed >= 113)
+    assert [m.step for m in points(backend)] == list(range(110))
+    assert backend.runs[RUN].params == {"lr": "0.1"}
+    assert backend.runs[RUN].status == RunStatus.FINISHED
+    assert not logger.journal.has_pending()
+    # and new records are written directly again
+    metric(logger, 110)
+    assert logger.flush(30)
+    assert len(points(backend)) == 111
+    assert logger.stats.dropped == 0
+    assert contained_errors == []
+
+
+def test_a_new_logger_replays_an_older_journal_first(tmp_path, make_logger):
+    backend = InMemoryBackend("memory:restart")
+    backend.fail_with = BackendUnavailable("down")
+    first, _ = make_logger(backend, retry_seconds=0.1)
+    create(first)
+    for step in range(5):
+        metric(first, step)
+    first.close(timeout=10)
+    assert first.journal.has_pending()
+
+    backend.fail_with = None
+    second = BatchingLogger(backend, journal=Journal(backend.uri, folder=first.journal.folder), flush_interval=0.05)
+    try:
+        metric(second, 5)
+        wait_until(lambda: len(points(backend)) == 6)
+        assert [m.step for m in points(backend)] == list(range(6))  # the old spill came first
+        assert not second.journal.has_pending()
+    finally:
+        second.close(timeout=10)
+
+
+def test_permanent_errors_are_kept_not_dropped(make_logger):
+    backend = InMemoryBackend("memory:refusing")
+    logger, _ = make_logger(backend)
+    create(logger)
+    assert logger.flush(10)
+    backend.fail_with = ValueError("payload refused")
+    backend.fail_remaining = 1
+    for step in range(7):
+        metric(logger, step)
+    assert logger.flush(10)
+    stats = logger.snapshot_stats()
+    assert stats.rejected == 7 and stats.dropped == 0
+    rejected = os.path.join(logger.journal.folder, "rejected.jsonl")
+    with open(rejected, encoding="utf-8") as fh:
+        entries = [json.loads(line) for line in fh]
+    assert len(entries) == 1
+    assert entries[0]["op"] == "batch" and entries[0]["run_id"] == RUN
+    assert [m[3] for m in entries[0]["metrics"]] == list(range(7))
+    assert "payload refused" in entries[0]["error"]
+    # later records are written as usual
+    metric(logger, 7)
+    assert logger.flush(10)
+    assert [m.step for m in points(backend)] == [7]
+
+
+def test_records_of_a_run_whose_creation_was_refused_are_kept(make_logger):
+    backend = InMemoryBackend("memory:refused-create")
+    backend.fail_with = ValueError("bad experiment")
+    backend.fail_remaining = 1
+    logger, _ = make_logger(backend)
+    create(logger)
+    metric(logger, 0)
+    assert logger.flush(10)
+    stats = logger.snapshot_stats()
+    assert stats.rejected == 2 and stats.dropped == 0
+    with open(os.path.join(logger.journal.folder, "rejected.jsonl"), encoding="utf-8") as fh:
+        ops = [json.loads(line)["op"] for line in fh]
+    assert ops == ["create", "batch"]
+
+
+def test_deferred_work_runs_on_the_worker_in_order(make_logger):
+    logger, backend = make_logger()
+    create(logger)
+    metric(logger, 0)
+    seen = {}
+
+    def work():
+        seen["thread"] = threading.current_thread().name
+        logger.enqueue(("m", RUN, "loss", 1.0, 1001, 1))  # logged from the worker, in place
+
+    logger.enqueue(("x", work))
+    metric(logger, 2)
+    assert logger.flush(10)
+    assert seen["thread"] == "autolog-logger"
+    assert [m.step for m in points(backend)] == [0, 1, 2]
+
+
+def test_deferred_work_that_fails_is_contained(make_logger, contained_errors):
+    logger, backend = make_logger()
+    create(logger)
+
+    def broken():
+        raise RuntimeError("model writer bug")
+
+    broken.autolog_label = "writing a model"
+    logger.enqueue(("x", broken))
+    metric(logger, 0)
+    assert logger.flush(10)
+    assert len(points(backend)) == 1
+    assert [(where, type(exc)) for where, exc in contained_errors] == [("writing a model", RuntimeError)]
+
+
+def test_counters(make_logger):
+    logger, backend = make_logger()
+    create(logger)
+    for step in range(250):
+        metric(logger, step)
+    logger.enqueue(("e", RUN, RunStatus.FINISHED, 3))
+    assert logger.flush(10)
+    stats = logger.snapshot_stats().as_dict()
+    assert stats == {"enqueued": 252, "written": 252, "retried": 0, "spilled": 0, "rejected": 0,
+                     "dropped": 0, "replayed": 0}
+
+
+def test_chunks_to_the_backend_limits(make_logger):
+    from autolog.backends.base import BatchLimits
+
+    backend = RecordingBackend("memory:limits")
+    backend.limits = BatchLimits(max_metrics=30, max_params=5, max_tags=5, max_total=40)
+    logger, _ = make_logger(backend, max_batch_size=1000)
+    create(logger)
+    for i in range(12):
+        logger.enqueue(("p", RUN, f"p{i}", str(i)))
+    for step in range(100):
+        metric(logger, step)
+    assert logger.flush(10)
+    assert max(backend.batch_sizes) <= 40
+    assert sum(backend.batch_sizes) == 112
+    assert [m.step for m in points(backend)] == list(range(100))
+    assert len(backend.runs[RUN].params) == 12
+
+
+def test_close_with_a_hung_backend_spills_what_is_left(make_logger):
+    logger, backend = make_logger(GatedBackend())
+    create(logger)
+    for step in range(50):
+        metric(logger, step)
+    assert backend.entered.wait(20)
+    assert logger.close(timeout=0.1) is False  # gave up on the worker at its deadline
+    stats = logger.snapshot_stats()
+    assert stats.dropped == 0
+    assert stats.spilled >= 50
+    assert logger.journal.has_pending()
+    backend.gate.set()  # the stuck write finishes; the abandoned worker writes nothing more
+    replay = Journal(backend.uri, folder=logger.journal.folder).replay(backend)
+    assert replay.unavailable is None
+    steps = sorted({m.step for m in points(backend)})
+    assert steps == list(range(50))
