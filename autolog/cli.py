@@ -33,6 +33,7 @@ PROG = "autolog"
 SHORT_ID = 8
 MAX_CELL = 48  # widest a table cell gets in the terminal view
 MAX_TAG_VALUE = 60
+MAX_ERROR_LINES = 10  # sync: refused runs listed on stderr
 
 
 class CliError(Exception):
@@ -514,16 +515,20 @@ def cmd_sync(args) -> int:
         _error(f"the target {report.target} stopped answering ({report.unavailable}); run the sync again later")
         return 1
     if report.errors:
-        for line in report.errors:
+        for line in report.errors[:MAX_ERROR_LINES]:
             _error(line)
+        if len(report.errors) > MAX_ERROR_LINES:
+            _error(f"... and {len(report.errors) - MAX_ERROR_LINES} more (all of them with --json)")
         return 1
     return 0
 
 
 def _sync_summary(report) -> str:
     verb = "would copy" if report.dry_run else "copied"
-    lines = [f"{'dry run: ' if report.dry_run else ''}sync {report.source} -> {report.target}"]
-    if report.source_missing:
+    lines = [f"{'dry run: ' if report.dry_run else ''}sync {report.source or 'journals'} -> {report.target}"]
+    if report.source is None:
+        lines.append("runs:     the target is the tracking store itself; journals only")
+    elif report.source_missing:
         lines.append(f"runs:     no store at {report.source}; journals only")
     else:
         lines.append(f"runs:     {report.runs_copied} {verb}, {report.runs_updated} "

@@ -98,25 +98,32 @@ def sync(
     """Copy the runs of `source_uri` into `target_uri`, then replay the spill journals.
 
     `source_uri=None` means the resolved tracking URI (argument-less `autolog`); when that
-    store does not exist, only journals are replayed. `journals`: extra journal folders to
+    store does not exist, or is the target itself, only journals are replayed. `journals`: extra journal folders to
     replay into the target, whatever target they were written for. `experiment`: copy
     only the runs of that experiment (and the parents they need).
     """
     explicit_source = source_uri is not None
     source_resolved = resolve_tracking_uri(source_uri)
     target_resolved = resolve_tracking_uri(target_uri)
-    if source_resolved == target_resolved:
+    same_store = source_resolved == target_resolved
+    if same_store and explicit_source:
         raise SyncError(f"the source and the target are the same store: {target_resolved}")
     report = SyncReport(source=source_resolved, target=target_resolved, dry_run=dry_run)
     missing = missing_store(source_resolved)
     if missing is not None and explicit_source:
         raise SyncError(f"no autolog store at {missing}")
     journal_dirs = _journals_for(target_resolved, journals, replay_target_journals)
+    if same_store and not journal_dirs:
+        raise SyncError(f"the source and the target are the same store ({target_resolved}), "
+                        "and it has no spill journal to replay")
     if missing is not None and not journal_dirs:
         raise SyncError(f"no autolog store at {missing}, and no spill journal for {target_resolved}")
     target = get_backend(target_resolved)
     try:
-        if missing is None:
+        if same_store:
+            # `autolog sync --to <the default store>`: only its spill journals are replayed
+            report.source = None
+        elif missing is None:
             _copy_runs(get_backend(source_resolved), target, report, experiment)
         else:
             report.source_missing = True

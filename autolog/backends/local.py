@@ -25,7 +25,6 @@ import os
 import shutil
 import sqlite3
 import threading
-import time
 import uuid
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -644,4 +643,3 @@ def _copy_tree(src: str, run_dir: str, rel_base: str) -> list[tuple]:
 
 
 __all__ = ["LocalStore", "SCHEMA_VERSION"]
-_ = time  # noqa: F401
