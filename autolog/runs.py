@@ -520,6 +520,9 @@ def attach(token: str) -> ActiveRun:
                     uri, None, "attached", payload.get("start_time", now_ms()), logger)
     run.trained_in = True  # training calls in this process log as child runs of it
     _set_stack(_stack.get() + (run,))
+    for hook in list(_run_start_hooks):  # joined runs get the run context too (system metrics per rank)
+        with containment.contained("a run-start hook"):
+            hook(run)
     return run
 
 
@@ -596,6 +599,25 @@ def training_call_in_progress() -> Optional[TrainingCall]:
     return _in_training.get()
 
 
+class InsideTrainingCall:
+    """Marks this thread as inside a training call, so training calls in it log nothing.
+
+    For the worker threads of a thread pool that a training call dispatches its inner
+    fits to (joblib's threading backend): the ContextVar guard does not follow the work
+    into those threads, this carries it there.
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> "InsideTrainingCall":
+        self._token = _in_training.set(TrainingCall("", "inside another training call"))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        _in_training.reset(self._token)
+        return False
+
+
 # -- exit ------------------------------------------------------------------------------------
 def _install_exit_hook() -> None:
     if not _state.exit_hook_installed:
@@ -626,6 +648,9 @@ def reset_for_tests() -> None:
     from autolog.integration import engine
 
     engine.disable_all()
+    from autolog import context  # run-context patches (argparse) and the sampler thread, too
+
+    context.disable()
     for run in reversed(_current_stack()):
         with containment.contained("ending a run left active by a test"):
             _end(run, RunStatus.FINISHED)

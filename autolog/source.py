@@ -5,11 +5,19 @@ entry-point script, command line (secrets redacted), git commit and dirty flag w
 inside a git repository, user, host, Python version, autolog's version, and the
 versions of the ML libraries already imported. Tag names are autolog's own
 (`autolog.source.*`); the MLflow backend maps them onto MLflow's `mlflow.source.*`.
+
+The code state (`code_state()`, logged by autolog/context.py unless
+`log_code_state=False`) adds the git branch, the remote URL with credentials
+stripped, the entry-point script's sha256 and the uncommitted diff (`git diff HEAD`,
+capped at `AUTOLOG_MAX_DIFF_BYTES`, 1 MiB by default). Git runs as a subprocess
+with a timeout; no git, no repository or a broken one simply means no such tags.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
+import logging
 import os
 import platform
 import socket
@@ -18,13 +26,21 @@ import sys
 import threading
 from typing import Optional
 
-from autolog.validation import redact_argv, truncate, MAX_TAG_VALUE_LENGTH
+from autolog.validation import redact_argv, strip_url_credentials, truncate, MAX_TAG_VALUE_LENGTH
+
+log = logging.getLogger("autolog")
 
 TAG_SCRIPT = "autolog.source.script"
 TAG_COMMAND = "autolog.source.command"
 TAG_GIT_COMMIT = "autolog.source.git.commit"
 TAG_GIT_DIRTY = "autolog.source.git.dirty"
 TAG_GIT_REPO = "autolog.source.git.repo"
+TAG_GIT_BRANCH = "autolog.source.git.branch"
+TAG_GIT_REMOTE = "autolog.source.git.remote"
+TAG_GIT_DIFF_TRUNCATED = "autolog.source.git.diff_truncated"
+TAG_SCRIPT_SHA256 = "autolog.source.script.sha256"
+DIFF_ARTIFACT = "code/uncommitted.diff"
+DEFAULT_MAX_DIFF_BYTES = 1024 * 1024
 TAG_USER = "autolog.user"
 TAG_HOST = "autolog.host"
 TAG_PYTHON = "autolog.python_version"
@@ -61,15 +77,27 @@ def entry_point_script() -> Optional[str]:
     return None
 
 
-def _git(args: list[str], cwd: str) -> Optional[str]:
+_git_missing_reported = False
+
+
+def _git(args: list[str], cwd: str, timeout: float = 5, strip: bool = True) -> Optional[str]:
+    """stdout of `git ARGS` in `cwd`, or None when git is missing, fails or takes too long."""
+    global _git_missing_reported
     try:
         out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"},
+            ["git", *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
+            timeout=timeout, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"},
         )
+    except FileNotFoundError:
+        if not _git_missing_reported:
+            _git_missing_reported = True
+            log.debug("autolog: no git on PATH; runs get no git tags")
+        return None
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() if strip else out.stdout
 
 
 def git_state(path: Optional[str]) -> dict:
@@ -138,3 +166,97 @@ def source_tags() -> dict:
         tags = {k: v for k, v in _cached.items() if k != "_pid"}
     tags.update(library_versions())
     return tags
+
+
+# -- code state: branch, remote, diff, script hash (autolog/context.py logs it) ---------------
+def file_sha256(path: str) -> Optional[str]:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def max_diff_bytes() -> int:
+    from autolog.config import env_value
+
+    try:
+        return max(0, env_value("AUTOLOG_MAX_DIFF_BYTES", int, DEFAULT_MAX_DIFF_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_DIFF_BYTES
+
+
+def cap_diff(diff: str, limit: int) -> tuple[str, bool]:
+    """`diff` cut to about `limit` bytes (UTF-8) at a line end, with a closing marker line."""
+    data = diff.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return diff, False
+    kept = data[:limit]
+    cut = kept.rfind(b"\n")
+    if cut > 0:
+        kept = kept[:cut + 1]
+    text = kept.decode("utf-8", errors="ignore")
+    if not text.endswith("\n"):
+        text += "\n"
+    return text + f"# autolog: diff truncated, {len(kept)} of {len(data)} bytes kept (AUTOLOG_MAX_DIFF_BYTES)\n", True
+
+
+def git_remote(top: str) -> Optional[str]:
+    url = _git(["config", "--get", "remote.origin.url"], top)
+    if not url:
+        names = (_git(["remote"], top) or "").split()
+        url = _git(["config", "--get", f"remote.{names[0]}.url"], top) if names else None
+    return strip_url_credentials(url) if url else None
+
+
+def collect_code_state(script: Optional[str]) -> tuple[dict, Optional[str]]:
+    """(tags, uncommitted diff or None) for the entry-point script and the repository holding it."""
+    tags: dict = {}
+    if script and os.path.isfile(script):
+        digest = file_sha256(script)
+        if digest:
+            tags[TAG_SCRIPT_SHA256] = digest
+    folder = os.path.dirname(script) if script and os.path.isfile(script) else (script or os.getcwd())
+    if not os.path.isdir(folder):
+        return tags, None
+    top = _git(["rev-parse", "--show-toplevel"], folder)
+    if not top:
+        return tags, None
+    branch = _git(["symbolic-ref", "--short", "-q", "HEAD"], top)
+    if branch:
+        tags[TAG_GIT_BRANCH] = branch
+    remote = git_remote(top)
+    if remote:
+        tags[TAG_GIT_REMOTE] = truncate(remote, MAX_TAG_VALUE_LENGTH)
+    diff = None
+    if _git(["rev-parse", "--verify", "-q", "HEAD"], top):
+        diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff"], top, timeout=20, strip=False) or None
+    if diff:
+        diff, truncated = cap_diff(diff, max_diff_bytes())
+        if truncated:
+            tags[TAG_GIT_DIFF_TRUNCATED] = "true"
+    return tags, diff
+
+
+_code_state: Optional[tuple] = None  # (pid, tags, diff)
+
+
+def code_state() -> tuple[dict, Optional[str]]:
+    """`collect_code_state` of this process's entry point, computed once per process (on the worker)."""
+    global _code_state
+    with _lock:
+        if _code_state is None or _code_state[0] != os.getpid():
+            tags, diff = collect_code_state(entry_point_script())
+            _code_state = (os.getpid(), tags, diff)
+        return dict(_code_state[1]), _code_state[2]
+
+
+def reset_cache() -> None:
+    """Forget what was computed for this process (tests that change the working tree use it)."""
+    global _cached, _code_state
+    with _lock:
+        _cached = None
+        _code_state = None

@@ -1,0 +1,148 @@
+"""Parsed command-line arguments, logged as `args.<name>` params.
+
+`argparse.ArgumentParser.parse_args` / `parse_known_args` (and click's
+`Command.make_context`, where click is installed) are wrapped through a `Patcher`, so
+`autolog(disable=True)` puts the original functions back. A parse counts when it
+parses *the command line* of the main process, on its main thread:
+
+- argparse: `args` is None or equal to `sys.argv[1:]`; parsers that libraries run on
+  lists of their own (config strings, sub-command internals) are not the command line;
+- click: inside `Command.main()` called with the command line (click's usual entry), the
+  context of the command and of each sub-command chosen on it.
+
+The values are kept (the last parse wins) and logged to the run active at parse time,
+if any, and to every outermost run started afterwards, once per run. Secrets are
+redacted by name as in the source tags (`--api-key` -> `[REDACTED]`) and credentials
+are stripped from URLs. A parse that raises (`SystemExit` for `--help` or bad
+arguments) passes through unchanged and records nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+from autolog import containment
+from autolog.patching import Patcher, when_imported
+from autolog.validation import MAX_PARAM_VALUE_LENGTH, REDACTED, is_secret_name, strip_url_credentials, value_to_text
+
+PREFIX = "args."
+
+
+def in_main_process_thread() -> bool:
+    return threading.current_thread() is threading.main_thread() and multiprocessing.parent_process() is None
+
+
+def is_command_line(args: Any) -> bool:
+    if args is None:
+        return True
+    try:
+        return list(args) == sys.argv[1:]
+    except TypeError:
+        return False
+
+
+def as_params(values: dict) -> dict:
+    """`args.<name>` -> text, secrets redacted, URL credentials stripped."""
+    params = {}
+    for name, value in values.items():
+        name = str(name)
+        if name.startswith("_"):
+            continue  # argparse internals (e.g. a sub-command's dispatch function)
+        if is_secret_name(name):
+            text = REDACTED
+        elif callable(value) and not isinstance(value, (str, bytes)):
+            text = getattr(value, "__qualname__", None) or value_to_text(value, MAX_PARAM_VALUE_LENGTH)
+        else:
+            text = strip_url_credentials(value_to_text(value, MAX_PARAM_VALUE_LENGTH))
+        params[PREFIX + name] = text
+    return params
+
+
+class ArgumentRecorder:
+    """Patches the parsers and keeps the last parsed values of the main process."""
+
+    def __init__(self, on_parsed: Callable[[dict], None]):
+        self.on_parsed = on_parsed  # called with the params on the parsing thread
+        self.patcher: Optional[Patcher] = None
+        self.params: dict = {}
+        self._pid = os.getpid()
+        self._depth = threading.local()
+        self._click_main = threading.local()
+
+    # -- enable / disable ------------------------------------------------------------------------
+    def enable(self) -> None:
+        if self.patcher is not None:
+            return
+        import argparse
+
+        self.patcher = Patcher("run context: arguments")
+        self.patcher.wrap(argparse, "ArgumentParser.parse_args", self._argparse_wrapper)
+        self.patcher.wrap(argparse, "ArgumentParser.parse_known_args", self._argparse_wrapper)
+        when_imported("click", self._patch_click)
+
+    def disable(self) -> None:
+        patcher, self.patcher = self.patcher, None
+        if patcher is not None:
+            patcher.revert()
+
+    def current(self) -> dict:
+        if self._pid != os.getpid():  # a forked child parses its own command line, if any
+            return {}
+        return dict(self.params)
+
+    # -- argparse ------------------------------------------------------------------------------------
+    def _argparse_wrapper(self, wrapped, instance, args, kwargs):
+        depth = getattr(self._depth, "value", 0)
+        self._depth.value = depth + 1
+        try:
+            result = wrapped(*args, **kwargs)  # SystemExit and parse errors pass through unchanged
+        finally:
+            self._depth.value = depth
+        if depth == 0 and in_main_process_thread():
+            with containment.contained("recording parsed arguments"):
+                given = args[0] if args else kwargs.get("args")
+                if is_command_line(given):
+                    namespace = result[0] if isinstance(result, tuple) else result
+                    self._record(vars(namespace))
+        return result
+
+    # -- click ----------------------------------------------------------------------------------------
+    def _patch_click(self, click_module) -> None:
+        patcher = self.patcher
+        if patcher is None or not patcher.active:
+            return  # autolog was disabled before click was imported
+        import click.core
+
+        patcher.wrap(click.core, "Command.main", self._click_main_wrapper)
+        patcher.wrap(click.core, "Command.make_context", self._click_context_wrapper)
+
+    def _click_main_wrapper(self, wrapped, instance, args, kwargs):
+        given = args[0] if args else kwargs.get("args")
+        outer = getattr(self._click_main, "value", None)
+        if outer is None:
+            self._click_main.value = {} if is_command_line(given) and in_main_process_thread() else False
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            if outer is None:
+                self._click_main.value = None
+
+    def _click_context_wrapper(self, wrapped, instance, args, kwargs):
+        ctx = wrapped(*args, **kwargs)
+        collected = getattr(self._click_main, "value", None)
+        if isinstance(collected, dict):
+            with containment.contained("recording parsed click options"):
+                collected.update(ctx.params)  # a sub-command's options join its group's
+                self._record(dict(collected))
+        return ctx
+
+    def _record(self, values: dict) -> None:
+        params = as_params(values)
+        self._pid = os.getpid()
+        self.params = params
+        if params:
+            self.on_parsed(params)

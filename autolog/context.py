@@ -1,0 +1,201 @@
+"""Run context: what autolog records around every run besides the training call itself.
+
+`autolog.autolog()` calls `enable(settings)`; `autolog(disable=True)` calls `disable()`.
+Four parts, each with its own switch (see autolog/config.py and docs/run-context.md):
+
+- system metrics (`log_system_metrics`, `system_metrics_interval`): autolog/sysmetrics.py,
+  one sampler thread, samples logged to the outermost active runs of the process,
+  joined (`autolog.attach`) runs included;
+- parsed command-line arguments (`log_args`): autolog/cli_args.py, `args.<name>` params;
+- code state (`log_code_state`): git branch, remote, script hash, uncommitted diff as
+  the artifact `code/uncommitted.diff` (autolog/source.py);
+- environment (`log_environment`): `autolog.env.*` tags and the artifact
+  `environment.txt` (autolog/environment.py).
+
+Arguments, code state and environment go to the outermost runs this process starts
+(runs without a parent), once per run; child runs (tuning trials, a fit inside a user
+run's nested run) repeat none of it, their parent holds it. Runs joined from another
+process get system metrics only: the process that started the run logged the rest.
+
+Everything here runs from the run hooks of autolog/runs.py. The hook on the caller's
+thread does O(1) work (a dict insert, a few enqueued params, one deferred job); git,
+hashing, metadata reading and file writing happen on the logger's worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from typing import Any, Optional
+
+from autolog import config, containment, environment, runs, source
+from autolog.cli_args import ArgumentRecorder
+from autolog.sysmetrics import MachineReader, SystemMetricsSampler, gpus, load_psutil
+
+_MAX_REMEMBERED_RUNS = 10_000
+
+
+class _State:
+    """One state object, one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.enabled = False
+        self.settings = config.Settings()
+        self.sampler: Optional[SystemMetricsSampler] = None
+        self.arguments = ArgumentRecorder(on_parsed=lambda params: _on_arguments_parsed(params))
+        # run id -> frameworks covered by its environment.txt (None: not written yet), once per run
+        self.handled: collections.OrderedDict = collections.OrderedDict()
+        self.hooks_installed = False
+
+
+_state = _State()
+
+
+def enable(settings: config.Settings) -> None:
+    """Turn the parts on or off as `settings` say; calling it again applies new settings."""
+    with _state.lock:
+        _state.settings = settings
+        _state.enabled = True
+        if not _state.hooks_installed:
+            runs.add_run_hooks(on_start=_on_run_start, on_end=_on_run_end)
+            _state.hooks_installed = True
+        if settings.log_args:
+            _state.arguments.enable()
+        else:
+            _state.arguments.disable()
+        _configure_sampler(settings)
+    # a run the user started before calling autolog() gets its context too
+    active = runs.active_run()
+    if active is not None:
+        with containment.contained("run context of the active run"):
+            _on_run_start(active)
+
+
+def disable() -> None:
+    """Every part off: the parsers are the original functions again, the sampler has stopped
+    (nothing is logged by it after this returns)."""
+    with _state.lock:
+        _state.enabled = False
+        _state.arguments.disable()
+        sampler, _state.sampler = _state.sampler, None
+    if sampler is not None:
+        sampler.close()
+
+
+def enabled() -> bool:
+    return _state.enabled
+
+
+def sampler() -> Optional[SystemMetricsSampler]:
+    """The system-metrics sampler, when system metrics are on (and psutil is installed)."""
+    return _state.sampler
+
+
+def parsed_arguments() -> dict:
+    """The `args.*` params of the last command-line parse of this process."""
+    return _state.arguments.current()
+
+
+def _configure_sampler(settings: config.Settings) -> None:
+    current = _state.sampler
+    if not settings.log_system_metrics:
+        if current is not None:
+            _state.sampler = None
+            current.close()
+        return
+    if current is not None:
+        current.interval = float(settings.system_metrics_interval)
+        return
+    psutil = load_psutil()
+    if psutil is None:
+        return
+    # the baseline of CPU percentages and rates is taken here, so that a run's first sample means something
+    _state.sampler = SystemMetricsSampler(MachineReader(psutil, gpus), settings.system_metrics_interval)
+
+
+# -- the run hooks (caller's thread: keep them cheap) ---------------------------------------------
+def _on_run_start(run: Any) -> None:
+    if not _state.enabled:
+        return
+    settings = _state.settings
+    sampler = _state.sampler
+    if sampler is not None and settings.log_system_metrics:
+        sampler.add(run)
+    if run.owner == "attached" or run.parent_run_id is not None:
+        return
+    with _state.lock:
+        if run.run_id in _state.handled:
+            return
+        _state.handled[run.run_id] = None
+        while len(_state.handled) > _MAX_REMEMBERED_RUNS:
+            _state.handled.popitem(last=False)
+    if settings.log_args:
+        params = _state.arguments.current()
+        if params:
+            run.log_params(params, normalize=True)
+    if settings.log_code_state or settings.log_environment:
+        code, env = settings.log_code_state, settings.log_environment
+        run.defer(lambda: _log_code_and_environment(run, code, env),
+                  label=f"recording the code and environment of run {run.run_id}")
+
+
+def _on_run_end(run: Any) -> None:
+    sampler = _state.sampler
+    if sampler is not None:
+        sampler.remove(run)
+    if not _state.enabled or not _state.settings.log_environment:
+        return
+    with _state.lock:
+        if run.run_id not in _state.handled:
+            return
+    # frameworks imported after the run started (`import torch` inside it): environment.txt again
+    run.defer(lambda: _refresh_environment(run), label=f"updating the environment of run {run.run_id}")
+
+
+def _on_arguments_parsed(params: dict) -> None:
+    if not _state.enabled or not _state.settings.log_args:
+        return
+    run = runs.active_run()
+    if run is not None and run.owner != "attached":
+        run.log_params(params, normalize=True)
+
+
+# -- on the logger's worker -------------------------------------------------------------------
+def _log_code_and_environment(run: Any, code: bool, env: bool) -> None:
+    tags: dict = {}
+    if code:
+        code_tags, diff = source.code_state()
+        tags.update(code_tags)
+        if diff:
+            run.log_text(diff, source.DIFF_ARTIFACT)
+    if env:
+        gpus.devices()
+        tags.update(environment.environment_tags(gpus.names))
+        _write_environment(run)
+    if tags:
+        run.set_tags(tags, normalize=True)
+
+
+def _write_environment(run: Any) -> None:
+    frameworks, text = environment.snapshot.current()
+    run.log_text(text, environment.ARTIFACT)
+    with _state.lock:
+        if run.run_id in _state.handled:
+            _state.handled[run.run_id] = frameworks
+
+
+def _refresh_environment(run: Any) -> None:
+    with _state.lock:
+        logged = _state.handled.get(run.run_id)
+    if logged is not None and tuple(environment.imported_frameworks()) != logged:
+        _write_environment(run)
+
+
+def _after_fork_in_child() -> None:
+    _state.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
