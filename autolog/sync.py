@@ -203,6 +203,11 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
     else:
         sent = {key: {_point(m) for m in target.get_metric_history(run.run_id, key)} for key in histories}
         metrics = [m for key in sorted(histories) for m in histories[key] if _point(m) not in sent[key]]
+        conflicts = sorted(k for k, v in run.params.items() if k in existing.params and existing.params[k] != v)
+        if conflicts:  # params never change: the target holds another run under this id
+            key = conflicts[0]
+            raise BackendError(f"param {key!r} is {existing.params[key]!r} in the target and {run.params[key]!r} "
+                               f"in the source" + (f" ({len(conflicts) - 1} more params differ)" if len(conflicts) > 1 else ""))
         params = [Param(k, v) for k, v in sorted(run.params.items()) if k not in existing.params]
         tags = [(k, v) for k, v in sorted(run.tags.items()) if existing.tags.get(k) != v]
         present = set(_artifact_files(target, run.run_id))
@@ -214,6 +219,17 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
         report.runs_skipped += 1
         return
 
+    if not report.dry_run:
+        if existing is None:
+            target.create_run(RunStart(run.run_id, run.experiment_name, run.run_name, run.start_time,
+                                       run.parent_run_id, {}))
+        for m_chunk, p_chunk, t_chunk in batches(metrics, params, tags, target.limits):
+            target.log_batch(run.run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk)
+        if files:
+            _copy_artifacts(run.run_id, files, source, target)
+        if needs_end:
+            target.end_run(run.run_id, run.status, run.end_time)
+    # counted once the whole run is through: a run refused half-way counts as failed only
     if existing is None:
         report.runs_copied += 1
     else:
@@ -223,18 +239,6 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
     report.tags += len(tags)
     report.artifacts += len(files)
     report.runs_ended += int(needs_end)
-    if report.dry_run:
-        return
-
-    if existing is None:
-        target.create_run(RunStart(run.run_id, run.experiment_name, run.run_name, run.start_time,
-                                   run.parent_run_id, {}))
-    for m_chunk, p_chunk, t_chunk in batches(metrics, params, tags, target.limits):
-        target.log_batch(run.run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk)
-    if files:
-        _copy_artifacts(run.run_id, files, source, target)
-    if needs_end:
-        target.end_run(run.run_id, run.status, run.end_time)
 
 
 def batches(metrics: Sequence[Metric], params: Sequence[Param], tags: Sequence[tuple], limits) -> Iterator[tuple]:

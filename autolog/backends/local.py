@@ -162,7 +162,10 @@ class LocalStore(Backend):
             try:
                 os.makedirs(self.root, exist_ok=True)
             except OSError as exc:
-                raise _os_error(f"cannot create the autolog store at {self.root}", exc) from exc
+                # unavailable, not refused: a disk not mounted yet or a path fixed later is
+                # something that passes; the logger keeps the records in its journal and
+                # `autolog sync` delivers them once the store can be made
+                raise BackendUnavailable(f"cannot create the autolog store at {self.root}: {exc}") from exc
         with _sqlite_errors(self.root):
             conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)

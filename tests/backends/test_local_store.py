@@ -180,7 +180,7 @@ def test_a_store_that_cannot_be_created_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     store = LocalStore(str(blocker / "store"))
-    with pytest.raises(BackendError, match="cannot create the autolog store"):
+    with pytest.raises(BackendUnavailable, match="cannot create the autolog store"):
         _start(store, "r1")
 
 
