@@ -85,6 +85,8 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     removed = len(text) - limit
+    if len(f"...[truncated {len(text)} chars]") > limit:
+        return text[:limit]  # a limit too small for the marker: a plain cut
     while True:  # the marker's own length depends on the count it shows
         marker = f"...[truncated {removed} chars]"
         keep = max(0, limit - len(marker))
