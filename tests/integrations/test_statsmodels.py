@@ -1,0 +1,281 @@
+"""The statsmodels integration, with real statsmodels models (small data, fast fits).
+
+Each test asserts on what a user looks at: the run's params and metrics, the artifacts
+(coefficients.csv, model_summary.txt), and the model loaded back (by autolog and by
+MLflow), predicting what the original predicts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import autolog
+from autolog import runs
+
+sm = pytest.importorskip("statsmodels.api")
+smf = pytest.importorskip("statsmodels.formula.api")
+from statsmodels.base.model import Model  # noqa: E402
+from statsmodels.regression.linear_model import RegressionModel  # noqa: E402
+from statsmodels.tsa.arima.model import ARIMA  # noqa: E402
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 + rng.normal(scale=0.5, size=300)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = y
+    frame["label"] = (y + rng.normal(size=300) > 0).astype(float)
+    return sm.add_constant(X), y, frame
+
+
+def all_runs():
+    return autolog.search_runs()
+
+
+def the_run():
+    found = all_runs()
+    assert len(found) == 1, [r.run_name for r in found]
+    return found[0]
+
+
+def artifact_text(run_id: str, path: str, tmp_path) -> str:
+    backend = runs._reader()
+    local = backend.download_artifacts(run_id, path, str(tmp_path / f"dl-{len(os.listdir(tmp_path))}"))
+    with open(local, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def artifact_paths(run_id: str) -> set:
+    return {a.path for a in runs._reader().list_artifacts(run_id)}
+
+
+def class_namespaces(*classes) -> dict:
+    """`vars()` of each class, less `__slotnames__`: the cache that pickling an instance of a
+    class adds to it (copyreg), which `results.save()` adds as well; not a patch."""
+    return {cls: {k: v for k, v in vars(cls).items() if k != "__slotnames__"} for cls in classes}
+
+
+def test_ols_params_metrics_artifacts_and_model(data, tmp_path):
+    X, y, _ = data
+    autolog.autolog()
+    results = sm.OLS(y, X).fit(cov_type="HC1")
+    run = the_run()
+
+    assert run.status == "FINISHED"
+    assert run.run_name.startswith("OLS-")
+    assert run.params["method"] == "pinv"
+    assert run.params["cov_type"] == "HC1"
+    assert run.params["model_class"] == "statsmodels.regression.linear_model.OLS"
+    assert run.params["nobs"] == "300"
+    for name in ("aic", "bic", "llf", "rsquared", "rsquared_adj", "fvalue", "f_pvalue", "mse_resid", "ssr"):
+        assert run.metrics[name] == pytest.approx(float(getattr(results, name))), name
+
+    assert {"coefficients.csv", "model_summary.txt", "model"} <= artifact_paths(run.run_id)
+    rows = list(csv.DictReader(io.StringIO(artifact_text(run.run_id, "coefficients.csv", tmp_path))))
+    assert [r["term"] for r in rows] == ["const", "x1", "x2", "x3"]
+    assert [float(r["coef"]) for r in rows] == pytest.approx(list(results.params))
+    assert [float(r["std_err"]) for r in rows] == pytest.approx(list(results.bse))
+    assert [float(r["p_value"]) for r in rows] == pytest.approx(list(results.pvalues))
+    assert [float(r["conf_low"]) for r in rows] == pytest.approx(list(results.conf_int()[:, 0]))
+    assert "OLS Regression Results" in artifact_text(run.run_id, "model_summary.txt", tmp_path)
+
+    loaded = autolog.load_model(run.run_id)
+    new = np.random.default_rng(1).normal(size=(5, 4))
+    np.testing.assert_array_equal(loaded.predict(new), results.predict(new))
+    assert loaded.rsquared == results.rsquared
+
+
+def test_formula_model_logs_formula_and_reloads_with_its_transforms(data):
+    _, _, frame = data
+    autolog.autolog()
+    results = smf.ols("y ~ a + b + np.log(c ** 2)", data=frame).fit()
+    run = the_run()
+
+    assert run.params["formula"] == "y ~ a + b + np.log(c ** 2)"
+    assert run.metrics["rsquared"] == pytest.approx(results.rsquared)
+    loaded = autolog.load_model(f"runs:/{run.run_id}/model")
+    np.testing.assert_allclose(loaded.predict(frame.iloc[:7]), results.predict(frame.iloc[:7]))
+
+
+def test_logit_and_glm_statistics_and_specification(data):
+    X, _, frame = data
+    autolog.autolog()
+    logit = smf.logit("label ~ a + b", data=frame).fit(disp=0, maxiter=50)
+    glm = sm.GLM(frame["label"], X, family=sm.families.Binomial()).fit()
+    by_model = {r.params["model_class"].rsplit(".", 1)[1]: r for r in all_runs()}
+    assert set(by_model) == {"Logit", "GLM"}
+
+    lr = by_model["Logit"]
+    assert lr.params["method"] == "newton" and lr.params["maxiter"] == "50" and lr.params["disp"] == "0"
+    for name in ("llf", "llnull", "llr", "llr_pvalue", "prsquared", "aic", "bic"):
+        assert lr.metrics[name] == pytest.approx(float(getattr(logit, name))), name
+    assert lr.metrics["converged"] == 1.0
+
+    gr = by_model["GLM"]
+    assert gr.params["family"] == "Binomial" and gr.params["link"] == "Logit"
+    assert gr.params["method"] == "IRLS"
+    for name in ("deviance", "null_deviance", "pearson_chi2", "llf"):
+        assert gr.metrics[name] == pytest.approx(float(getattr(glm, name))), name
+    assert "rsquared" not in gr.metrics  # only what exists for the model
+
+
+def test_arima_order_metrics_and_forecast_of_the_reloaded_model():
+    series = np.cumsum(np.random.default_rng(2).normal(size=120))
+    autolog.autolog()
+    results = ARIMA(series, order=(1, 1, 1)).fit()
+    run = the_run()
+
+    assert run.params["order"] == "(1, 1, 1)"
+    assert run.params["model_class"] == "statsmodels.tsa.arima.model.ARIMA"
+    for name in ("aic", "bic", "hqic", "llf"):
+        assert run.metrics[name] == pytest.approx(float(getattr(results, name))), name
+    np.testing.assert_allclose(autolog.load_model(run.run_id).forecast(5), results.forecast(5))
+
+
+def test_nested_fits_are_logged_once_at_the_outermost_call(data):
+    X, y, _ = data
+
+    class TwoStage(sm.OLS):
+        """A user's model whose fit runs two statsmodels fits inside it."""
+
+        def fit(self, **kwargs):
+            first = sm.OLS(self.endog, self.exog).fit()
+            return sm.WLS(self.endog, self.exog, weights=1.0 / (first.resid ** 2 + 1.0)).fit(**kwargs)
+
+    autolog.autolog()
+    TwoStage(y, X).fit()
+    run = the_run()
+    assert run.params["model_class"].endswith("TwoStage")
+    assert run.run_name.startswith("TwoStage-")
+
+    # a user's run gets the first training call inside it, not a run of its own
+    with autolog.start_run(run_name="mine") as mine:
+        sm.OLS(y, X).fit()
+    assert len(all_runs()) == 2
+    assert autolog.get_run(mine.run_id).params["model_class"].endswith(".OLS")
+
+
+def test_a_model_class_defined_after_enabling_is_patched_and_restored(data):
+    X, y, _ = data
+    autolog.autolog()
+
+    class LaterModel(sm.OLS):
+        def fit(self, **kwargs):
+            return super().fit(**kwargs)
+
+    before = class_namespaces(LaterModel)[LaterModel]
+    LaterModel(y, X).fit(method="qr")
+    run = the_run()
+    assert run.params["method"] == "qr"
+    assert run.params["model_class"].endswith("LaterModel")
+    assert vars(LaterModel)["fit"] is not before["fit"]  # wrapped on its first instance
+
+    autolog.autolog(disable=True)
+    assert class_namespaces(LaterModel)[LaterModel] == before
+    assert vars(LaterModel)["fit"] is before["fit"]
+
+
+def test_disable_restores_identity_and_logs_nothing_then_enable_again(data):
+    X, y, _ = data
+    touched = (Model, RegressionModel, sm.OLS, sm.GLM, sm.Logit, ARIMA)
+    before = class_namespaces(*touched)
+    autolog.autolog()
+    sm.OLS(y, X).fit()
+    sm.GLM(y, X).fit()
+    assert vars(Model)["__init__"] is not before[Model]["__init__"]
+    assert vars(RegressionModel)["fit"] is not before[RegressionModel]["fit"]
+
+    autolog.autolog(disable=True)
+    after = class_namespaces(*touched)
+    for cls in touched:
+        assert after[cls].keys() == before[cls].keys(), cls
+        for name, value in before[cls].items():
+            assert after[cls][name] is value, (cls, name)
+    sm.OLS(y, X).fit()
+    sm.Logit((y > 0).astype(float), X).fit(disp=0)
+    assert len(all_runs()) == 2
+
+    autolog.autolog()
+    sm.OLS(y, X).fit()
+    assert len(all_runs()) == 3
+
+
+def test_statistics_come_from_a_snapshot_taken_when_fit_returned(data):
+    X, y, _ = data
+    X, y = X.copy(), y.copy()
+    autolog.autolog()
+    results = sm.OLS(y, X).fit()  # statsmodels keeps views of these float arrays
+    expected = {name: float(getattr(sm.OLS(y.copy(), X.copy()).fit(), name)) for name in ("rsquared", "ssr")}
+    y[:] = 0.0  # the user reuses the buffers right away
+    X[:] = 1.0
+    autolog.flush()
+    run = [r for r in all_runs() if r.params.get("model_class", "").endswith("OLS")][0]
+    assert run.metrics["rsquared"] == pytest.approx(expected["rsquared"])
+    assert run.metrics["ssr"] == pytest.approx(expected["ssr"])
+    assert results.params.shape == (4,)
+
+
+def test_log_models_false_and_model_size_limit(data):
+    X, y, _ = data
+    autolog.autolog(log_models=False)
+    sm.OLS(y, X).fit()
+    run = the_run()
+    assert "model" not in artifact_paths(run.run_id)
+    assert "rsquared" in run.metrics
+
+    autolog.autolog(log_models=True, max_model_size_mb=0.001)
+    sm.OLS(y, X).fit()
+    newest = all_runs()[0]
+    assert "model" not in artifact_paths(newest.run_id)
+    assert "max_model_size_mb" in newest.tags["autolog.model_skipped"]
+    assert "rsquared" in newest.metrics
+
+
+def test_failing_fit_raises_unchanged_and_marks_the_run_failed(data):
+    X, y, _ = data
+    with pytest.raises(Exception) as plain:
+        sm.OLS(y, X).fit(method="no-such-method")
+    autolog.autolog()
+    with pytest.raises(type(plain.value)) as logged:
+        sm.OLS(y, X).fit(method="no-such-method")
+    assert str(logged.value) == str(plain.value)
+    assert logged.traceback[-1].name == plain.traceback[-1].name  # raised where statsmodels raises it
+    run = the_run()
+    assert run.status == "FAILED"
+    assert run.params["method"] == "no-such-method"
+    assert type(plain.value).__name__ in run.tags["autolog.error"]
+
+
+def test_fit_regularized_is_a_training_call(data):
+    X, y, _ = data
+    autolog.autolog()
+    results = sm.OLS(y, X).fit_regularized(alpha=0.1, L1_wt=1.0)
+    run = the_run()
+    assert run.params["alpha"] == "0.1" and run.params["L1_wt"] == "1.0"
+    loaded = autolog.load_model(run.run_id)
+    np.testing.assert_allclose(loaded.params, results.params)
+
+
+def test_mlflow_loads_the_model_folder(data, tmp_path, monkeypatch):
+    mlflow_statsmodels = pytest.importorskip("mlflow.statsmodels")
+    import mlflow.pyfunc
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    X, y, frame = data
+    autolog.autolog()
+    results = smf.ols("y ~ a + b + c", data=frame).fit()
+    run = the_run()
+    folder = runs._reader().download_artifacts(run.run_id, "model", str(tmp_path / "model"))
+
+    native = mlflow_statsmodels.load_model(folder)
+    np.testing.assert_allclose(native.predict(frame.iloc[:5]), results.predict(frame.iloc[:5]))
+    pyfunc = mlflow.pyfunc.load_model(folder)
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(frame.iloc[:5])), results.predict(frame.iloc[:5]))
