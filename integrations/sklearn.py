@@ -1,0 +1,503 @@
+"""scikit-learn: every `fit` of every estimator, searches, cross-validation, post-training metrics.
+
+What is patched, and when:
+- `fit`, `fit_transform` and `fit_predict` wherever a subclass of `BaseEstimator` defines
+  them (its own `vars()`), which covers every class `all_estimators()` lists and any
+  third-party or user estimator. Classes are patched as they are created: a wrapper on
+  `BaseEstimator.__init_subclass__` (inherited from scikit-learn's metadata-routing mixin)
+  patches each new subclass, and the subclasses that already exist are walked once. So
+  `import sklearn` costs almost nothing more, and a submodule's classes are patched when
+  that submodule is imported.
+- `predict`, `predict_proba`, `predict_log_proba`, `decision_function` and `score` of the
+  same classes, for post-training metrics; `sklearn.metrics` functions (module namespace);
+  `cross_validate` / `cross_val_score` / `cross_val_predict`.
+- scikit-learn's joblib helper `_FuncWrapper`: inner fits that a training call dispatches
+  to joblib worker threads are marked as nested, so they log nothing (loky worker
+  processes have no patches at all).
+
+A fit inside a fit (Pipeline steps, ensembles, searches, meta-estimators) is logged once,
+at the outermost call. See docs/integrations/sklearn.md for what is logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import os
+import pickle
+import sys
+from typing import Any, Optional
+
+from autolog import containment, models, runs
+from autolog.integration import Integration
+from autolog.patching import Patcher, when_imported
+from autolog.sklearn_api import (
+    DataSnapshot,
+    PickledModel,
+    PostTrainingMetrics,
+    confusion_matrix_png,
+    data_shape,
+    estimator_params,
+    estimator_tags,
+    input_example_of,
+    pickle_model,
+    signature_of,
+    training_metrics,
+)
+
+log = logging.getLogger("autolog")
+
+TRAINING_METHODS = ("fit", "fit_transform", "fit_predict")
+PREDICTION_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+CV_FUNCTIONS = ("cross_validate", "cross_val_score", "cross_val_predict")
+# sklearn.metrics names that are not metrics of predictions
+_NOT_METRICS = {"check_scoring", "get_scorer", "make_scorer", "get_scorer_names"}
+
+post_training = PostTrainingMetrics()
+# set while a model's own score/predict or a metric function runs: calls inside log nothing
+_in_evaluation: contextvars.ContextVar[bool] = contextvars.ContextVar("autolog_sklearn_evaluation", default=False)
+
+
+class SklearnIntegration(Integration):
+    name = "sklearn"
+    module = "sklearn"
+    requires = "scikit-learn>=1.3"
+
+    def patch(self, patcher: Patcher) -> None:
+        from sklearn.base import BaseEstimator
+
+        post_training.clear()
+        for cls in _subclasses(BaseEstimator):
+            _patch_class(patcher, cls)
+        patcher.wrap(BaseEstimator, "__init_subclass__", _class_created(patcher))
+        for module_name, hook in _MODULE_HOOKS.items():
+            when_imported(module_name, hook)
+
+
+def _subclasses(base: type) -> list:
+    found, todo = {}, [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found[sub] = None
+                todo.append(sub)
+    return list(found)
+
+
+def _patch_class(patcher: Patcher, cls: type) -> None:
+    """Wrap the training, prediction and score methods that `cls` and its bases define
+    themselves (mixins such as ClassifierMixin are not BaseEstimator subclasses, yet they
+    hold `score`, `fit_predict` and `fit_transform`). Each owner is wrapped once."""
+    for owner in cls.__mro__:
+        if owner is object:
+            continue
+        own = vars(owner)
+        for name in TRAINING_METHODS:
+            if name in own and not patcher.is_wrapped(owner, name):
+                patcher.wrap(owner, name, _TRAINING_WRAPPERS[name])
+        for name in PREDICTION_METHODS:
+            if name in own and not patcher.is_wrapped(owner, name):
+                patcher.wrap(owner, name, _predict)
+        if "score" in own and not patcher.is_wrapped(owner, "score"):
+            patcher.wrap(owner, "score", _score)
+
+
+def _class_created(patcher: Patcher):
+    def on_init_subclass(wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        if patcher.active and isinstance(instance, type):
+            with containment.contained(f"sklearn: patching {instance.__qualname__}"):
+                _patch_class(patcher, instance)
+        return result
+
+    return on_init_subclass
+
+
+def _current_patcher() -> Optional[Patcher]:
+    from autolog.integration import engine
+
+    patcher = engine.patched().get(SklearnIntegration.name)
+    return patcher if patcher is not None and patcher.active else None
+
+
+# -- binding arguments ---------------------------------------------------------------------------
+_signatures: dict = {}
+
+
+def _arguments(instance: Any, method: str, args: tuple, kwargs: dict) -> dict:
+    """The call's arguments by name, bound to the signature of `type(instance).<method>`."""
+    cls = type(instance)
+    key = (cls, method)
+    signature = _signatures.get(key)
+    if signature is None:
+        signature = inspect.signature(getattr(cls, method))
+        if len(_signatures) < 10_000:
+            _signatures[key] = signature
+    bound = signature.bind_partial(instance, *args, **kwargs)
+    arguments = dict(bound.arguments)
+    for name, param in signature.parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD and isinstance(arguments.get(name), dict):
+            for k, v in arguments.pop(name).items():
+                arguments.setdefault(k, v)
+    return arguments
+
+
+def _first_argument(instance: Any, method: str, args: tuple, kwargs: dict) -> Any:
+    arguments = _arguments(instance, method, args, kwargs)
+    names = list(arguments)
+    return arguments[names[1]] if len(names) > 1 else None
+
+
+# -- fit -------------------------------------------------------------------------------------------
+def _training_wrapper(method: str):
+    def training_method(wrapped, instance, args, kwargs):
+        if (instance is None or isinstance(instance, type) or runs.training_call_in_progress() is not None
+                or _called_by_sklearn()):
+            return wrapped(*args, **kwargs)
+        with runs.TrainingCall("sklearn", type(instance).__name__) as call:
+            if call.run is None:
+                return wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
+            with containment.contained(f"sklearn: logging {type(instance).__name__}.{method}"):
+                _log_fit(call.run, instance, method, args, kwargs)
+            return result
+
+    training_method.__name__ = f"autolog_sklearn_{method}"
+    return training_method
+
+
+_TRAINING_WRAPPERS = {name: _training_wrapper(name) for name in TRAINING_METHODS}
+
+
+def _called_by_sklearn() -> bool:
+    """Is the caller scikit-learn's own code (a LabelEncoder fitted inside a metric function,
+    an estimator check)? Such fits are not the user's training calls."""
+    frame = sys._getframe(2)
+    try:
+        while frame is not None:
+            module = frame.f_globals.get("__name__", "")
+            if module == "autolog" or module.startswith(("autolog.", "wrapt")):
+                frame = frame.f_back
+                continue
+            return module == "sklearn" or module.startswith("sklearn.")
+        return False
+    finally:
+        del frame
+
+
+def _log_fit(run: runs.ActiveRun, estimator: Any, method: str, args: tuple, kwargs: dict) -> None:
+    """On the training thread: params, tags, search results, and the two snapshots (model
+    bytes, capped copies of the data); the rest is deferred to the logger's worker."""
+    settings = runs.settings()
+    arguments = _arguments(estimator, method, args, kwargs)
+    X = arguments.get("X", arguments.get("x"))
+    y = arguments.get("y", arguments.get("Y"))
+    sample_weight = arguments.get("sample_weight")
+    tags = estimator_tags(estimator)
+    shape = data_shape(X)
+    if shape:
+        tags["autolog.training_data_shape"] = shape
+    run.set_tags(tags, normalize=True)
+    run.log_params(estimator_params(estimator), normalize=True)
+    post_training.register_model(estimator, run)
+    if _is_search(estimator):
+        _log_search(run, estimator, settings)
+    data = DataSnapshot.take(X, y, sample_weight, settings.max_metric_rows) if X is not None else None
+    if data is None and not settings.log_models:
+        return
+    snapshot = pickle_model(estimator)
+    run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings),
+              label=f"sklearn: training metrics and model of run {run.run_id}")
+
+
+def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings) -> None:
+    from sklearn.base import is_classifier
+
+    model = snapshot.load()
+    if data is not None:
+        metrics = training_metrics(model, data)
+        if metrics:
+            run.log_metrics(metrics, normalize=True)
+        if settings.log_plots and is_classifier(model):
+            with containment.contained("sklearn: drawing the training confusion matrix"):
+                path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
+                if confusion_matrix_png(model, data, path):
+                    run.log_owned_artifact(path)
+    if settings.log_models:
+        signature = example = None
+        if data is not None and settings.log_model_signatures:
+            signature = signature_of(model, data.X)
+        if data is not None and settings.log_input_examples:
+            example = input_example_of(data.X)
+        models.log_model(run, snapshot, SKLEARN_FLAVOR, signature=signature, input_example=example,
+                         max_size_mb=settings.max_model_size_mb)
+
+
+# -- hyper-parameter searches ----------------------------------------------------------------------
+def _is_search(estimator: Any) -> bool:
+    search = sys.modules.get("sklearn.model_selection._search")
+    return search is not None and isinstance(estimator, search.BaseSearchCV) and hasattr(estimator, "cv_results_")
+
+
+def _log_search(run: runs.ActiveRun, search: Any, settings) -> None:
+    """best_<param> params, best_cv_score, cv_results.csv, and child runs for the best candidates."""
+    best_params = getattr(search, "best_params_", None)
+    if best_params:
+        run.log_params({f"best_{k}": v for k, v in best_params.items()}, normalize=True)
+    best_score = getattr(search, "best_score_", None)
+    if best_score is not None:
+        run.log_metric("best_cv_score", best_score, normalize=True)
+    results = dict(search.cv_results_)  # refitting replaces the dict, so a shallow copy is a snapshot
+
+    def write_csv():
+        import pandas as pd
+
+        path = os.path.join(run.staging_dir(), "cv_results.csv")
+        pd.DataFrame(results).to_csv(path, index=False)
+        run.log_owned_artifact(path)
+
+    run.defer(write_csv, label=f"sklearn: cv_results.csv of run {run.run_id}")
+    _log_candidates(run, search, results, settings.max_tuning_runs)
+
+
+def _rank_key(search: Any, results: dict) -> Optional[str]:
+    refit = getattr(search, "refit", True)
+    if isinstance(refit, str) and f"rank_test_{refit}" in results:
+        return f"rank_test_{refit}"
+    if "rank_test_score" in results:
+        return "rank_test_score"
+    return next((k for k in results if k.startswith("rank_test_")), None)
+
+
+def _log_candidates(parent: runs.ActiveRun, search: Any, results: dict, max_runs: Optional[int]) -> None:
+    import numpy as np
+
+    candidates = results.get("params") or []
+    rank_key = _rank_key(search, results)
+    order = list(range(len(candidates)))
+    if rank_key is not None:
+        order = list(np.argsort(np.asarray(results[rank_key]), kind="stable"))
+    if max_runs is not None:
+        order = order[:max_runs]
+    metric_keys = [k for k in results if k.startswith(("mean_", "std_", "rank_"))]
+    for index in order:
+        child = runs.start_run(f"{parent.run_name}-candidate-{int(index)}", nested=True, owner="autolog",
+                               tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": int(index)})
+        try:
+            child.log_params(candidates[index], normalize=True)
+            child.log_metrics({k: results[k][index] for k in metric_keys}, normalize=True)
+        finally:
+            runs._end(child, runs.RunStatus.FINISHED)
+
+
+# -- cross-validation functions ----------------------------------------------------------------------
+def _cv_wrapper(function_name: str):
+    def cross_validation(wrapped, instance, args, kwargs):
+        if runs.training_call_in_progress() is not None:
+            return wrapped(*args, **kwargs)
+        arguments = inspect.signature(wrapped.wrapped).bind_partial(*args, **kwargs).arguments
+        estimator = arguments.get("estimator")
+        with runs.TrainingCall("sklearn", f"{function_name}-{type(estimator).__name__}") as call:
+            if call.run is None:
+                return wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
+            with containment.contained(f"sklearn: logging {function_name}"):
+                _log_cross_validation(call.run, function_name, estimator, arguments, result)
+            return result
+
+    cross_validation.__name__ = f"autolog_sklearn_{function_name}"
+    return cross_validation
+
+
+def _log_cross_validation(run: runs.ActiveRun, function_name: str, estimator: Any, arguments: dict, result: Any) -> None:
+    import numpy as np
+
+    tags = estimator_tags(estimator) if estimator is not None else {}
+    tags["autolog.sklearn_function"] = function_name
+    run.set_tags(tags, normalize=True)
+    params = estimator_params(estimator) if estimator is not None else {}
+    for name in ("cv", "scoring", "method"):
+        if name in arguments and arguments[name] is not None:
+            params[f"{function_name}.{name}"] = arguments[name]
+    run.log_params(params, normalize=True)
+    if function_name == "cross_val_score":
+        scores = {"test_score": result}
+    elif function_name == "cross_validate":
+        scores = result
+    else:
+        return  # cross_val_predict returns predictions, not scores
+    for key, values in scores.items():
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            continue  # returned estimators, indices
+        if array.ndim != 1:
+            continue
+        for fold, value in enumerate(array):
+            run.log_metric(key, value, step=fold, normalize=True)
+        run.log_metric(f"mean_{key}", float(array.mean()), normalize=True)
+        run.log_metric(f"std_{key}", float(array.std()), normalize=True)
+
+
+# -- post-training metrics ---------------------------------------------------------------------------
+def _predict(wrapped, instance, args, kwargs):
+    run = post_training.run_of(instance) if instance is not None else None
+    if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
+        return wrapped(*args, **kwargs)
+    token = _in_evaluation.set(True)
+    try:
+        with runs.InsideTrainingCall():
+            result = wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+    with containment.contained("sklearn: recording a prediction for post-training metrics"):
+        dataset = _first_argument(instance, wrapped.__name__, args, kwargs)
+        post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
+    return result
+
+
+def _score(wrapped, instance, args, kwargs):
+    run = post_training.run_of(instance) if instance is not None else None
+    if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
+        return wrapped(*args, **kwargs)
+    token = _in_evaluation.set(True)
+    try:
+        with runs.InsideTrainingCall():
+            result = wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+    with containment.contained("sklearn: logging a post-training score"):
+        if _is_number(result):
+            dataset = _first_argument(instance, "score", args, kwargs)
+            name = post_training.dataset_name(run, dataset)
+            run.log_metric(post_training.metric_key(run, f"{type(instance).__name__}_score", name), result,
+                           normalize=True)
+    return result
+
+
+def _metric(wrapped, instance, args, kwargs):
+    if _in_evaluation.get():
+        return wrapped(*args, **kwargs)
+    source = post_training.prediction_source(list(args) + list(kwargs.values()))
+    if source is None:
+        with runs.InsideTrainingCall():  # e.g. the LabelEncoder that f1_score fits is no training call
+            return wrapped(*args, **kwargs)
+    token = _in_evaluation.set(True)
+    try:
+        with runs.InsideTrainingCall():
+            result = wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+    with containment.contained("sklearn: logging a post-training metric"):
+        if _is_number(result):
+            run, dataset = source
+            run.log_metric(post_training.metric_key(run, wrapped.__name__, dataset), result, normalize=True)
+    return result
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return getattr(value, "shape", None) == () and getattr(getattr(value, "dtype", None), "kind", "") in "iuf"
+
+
+# -- modules patched when they are imported -------------------------------------------------------------
+def _patch_metrics(module: Any) -> None:
+    patcher = _current_patcher()
+    if patcher is None:
+        return
+    for name in getattr(module, "__all__", ()):
+        fn = getattr(module, name, None)
+        if name in _NOT_METRICS or name.startswith("plot_") or not inspect.isfunction(fn):
+            continue
+        patcher.wrap(module, name, _metric)
+
+
+def _patch_model_selection(module: Any) -> None:
+    patcher = _current_patcher()
+    if patcher is None:
+        return
+    import sklearn.model_selection._validation as validation
+
+    for owner in (module, validation):
+        for name in CV_FUNCTIONS:
+            if hasattr(owner, name):
+                patcher.wrap(owner, name, _CV_WRAPPERS[name])
+
+
+def _patch_parallel(module: Any) -> None:
+    patcher = _current_patcher()
+    func_wrapper = getattr(module, "_FuncWrapper", None)
+    if patcher is None or func_wrapper is None or not hasattr(func_wrapper, "with_config_and_warning_filters"):
+        return
+    patcher.wrap(func_wrapper, "with_config_and_warning_filters", _dispatched)
+    patcher.wrap(func_wrapper, "__call__", _run_dispatched)
+
+
+def _dispatched(wrapped, instance, args, kwargs):
+    """In the thread that dispatches joblib work: remember (picklably) that it is a training call's."""
+    result = wrapped(*args, **kwargs)
+    if runs.training_call_in_progress() is not None and instance is not None:
+        instance.autolog_nested = True
+    return result
+
+
+def _run_dispatched(wrapped, instance, args, kwargs):
+    """In a joblib worker thread: fits of work dispatched by a training call log nothing."""
+    if getattr(instance, "autolog_nested", False) and runs.training_call_in_progress() is None:
+        with runs.InsideTrainingCall():
+            return wrapped(*args, **kwargs)
+    return wrapped(*args, **kwargs)
+
+
+_CV_WRAPPERS = {name: _cv_wrapper(name) for name in CV_FUNCTIONS}
+_MODULE_HOOKS = {
+    "sklearn.metrics": _patch_metrics,
+    "sklearn.model_selection": _patch_model_selection,
+    "sklearn.utils.parallel": _patch_parallel,
+}
+
+
+# -- the model flavor ----------------------------------------------------------------------------------
+class SklearnFlavor(models.ModelFlavor):
+    """`model.pkl` (pickle, or cloudpickle when pickle refuses), with MLflow's sklearn and
+    python_function flavor entries, so `mlflow.sklearn.load_model` and
+    `mlflow.pyfunc.load_model` read it as well as `autolog.load_model`."""
+
+    name = "sklearn"
+    library = "scikit-learn"
+    loader = "autolog.integrations.sklearn:load_model"
+    requirements = ("cloudpickle",)
+    file_name = "model.pkl"
+
+    def snapshot(self, model: Any) -> PickledModel:
+        return model if isinstance(model, PickledModel) else pickle_model(model)
+
+    def snapshot_size(self, snapshot: PickledModel) -> Optional[int]:
+        return len(snapshot.data)
+
+    def save(self, snapshot: PickledModel, path: str) -> dict:
+        import sklearn
+
+        with open(os.path.join(path, self.file_name), "wb") as fh:
+            fh.write(snapshot.data)
+        return {
+            "python_function": {"loader_module": "mlflow.sklearn", "model_path": self.file_name,
+                                "predict_fn": "predict"},
+            "sklearn": {"pickled_model": self.file_name, "sklearn_version": sklearn.__version__,
+                        "serialization_format": snapshot.serialization_format, "code": None},
+        }
+
+
+SKLEARN_FLAVOR = SklearnFlavor()
+
+
+def load_model(folder: str) -> Any:
+    """The estimator in a model folder written by `SklearnFlavor`."""
+    meta = models.read_mlmodel(folder)
+    flavor = meta.get("flavors", {}).get("sklearn", {})
+    with open(os.path.join(folder, flavor.get("pickled_model", SklearnFlavor.file_name)), "rb") as fh:
+        return pickle.load(fh)
