@@ -85,6 +85,8 @@ class ArgumentRecorder:
         when_imported("click", self._patch_click)
 
     def disable(self) -> None:
+        """Put the parsers back and forget the values (a later enable waits for a new parse)."""
+        self.params = {}
         patcher, self.patcher = self.patcher, None
         if patcher is not None:
             patcher.revert()
