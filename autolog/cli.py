@@ -175,8 +175,11 @@ def artifact_list(store: Backend, run_id: str, path: Optional[str] = None) -> li
 # -- formatting -------------------------------------------------------------------------------
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: Optional[int] = None,
-                 max_cell: int = MAX_CELL) -> str:
-    """An aligned text table: numbers right-aligned, long cells cut, fitted to `width`."""
+                 max_cell: int = MAX_CELL, floors: Optional[dict] = None) -> str:
+    """An aligned text table: numbers right-aligned, long cells cut, fitted to `width`.
+
+    To fit, the widest column is cut first, down to its floor: the width of its values
+    for numbers (a long header may be cut), `floors[i]` where given, else 8 characters."""
     cells = [[_cell_text(c) for c in row] for row in rows]
     head = [str(h) for h in headers]
     numeric = [bool(cells) and all(_looks_numeric(row[i]) for row in cells if row[i] not in ("", "-"))
@@ -186,12 +189,15 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: O
     if width is None:
         width = shutil.get_terminal_size((120, 24)).columns
     gap = 2
-    # shrink the widest columns until the table fits (never below 8 characters)
+    floors = floors or {}
+    floor = [floors[i] if i in floors else max([1] + [len(row[i]) for row in cells]) if numeric[i] else 8
+             for i in range(len(head))]
+    # shrink the widest column that may still shrink until the table fits
     while sum(widths) + gap * (len(widths) - 1) > width:
-        widest = max(range(len(widths)), key=lambda i: widths[i])
-        if widths[widest] <= 8:
+        shrinkable = [i for i in range(len(widths)) if widths[i] > floor[i]]
+        if not shrinkable:
             break
-        widths[widest] -= 1
+        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
 
     def line(values: Sequence[str]) -> str:
         parts = []
@@ -236,7 +242,10 @@ def format_number(value: Any, digits: int = 6) -> str:
         return str(number)
     if number.is_integer() and abs(number) < 1e15:
         return str(int(number))
-    return f"{number:.{digits}g}"
+    text = f"{number:.{digits}g}"
+    if not any(c in text for c in ".en"):  # 0.999995 rounded to "1": say that it is not exactly 1
+        text = f"{number:#.{digits}g}"
+    return text
 
 
 def format_time(ms: Optional[int]) -> str:
@@ -248,6 +257,8 @@ def format_time(ms: Optional[int]) -> str:
 def format_duration(ms: Optional[int]) -> str:
     if ms is None:
         return "-"
+    if ms < 1000:
+        return f"{int(ms)}ms"
     seconds = ms / 1000
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -297,8 +308,9 @@ def cmd_runs(args) -> int:
         name = ("  " * (depth - 1) + mark if depth else "") + run.run_name
         rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, run.status,
                      format_time(run.start_time), format_duration(run.duration_ms)]
-                    + [run.metrics.get(k) for k in keys])
-    print(format_table(["id", "name", "experiment", "status", "start", "duration"] + keys, rows))
+                    + [format_number(run.metrics.get(k), 4) for k in keys])
+    print(format_table(["id", "name", "experiment", "status", "start", "duration"] + keys, rows,
+                       floors={0: SHORT_ID, 1: 16, 3: 8, 4: 19, 5: 8}))
     return 0
 
 
@@ -312,6 +324,8 @@ def _main_metric_keys(runs: Sequence[Run], wanted: Optional[str]) -> list[str]:
 def _tree_order(runs: Sequence[Run]) -> list[tuple[Run, int]]:
     """Runs newest first, each child right under its parent (when the parent is listed)."""
     listed = {r.run_id for r in runs}
+    # the store's order (newest first) breaks ties of start time between siblings
+    position = {r.run_id: i for i, r in enumerate(runs)}
     children: dict[str, list[Run]] = {}
     roots = []
     for run in runs:
@@ -323,7 +337,7 @@ def _tree_order(runs: Sequence[Run]) -> list[tuple[Run, int]]:
 
     def walk(run: Run, depth: int) -> None:
         out.append((run, depth))
-        for child in sorted(children.get(run.run_id, []), key=lambda r: (r.start_time, r.run_id)):
+        for child in sorted(children.get(run.run_id, []), key=lambda r: (r.start_time, -position[r.run_id])):
             if depth < 20:
                 walk(child, depth + 1)
 

@@ -16,7 +16,7 @@ import pytest
 
 import autolog
 from autolog.backends import get_backend
-from autolog.cli import format_duration, format_table, main
+from autolog.cli import format_duration, format_number, format_table, main
 from autolog.entities import RunStart
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -297,7 +297,12 @@ def test_format_table_cuts_long_cells_to_fit_the_width():
 
 
 def test_durations_read_naturally():
-    assert [format_duration(ms) for ms in (None, 1500, 61_000, 3_725_000)] == ["-", "1.5s", "1m01s", "1h02m"]
+    assert [format_duration(ms) for ms in (None, 7, 1500, 61_000, 3_725_000)] == ["-", "7ms", "1.5s", "1m01s", "1h02m"]
+
+
+def test_numbers_rounded_to_an_integer_do_not_look_exact():
+    assert [format_number(v, 4) for v in (0.999995, 2.0, 0.25, 1e-7, float("nan"), -float("inf"), None)] == [
+        "1.000", "2", "0.25", "1e-07", "nan", "-inf", "-"]
 
 
 def test_python_dash_m_autolog_runs_main(monkeypatch, capsys):
