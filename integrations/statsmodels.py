@@ -52,7 +52,7 @@ STATISTICS = (
     "df_model", "df_resid", "nobs", "nobs_effective", "mae", "mse", "sse",
 )
 # Numbers on results objects that describe the model's shape, not its fit.
-NOT_STATISTICS = frozenset({"k_constant", "k_diffuse_states", "loglikelihood_burn", "nobs_diffuse", "use_t"})
+NOT_STATISTICS = frozenset({"J", "K", "neqs", "k_constant", "k_diffuse_states", "loglikelihood_burn", "nobs_diffuse", "use_t"})
 # What a model's specification is called on the model object (logged as params when present).
 SPECIFICATION = ("order", "seasonal_order", "trend")
 
@@ -279,6 +279,9 @@ def coefficient_table(results: Any) -> str:
         if values is not None:
             columns[column] = values
     interval = _optional_array(lambda: results.conf_int(), coef.shape + (2,))
+    if interval is None and coef.ndim == 2:  # MNLogit: one (terms, 2) block per equation
+        interval = _optional_array(lambda: results.conf_int(), (coef.shape[1], coef.shape[0], 2))
+        interval = None if interval is None else interval.transpose(1, 0, 2)
     if interval is not None:
         columns["conf_low"], columns["conf_high"] = interval[..., 0], interval[..., 1]
     out = io.StringIO()
@@ -292,17 +295,21 @@ def coefficient_table(results: Any) -> str:
 
 def _term_names(results: Any, params: Any, coef) -> list[str]:
     index = getattr(params, "index", None)
+    model = getattr(results, "model", None)
     if coef.ndim == 1:
-        if index is not None:
-            return [str(n) for n in index]
-        names = getattr(results.model, "exog_names", None) or getattr(getattr(results, "model", None), "param_names", None)
-        if names and len(names) == coef.size:
-            return [str(n) for n in names]
-        return [f"x{i}" for i in range(coef.size)]
+        return _names((index, getattr(model, "param_names", None), getattr(model, "exog_names", None)), coef.size, "x")
     # 2-D (MNLogit, VAR): one row per (term, equation)
-    rows = [str(n) for n in index] if index is not None else [f"x{i}" for i in range(coef.shape[0])]
-    cols = [str(c) for c in getattr(params, "columns", range(coef.shape[1]))]
+    rows = _names((index, getattr(model, "exog_names", None)), coef.shape[0], "x")
+    cols = _names((getattr(params, "columns", None), getattr(model, "endog_names", None)), coef.shape[1], "")
     return [f"{r}[{c}]" for r in rows for c in cols]
+
+
+def _names(candidates: tuple, size: int, prefix: str) -> list[str]:
+    """The first candidate list of `size` names, else prefix0, prefix1, ..."""
+    for names in candidates:
+        if names is not None and not isinstance(names, str) and len(names) == size:
+            return [str(n) for n in names]
+    return [f"{prefix}{i}" for i in range(size)]
 
 
 def _optional_array(get, shape):
@@ -312,9 +319,7 @@ def _optional_array(get, shape):
         value = np.asarray(get(), dtype=float)
     except Exception:  # noqa: BLE001 - not defined for this results class
         return None
-    if value.size == int(np.prod(shape)):
-        return value.reshape(shape)
-    return None
+    return value if value.shape == shape else None  # never reshape: that could pair wrong values
 
 
 def _summary_text(results: Any) -> str:

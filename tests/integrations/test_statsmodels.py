@@ -279,3 +279,16 @@ def test_mlflow_loads_the_model_folder(data, tmp_path, monkeypatch):
     np.testing.assert_allclose(native.predict(frame.iloc[:5]), results.predict(frame.iloc[:5]))
     pyfunc = mlflow.pyfunc.load_model(folder)
     np.testing.assert_allclose(np.asarray(pyfunc.predict(frame.iloc[:5])), results.predict(frame.iloc[:5]))
+
+
+def test_multi_equation_coefficients_pair_each_term_with_its_own_interval(data, tmp_path):
+    X, y, _ = data
+    autolog.autolog()
+    results = sm.MNLogit(np.digitize(y, [-1.0, 1.0]), X).fit(disp=0)
+    run = the_run()
+    rows = list(csv.DictReader(io.StringIO(artifact_text(run.run_id, "coefficients.csv", tmp_path))))
+    assert [r["term"] for r in rows[:2]] == ["const[0]", "const[1]"]
+    assert [float(r["coef"]) for r in rows] == pytest.approx(list(np.asarray(results.params).ravel()))
+    for row in rows:
+        assert float(row["conf_low"]) < float(row["coef"]) < float(row["conf_high"]), row
+    assert "J" not in run.metrics and "llr_pvalue" in run.metrics
