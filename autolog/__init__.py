@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Optional
 from autolog import config as _config
 from autolog import containment as _containment
 from autolog import runs as _runs
+from autolog.backends import require_client_library
 from autolog.entities import Experiment, Metric, Param, Run, RunStatus
 from autolog.models import load_model
 from autolog.runs import (
@@ -84,6 +85,7 @@ def autolog(
         _disable_run_context()
         return []
     settings = _config.build_settings(arguments)
+    require_client_library(settings.tracking_uri)  # e.g. mlflow for an http:// URI, before any patching
     _runs.set_settings(settings)
     _containment.set_silent(settings.silent)
     enabled = engine.enable(settings.integrations, settings.exclude)

@@ -104,12 +104,23 @@ def _load_class(kind: str):
         module = importlib.import_module(module_name)
     except ImportError as exc:
         if kind == "mlflow":
-            raise BackendError(
-                "logging to an MLflow tracking URI needs the mlflow client library: "
-                "pip install 'autolog[mlflow]'"
-            ) from exc
+            raise BackendError(_MLFLOW_MISSING) from exc
         raise
     return getattr(module, attr)
+
+
+_MLFLOW_MISSING = "logging to an MLflow tracking URI needs the mlflow client library: pip install 'autolog[mlflow]'"
+
+
+def require_client_library(uri: Optional[str] = None) -> None:
+    """Raise BackendError now when `uri` (resolved) needs a client library that is not installed.
+
+    Checked with `find_spec`, without importing it (importing mlflow takes seconds).
+    """
+    import importlib.util
+
+    if backend_kind(resolve_tracking_uri(uri)) == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        raise BackendError(_MLFLOW_MISSING)
 
 
 def get_backend(uri: Optional[str] = None) -> Backend:

@@ -76,6 +76,14 @@ _SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATAB
 _REDACTED = "***"
 
 
+def mlflow_source_tags(tags: dict) -> dict:
+    """MLflow's names for the autolog source tags in `tags` that MLflow's own are not set for."""
+    out = {theirs: tags[ours] for ours, theirs in _MLFLOW_TAGS.items() if ours in tags and theirs not in tags}
+    if ("autolog.source.script" in tags or "autolog.source.command" in tags) and "mlflow.source.type" not in tags:
+        out["mlflow.source.type"] = "LOCAL"
+    return out
+
+
 def mlflow_store_uri(uri: str) -> str:
     """The MLflow tracking URI behind an autolog URI (`mlflow+sqlite:///x` -> `sqlite:///x`)."""
     return uri[len("mlflow+"):] if uri.lower().startswith("mlflow+") else uri
@@ -323,11 +331,7 @@ class MlflowBackend(Backend):
             return
         redact = _redactor()
         tags = {str(k): (redact(str(v)) if redact else str(v)) for k, v in run.tags.items()}
-        for ours, theirs in _MLFLOW_TAGS.items():
-            if ours in tags and theirs not in tags:
-                tags[theirs] = tags[ours]
-        if "autolog.source.script" in tags or "autolog.source.command" in tags:
-            tags.setdefault("mlflow.source.type", "LOCAL")
+        tags.update(mlflow_source_tags(tags))
         tags[TAG_RUN_ID] = run.run_id
         tags["mlflow.runName"] = run.run_name
         if run.parent_run_id:
@@ -348,8 +352,7 @@ class MlflowBackend(Backend):
         p = [_MlflowParam(x.key, redact(x.value) if redact else x.value) for x in params]
         t = [_MlflowRunTag(k, redact(v) if redact else v) for k, v in tags]
         # source tags that arrive later (`autolog sync` copies them as tags) get MLflow's names too
-        t.extend(_MlflowRunTag(_MLFLOW_TAGS[k], redact(v) if redact else v) for k, v in tags
-                 if k in _MLFLOW_TAGS and not any(k2 == _MLFLOW_TAGS[k] for k2, _ in tags))
+        t.extend(_MlflowRunTag(k, v) for k, v in mlflow_source_tags({tag.key: tag.value for tag in t}).items())
         with _calling(f"logging a batch to run {run_id}", run_id):
             self.client.log_batch(mlflow_id, metrics=m, params=p, tags=t, synchronous=True)
 

@@ -101,7 +101,7 @@ class MlflowServer:
         except ProcessLookupError:
             return
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill_group(process)
         else:
@@ -160,3 +160,24 @@ def mlflow_client(mlflow_server):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=mlflow_server.url)
+
+
+@pytest.fixture
+def new_mlflow_server(tmp_path):
+    """Start a server of this test's own (for tests that kill it); stopped after the test."""
+    started: list[MlflowServer] = []
+
+    def start(name: str = "mlflow-server") -> MlflowServer:
+        server = MlflowServer(str(tmp_path / name))
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """An http URL on a loopback port nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
