@@ -352,6 +352,28 @@ def test_a_store_moved_to_another_folder_keeps_working(store, tmp_path):
     again.shutdown()
 
 
+def test_a_backup_taken_while_the_store_is_open_is_a_working_store(store, tmp_path):
+    """docs/local-store.md: SQLite's backup API plus a copy of the artifacts."""
+    _start(store, "r1", experiment="exp")
+    store.log_batch("r1", metrics=[Metric("m", math.nan, 1, 0)], params=[Param("p", "1")])
+    (tmp_path / "f.txt").write_text("kept")
+    store.log_artifact("r1", str(tmp_path / "f.txt"))
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    source, target = sqlite3.connect(store.db_path), sqlite3.connect(backup / "autolog.db")
+    source.backup(target)
+    source.close()
+    target.close()
+    shutil.copytree(os.path.join(store.root, "artifacts"), backup / "artifacts")
+    store.log_batch("r1", metrics=[Metric("m", 1.0, 2, 1)])  # written after the backup: not in it
+    copy = LocalStore(str(backup))
+    assert [r.run_id for r in copy.search_runs(["exp"])] == ["r1"]
+    assert math.isnan(copy.get_run("r1").metrics["m"]) and copy.get_run("r1").params == {"p": "1"}
+    with open(copy.download_artifacts("r1", "f.txt", str(tmp_path))) as fh:
+        assert fh.read() == "kept"
+    copy.shutdown()
+
+
 # -- run id prefixes --------------------------------------------------------------------------------
 
 def test_resolve_run_id_takes_a_unique_prefix(store):
