@@ -312,3 +312,24 @@ def test_python_dash_m_autolog_runs_main(monkeypatch, capsys):
         import autolog.__main__  # noqa: F401
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("usage: autolog")
+
+
+def test_a_backend_without_prefix_lookup_is_read_through_the_protocol(runs, store_dir, capsys):
+    """A non-local backend (the in-memory one, filled by a sync): ids and prefixes still work."""
+    from autolog.sync import sync
+
+    assert sync(store_dir, "memory:cli-read").ok
+    memory = get_backend("memory:cli-read")
+    assert not hasattr(memory, "resolve_run_id")
+    code, out, _ = _run(capsys, "--tracking-uri", "memory:cli-read", "show", runs["alpha"][:6], "--json")
+    data = json.loads(out)
+    assert code == 0 and data["run_name"] == "alpha" and data["params"] == {"lr": "0.1", "depth": "3"}
+    assert {"path": "docs/notes.txt", "is_dir": False, "size": 5} in data["artifacts"]
+    code, out, _ = _run(capsys, "--tracking-uri", "memory:cli-read", "runs")
+    assert code == 0 and len(out.splitlines()) == 2 + 4
+    for run_id in ("abc1" + "0" * 28, "abc2" + "0" * 28):
+        memory.create_run(RunStart(run_id, "Default", "twin", 1_700_000_000_000))
+    code, _, err = _run(capsys, "--tracking-uri", "memory:cli-read", "show", "abc")
+    assert code == 1 and err.startswith("autolog: error: run prefix 'abc' is ambiguous: 2 runs match")
+    code, _, err = _run(capsys, "--tracking-uri", "memory:cli-read", "show", "zzz")
+    assert (code, err) == (1, "autolog: error: no run with id or prefix 'zzz'\n")
