@@ -1,0 +1,138 @@
+"""Models that autolog's integrations log into a real MLflow server, loaded by MLflow.
+
+For each integration that exists: fit with `autolog.autolog()` logging to the server,
+then load `runs:/<MLflow run id>/model` with `mlflow.pyfunc.load_model` and with the
+flavor's own `mlflow.<flavor>.load_model`, and with `autolog.load_model(<autolog id>)`:
+all three predict what the fitted model predicts. Requirements are pinned to the
+versions in use; `registered_model_name` adds a version to MLflow's model registry.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+import autolog
+from autolog.backends import get_backend
+from autolog.backends.mlflow import TAG_MLFLOW_RUN_ID
+
+needs_sklearn_integration = pytest.mark.skipif(
+    importlib.util.find_spec("autolog.integrations.sklearn") is None, reason="integrations/sklearn.py is not there yet")
+needs_statsmodels_integration = pytest.mark.skipif(
+    importlib.util.find_spec("autolog.integrations.statsmodels") is None,
+    reason="integrations/statsmodels.py is not there yet")
+
+
+@pytest.fixture
+def mlflow_reads_the_server(mlflow_uri, monkeypatch):
+    """`mlflow.*.load_model("runs:/...")` resolves against the test server (MLflow's own variable,
+    as a user sets it; autolog's AUTOLOG_TRACKING_URI names the same server)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # statsmodels' pickle, MLflow 3
+    assert mlflow.get_tracking_uri() == mlflow_uri, "a test before this one called mlflow.set_tracking_uri"
+    return mlflow_uri
+
+
+def only_run(experiment: str):
+    found = autolog.search_runs(experiment)
+    assert len(found) == 1, [r.run_name for r in found]
+    return found[0]
+
+
+def requirements_of(mlflow_id: str, tmp_path) -> list[str]:
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(f"runs:/{mlflow_id}/model/requirements.txt", dst_path=str(tmp_path))
+    with open(local, encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+@needs_sklearn_integration
+def test_sklearn_model_loads_with_mlflow_and_is_registered(mlflow_reads_the_server, mlflow_experiment, mlflow_client,
+                                                           tmp_path):
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import Model
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    name = f"{mlflow_experiment}-clf"
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    autolog.autolog(experiment=mlflow_experiment, registered_model_name=name, integrations=["sklearn"])
+    model = LogisticRegression(max_iter=200).fit(X, y)
+    autolog.flush()
+    run = only_run(mlflow_experiment)
+    mlflow_id = run.tags[TAG_MLFLOW_RUN_ID]
+    expected = model.predict(X)
+
+    np.testing.assert_array_equal(mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model").predict(X), expected)
+    np.testing.assert_array_equal(mlflow.sklearn.load_model(f"runs:/{mlflow_id}/model").predict(X), expected)
+    np.testing.assert_array_equal(autolog.load_model(run.run_id).predict(X), expected)
+    np.testing.assert_array_equal(autolog.load_model(f"runs:/{mlflow_id}/model").predict(X), expected)
+
+    meta = Model.load(f"runs:/{mlflow_id}/model")  # MLflow reads our (JSON) MLmodel as its own
+    assert {"sklearn", "python_function"} <= set(meta.flavors)
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements_of(mlflow_id, tmp_path)
+
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    assert [(v.version, v.run_id) for v in versions] == [("1", mlflow_id)]
+    registered = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    np.testing.assert_array_equal(registered.predict(X), expected)
+
+
+@needs_statsmodels_integration
+def test_statsmodels_model_loads_with_mlflow(mlflow_reads_the_server, mlflow_experiment, tmp_path):
+    import mlflow.pyfunc
+    import mlflow.statsmodels
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    X = sm.add_constant(rng.normal(size=(60, 2)))
+    y = X @ np.array([0.5, 1.0, -2.0]) + rng.normal(scale=0.1, size=60)
+    autolog.autolog(experiment=mlflow_experiment, integrations=["statsmodels"])
+    results = sm.OLS(y, X).fit()
+    autolog.flush()
+    run = only_run(mlflow_experiment)
+    mlflow_id = run.tags[TAG_MLFLOW_RUN_ID]
+    expected = results.predict(X)
+
+    np.testing.assert_allclose(mlflow.statsmodels.load_model(f"runs:/{mlflow_id}/model").predict(X), expected)
+    np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model").predict(X)), expected)
+    np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), expected)
+    assert f"statsmodels=={metadata.version('statsmodels')}" in requirements_of(mlflow_id, tmp_path)
+
+
+@needs_sklearn_integration
+def test_each_logged_model_is_a_new_registered_version(mlflow_uri, mlflow_experiment, mlflow_client):
+    from sklearn.linear_model import LinearRegression
+
+    name = f"{mlflow_experiment}-reg"
+    X = np.arange(20.0).reshape(10, 2)
+    y = X @ np.array([1.0, 2.0])
+    autolog.autolog(experiment=mlflow_experiment, registered_model_name=name, integrations=["sklearn"])
+    LinearRegression().fit(X, y)
+    LinearRegression(fit_intercept=False).fit(X, y)
+    autolog.flush()
+    backend = get_backend(mlflow_uri)
+    mlflow_ids = {backend.mlflow_run_id(r.run_id) for r in autolog.search_runs(mlflow_experiment)}
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    assert sorted(v.version for v in versions) == ["1", "2"]
+    assert {v.run_id for v in versions} == mlflow_ids
+
+
+@needs_sklearn_integration
+def test_registered_model_name_on_the_local_store_warns_and_logs_the_model(caplog):
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(20.0).reshape(10, 2)
+    autolog.autolog(registered_model_name="nowhere", integrations=["sklearn"])  # the local store (conftest)
+    model = LinearRegression().fit(X, X[:, 0])
+    autolog.flush()
+    run = autolog.search_runs()[0]
+    np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), model.predict(X))
+    assert "has no model registry" in caplog.text
