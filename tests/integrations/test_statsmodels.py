@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ import pytest
 
 import autolog
 from autolog import runs
+from autolog.integration import engine
 
 sm = pytest.importorskip("statsmodels.api")
 smf = pytest.importorskip("statsmodels.formula.api")
@@ -183,13 +186,25 @@ def test_a_model_class_defined_after_enabling_is_patched_and_restored(data):
     assert vars(LaterModel)["fit"] is before["fit"]
 
 
+def model_classes() -> list:
+    found, stack = [], [Model]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
 def test_disable_restores_identity_and_logs_nothing_then_enable_again(data):
     X, y, _ = data
-    touched = (Model, RegressionModel, sm.OLS, sm.GLM, sm.Logit, ARIMA)
+    touched = model_classes()
     before = class_namespaces(*touched)
     autolog.autolog()
     sm.OLS(y, X).fit()
     sm.GLM(y, X).fit()
+    patched = {(p.parent, p.attribute) for p in engine.patched()["statsmodels"].patches}
+    assert (Model, "__init__") in patched and (RegressionModel, "fit") in patched
+    assert {parent for parent, _ in patched} <= set(touched)
     assert vars(Model)["__init__"] is not before[Model]["__init__"]
     assert vars(RegressionModel)["fit"] is not before[RegressionModel]["fit"]
 
@@ -292,3 +307,18 @@ def test_multi_equation_coefficients_pair_each_term_with_its_own_interval(data, 
     for row in rows:
         assert float(row["conf_low"]) < float(row["coef"]) < float(row["conf_high"]), row
     assert "J" not in run.metrics and "llr_pvalue" in run.metrics
+
+
+def test_enabled_before_statsmodels_is_imported(store_dir):
+    """A fresh interpreter: autolog() first, then `import statsmodels.api`, then a fit."""
+    script = (
+        "import autolog; autolog.autolog()\n"
+        "import numpy as np, statsmodels.api as sm\n"
+        "X = sm.add_constant(np.arange(20.0)); y = 2 * np.arange(20.0) + np.sin(np.arange(20.0))\n"
+        "sm.OLS(y, X).fit(); sm.WLS(y, X).fit()\n"
+    )
+    env = {**os.environ, "AUTOLOG_TRACKING_URI": store_dir}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    found = sorted(r.params["model_class"].rsplit(".", 1)[1] for r in all_runs())
+    assert found == ["OLS", "WLS"]
+    assert all("rsquared" in r.metrics and r.status == "FINISHED" for r in all_runs())
