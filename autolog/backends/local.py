@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -189,7 +190,7 @@ class LocalStore(Backend):
         tables = self._tables(conn)
         if not tables:
             # a new store: WAL is a property of the database file, set once here
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if not self._tables(conn):  # another process may have won the race
@@ -568,6 +569,23 @@ def _param_rows(run_id: str, params: Sequence[Param]) -> list[tuple]:
             raise BackendError(f"param {p.key!r} of run {run_id} is logged twice in one batch: {seen[2]!r} and {value!r}")
         rows[p.key] = (run_id, p.key, value)
     return list(rows.values())
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database to WAL. SQLite answers "locked" at once, without its busy
+    handler, while another process that is creating the same store reads it, so wait
+    here (bounded by the busy timeout); a second switch is a no-op."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

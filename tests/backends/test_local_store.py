@@ -454,6 +454,43 @@ def test_four_processes_log_through_the_public_api_into_one_store(store_dir, tmp
         assert len(store.get_metric_history(run.run_id, "loss")) == 2000
 
 
+_CREATOR = textwrap.dedent("""
+    import sys
+    from autolog.backends.local import LocalStore
+    from autolog.entities import Metric, RunStart
+    store = LocalStore(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    store.create_run(RunStart(sys.argv[2], "Default", "creator", 1))
+    store.log_batch(sys.argv[2], metrics=[Metric("m", 1.0, 1, 0)])
+""")
+
+
+def test_processes_that_create_a_new_store_at_once_all_get_in(tmp_path):
+    """The first write of several processes into a store that does not exist yet: one
+    makes the schema and switches to WAL, none is refused (a race once seen here)."""
+    script = tmp_path / "creator.py"
+    script.write_text(_CREATOR)
+    for round_ in range(2):
+        path = str(tmp_path / f"new-store-{round_}")
+        procs = [subprocess.Popen([sys.executable, str(script), path, f"run-{i}"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        store = LocalStore(path)
+        assert sorted(r.run_id for r in store.search_runs()) == [f"run-{i}" for i in range(4)]
+        conn = sqlite3.connect(store.db_path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+        store.shutdown()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_writes_through_its_own_connection(store):
     _start(store, "r1")
