@@ -570,6 +570,13 @@ def _remove_owned(path: str) -> None:
             os.unlink(path)
         except OSError:
             pass
+    # and the folder `new_staging_dir` made for it, once empty (else one folder leaks per artifact)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(os.path.dirname(parent)) == "staged":
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass
 
 
 def new_staging_dir(logger: BatchingLogger) -> str:

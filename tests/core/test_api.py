@@ -164,6 +164,9 @@ def test_artifacts_are_copied_when_logged(tmp_path):
     with open(store.download_artifacts(run.run_id, "docs/readme.md", str(tmp_path / "dl2")), encoding="utf-8") as fh:
         assert fh.read() == "hello"
     assert [a.path for a in store.list_artifacts(run.run_id, "plots")] == ["plots/a.txt"]
+    # the copies taken at logging time are gone once delivered, folders included
+    staged = os.path.join(runs.logger_for().journal.folder, "staged")
+    assert os.listdir(staged) == []
 
 
 # -- settings --------------------------------------------------------------------------
