@@ -175,6 +175,8 @@ def compare(
     variants = tuple(variants)
     root = tempfile.mkdtemp(prefix="autolog-bench-")
     previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_journal = os.environ.get("AUTOLOG_JOURNAL_DIR")
+    os.environ["AUTOLOG_JOURNAL_DIR"] = os.path.join(root, "journal")  # staging copies stay in the temp folder
     result = Comparison(variants)
     try:
         runners = [_Variant(v, root, autolog_options or {}, mlflow_options or {}) for v in variants]
@@ -191,6 +193,10 @@ def compare(
         _all_off()
         if previous_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
+        if previous_journal is None:
+            os.environ.pop("AUTOLOG_JOURNAL_DIR", None)
+        else:
+            os.environ["AUTOLOG_JOURNAL_DIR"] = previous_journal
         shutil.rmtree(root, ignore_errors=True)
     if title:
         print(f"\n### {title}\n", file=stream)
