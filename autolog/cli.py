@@ -51,6 +51,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.handler(args)
     except BrokenPipeError:  # `autolog runs | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: a sync stopped this way is safe to run again
+        _error("interrupted")
+        return 130
     except (CliError, SyncError, BackendError, OSError) as exc:
         _error(_message(exc))
         return 1
