@@ -320,3 +320,18 @@ def test_backend_errors_do_not_escape_as_tracebacks(tmp_path, capsys):
     assert main(["sync", "--to", "nosuchscheme:somewhere", "--from", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("autolog: error: no autolog backend for URI scheme 'nosuchscheme'") and err.count("\n") == 1
+
+
+def test_journal_records_the_target_refuses_are_kept_aside_and_reported(tmp_path, capsys):
+    target_dir = str(tmp_path / "copy")
+    journal = Journal(target_dir)
+    journal.append([encode_batch("no-such-run", [Metric("m", 1.0, 1, 0)], [Param("p", "1")], [])])
+    journal.close_segment()
+    assert main(["sync", "--to", target_dir]) == 1  # the tracking store is missing: journals only
+    captured = capsys.readouterr()
+    assert "journals: 0 records replayed from 1 journal, 2 rejected" in captured.out
+    assert captured.err == (f"autolog: error: 2 journalled records refused by the target; kept in "
+                            f"{os.path.join(journal.folder, 'rejected.jsonl')}\n")
+    with open(os.path.join(journal.folder, "rejected.jsonl")) as fh:
+        kept = [json.loads(line) for line in fh]
+    assert kept[0]["run_id"] == "no-such-run" and "RunNotFound" in kept[0]["error"]
