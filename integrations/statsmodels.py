@@ -30,7 +30,7 @@ import io
 import os
 import pickle
 import weakref
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from autolog import containment, runs
 from autolog.integration import Integration, engine
@@ -131,6 +131,8 @@ def _fit(wrapped, instance, args, kwargs):
             run.log_params(_params(wrapped, instance, args, kwargs), normalize=True)
         results = wrapped(*args, **kwargs)
         with containment.contained(f"{NAME}: logging the results of {type(instance).__name__}.fit"):
+            if "nobs" not in run.params and _is_number(getattr(results, "nobs", None)):
+                run.log_param("nobs", _integral(results.nobs), normalize=True)  # discrete models set it in fit
             _log_results(run, results)
         return results
 
@@ -146,8 +148,8 @@ def _params(wrapped, instance, args, kwargs) -> dict:
     if isinstance(formula, str):
         params["formula"] = formula
     nobs = getattr(instance, "nobs", None)
-    if isinstance(nobs, (int, float)) or _is_number(nobs):
-        params["nobs"] = int(nobs) if float(nobs).is_integer() else float(nobs)
+    if _is_number(nobs):
+        params["nobs"] = _integral(nobs)
     family = getattr(instance, "family", None)
     if family is not None and hasattr(family, "link"):
         params["family"] = type(family).__name__
@@ -253,6 +255,10 @@ def statistics(results: Any) -> dict[str, float]:
     return found
 
 
+def _integral(number: Any) -> Any:
+    return int(number) if float(number).is_integer() else float(number)
+
+
 def _is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -270,6 +276,8 @@ def coefficient_table(results: Any) -> str:
     params = getattr(results, "params", None)
     if params is None:
         return ""
+    if isinstance(params, Mapping):  # ExponentialSmoothing: named values and arrays, no standard errors
+        return _parameter_list(params)
     coef = np.asarray(params, dtype=float)
     names = _term_names(results, params, coef)
     columns = {"coef": coef}
@@ -290,6 +298,25 @@ def coefficient_table(results: Any) -> str:
     flat = {k: v.reshape(-1) for k, v in columns.items()}
     for i, name in enumerate(names):
         writer.writerow([name, *(repr(float(v[i])) for v in flat.values())])
+    return out.getvalue()
+
+
+def _parameter_list(params: Mapping) -> str:
+    import numpy as np
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["term", "coef"])
+    for name, value in params.items():
+        try:
+            values = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            continue  # e.g. a flag such as use_boxcox=False
+        if values.ndim == 0:
+            writer.writerow([name, repr(float(values))])
+        else:
+            for i, v in enumerate(values.reshape(-1)):
+                writer.writerow([f"{name}[{i}]", repr(float(v))])
     return out.getvalue()
 
 

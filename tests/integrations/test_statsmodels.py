@@ -159,10 +159,15 @@ def test_nested_fits_are_logged_once_at_the_outermost_call(data):
     assert run.params["model_class"].endswith("TwoStage")
     assert run.run_name.startswith("TwoStage-")
 
+    # statsmodels' own fit inside a fit: NegativeBinomial fits a Poisson model for its start params
+    counts = np.random.default_rng(3).poisson(np.exp(0.2 * X[:, 1] + 1.0))
+    sm.NegativeBinomial(counts, X).fit(disp=0)
+    assert sorted(r.params["model_class"].rsplit(".", 1)[1] for r in all_runs()) == ["NegativeBinomial", "TwoStage"]
+
     # a user's run gets the first training call inside it, not a run of its own
     with autolog.start_run(run_name="mine") as mine:
         sm.OLS(y, X).fit()
-    assert len(all_runs()) == 2
+    assert len(all_runs()) == 3
     assert autolog.get_run(mine.run_id).params["model_class"].endswith(".OLS")
 
 
@@ -322,3 +327,17 @@ def test_enabled_before_statsmodels_is_imported(store_dir):
     found = sorted(r.params["model_class"].rsplit(".", 1)[1] for r in all_runs())
     assert found == ["OLS", "WLS"]
     assert all("rsquared" in r.metrics and r.status == "FINISHED" for r in all_runs())
+
+
+def test_exponential_smoothing_parameters_are_listed_by_name(tmp_path):
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    series = np.cumsum(np.random.default_rng(4).normal(size=80)) + 40.0
+    autolog.autolog()
+    results = ExponentialSmoothing(series, trend="add").fit()
+    run = the_run()
+    assert run.params["trend"] == "add"
+    rows = {r["term"]: float(r["coef"]) for r in csv.DictReader(io.StringIO(artifact_text(run.run_id, "coefficients.csv", tmp_path)))}
+    assert rows["smoothing_level"] == pytest.approx(results.params["smoothing_level"])
+    assert rows["initial_level"] == pytest.approx(results.params["initial_level"])
+    np.testing.assert_allclose(autolog.load_model(run.run_id).forecast(3), results.forecast(3))
