@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import shutil
 import sys
 from collections import Counter

@@ -392,6 +392,21 @@ def test_resolve_run_id_takes_a_unique_prefix(store):
 
 # -- processes ----------------------------------------------------------------------------------------
 
+def _run_together(argvs: list) -> None:
+    """Start one Python process per argv; each prints "ready" and waits for a line on stdin,
+    so that all of them start their work at the same moment. All must exit with 0."""
+    procs = [subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for argv in argvs]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+
+
 _WRITER = textwrap.dedent("""
     import sys, time
     from autolog.backends.local import LocalStore
@@ -415,17 +430,7 @@ def test_four_processes_write_10000_points_each_into_one_store_without_loss(stor
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
     points, batch = 10_000, 50  # 200 write transactions per process, interleaved
-    procs = [subprocess.Popen([sys.executable, str(script), store.root, "shared-run", str(i), str(points), str(batch)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(4)]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    for proc in procs:
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    _run_together([[str(script), store.root, "shared-run", str(i), str(points), str(batch)] for i in range(4)])
     run = store.get_run("shared-run")
     assert run.params == {"shared": "same", **{f"worker_{i}": str(i) for i in range(4)}}
     for i in range(4):
@@ -473,16 +478,7 @@ def test_processes_that_create_a_new_store_at_once_all_get_in(tmp_path):
     script.write_text(_CREATOR)
     for round_ in range(2):
         path = str(tmp_path / f"new-store-{round_}")
-        procs = [subprocess.Popen([sys.executable, str(script), path, f"run-{i}"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
-        for proc in procs:
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        for proc in procs:
-            _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
+        _run_together([[str(script), path, f"run-{i}"] for i in range(4)])
         store = LocalStore(path)
         assert sorted(r.run_id for r in store.search_runs()) == [f"run-{i}" for i in range(4)]
         conn = sqlite3.connect(store.db_path)
