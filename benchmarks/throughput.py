@@ -1,0 +1,203 @@
+"""End-to-end throughput of metric points into the local store, against MLflow's `log_batch`.
+
+    python -m benchmarks.throughput                  # from the repository root
+    python -m benchmarks.throughput --points 1000000 --repeats 3
+
+Rows of the table (points a second, median of the repetitions):
+
+- `autolog, end to end`        `run.log_metric(...)` in a loop, then `autolog.flush()`: the clock
+                                runs from the first call until every point is in the SQLite store.
+- `autolog, log_metrics x10`   the same with ten keys a step through `autolog.log_metrics`.
+- `autolog logger, no store`   the same calls into a backend that stores nothing: the cost of
+                                autolog's own path (caller + worker), without SQLite.
+- `LocalStore.log_batch alone` batches of 5,000 points written straight into the store: the
+                                cost of SQLite alone.
+- `MLflow log_batch (sqlite)`  `MlflowClient().log_batch` with 1,000 metrics a call into an
+                                MLflow sqlite store (fewer points: it is slow).
+
+Target (the core issue): at least 300,000 points a second end to end on the 2-core
+development machine; MLflow's `log_batch` into sqlite was measured at about 13,500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+TARGET_POINTS_PER_S = 300_000
+
+
+def _fresh_env(root: str) -> None:
+    os.environ["AUTOLOG_TRACKING_URI"] = os.path.join(root, "autolog-runs")
+    os.environ["AUTOLOG_JOURNAL_DIR"] = os.path.join(root, "journal")
+    os.environ.setdefault("AUTOLOG_LOG_SYSTEM_METRICS", "false")
+
+
+def autolog_end_to_end(points: int) -> float:
+    import autolog
+    from autolog import runs
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
+    _fresh_env(root)
+    runs.reset_for_tests()
+    run = autolog.start_run("throughput")
+    assert autolog.flush(60)
+    log = run.log_metric
+    start = time.perf_counter()
+    for step in range(points):
+        log("loss", 0.5, step)
+    assert autolog.flush(600)
+    elapsed = time.perf_counter() - start
+    autolog.end_run()
+    autolog.flush()
+    _check_stats()
+    return points / elapsed
+
+
+def autolog_log_metrics(points: int, keys: int = 10) -> float:
+    import autolog
+    from autolog import runs
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
+    _fresh_env(root)
+    runs.reset_for_tests()
+    autolog.start_run("throughput-dict")
+    assert autolog.flush(60)
+    names = [f"metric_{i}" for i in range(keys)]
+    start = time.perf_counter()
+    for step in range(points // keys):
+        autolog.log_metrics({name: 0.5 for name in names}, step=step)
+    assert autolog.flush(600)
+    elapsed = time.perf_counter() - start
+    autolog.end_run()
+    autolog.flush()
+    _check_stats()
+    return (points // keys) * keys / elapsed
+
+
+def _check_stats() -> None:
+    from autolog import runs
+
+    stats = runs.logger_for().snapshot_stats()
+    assert stats.dropped == 0 and stats.spilled == 0 and stats.rejected == 0, stats
+
+
+class _NullBackend:
+    """Takes every write and keeps nothing: isolates autolog's own cost from the store's."""
+
+    from autolog.backends.base import BatchLimits
+
+    limits = BatchLimits(max_metrics=100_000, max_params=10_000, max_tags=10_000, max_total=100_000)
+    uri = "null:"
+
+    def create_run(self, run):
+        pass
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        pass
+
+    def end_run(self, run_id, status, end_time):
+        pass
+
+    def log_artifact(self, run_id, local_path, artifact_path=None):
+        pass
+
+    def flush(self):
+        pass
+
+
+def autolog_without_store(points: int) -> float:
+    from autolog.journal import Journal
+    from autolog.logger import BatchingLogger
+    from autolog.runs import ActiveRun
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
+    logger = BatchingLogger(_NullBackend(), journal=Journal("null:", folder=os.path.join(root, "journal")))
+    run = ActiveRun("0" * 32, "null", "Default", "null:", None, "user", 0, logger)
+    log = run.log_metric
+    start = time.perf_counter()
+    for step in range(points):
+        log("loss", 0.5, step)
+    assert logger.flush(600)
+    elapsed = time.perf_counter() - start
+    logger.close(10)
+    return points / elapsed
+
+
+def local_store_alone(points: int, batch: int = 5_000) -> float:
+    from autolog.backends.local import LocalStore
+    from autolog.entities import Metric, RunStart
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
+    store = LocalStore(os.path.join(root, "store"))
+    run_id = "1" * 32
+    store.create_run(RunStart(run_id, "Default", "store-alone", 0, None, {}))
+    now = int(time.time() * 1000)
+    batches = [[Metric("loss", 0.5, now, s) for s in range(b, min(points, b + batch))] for b in range(0, points, batch)]
+    start = time.perf_counter()
+    for metrics in batches:
+        store.log_batch(run_id, metrics=metrics)
+    elapsed = time.perf_counter() - start
+    store.shutdown()
+    return points / elapsed
+
+
+def mlflow_log_batch(points: int, batch: int = 1_000) -> float:
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    from mlflow.entities import Metric as MlflowMetric
+    from mlflow.tracking import MlflowClient
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-mlflow-")
+    client = MlflowClient(tracking_uri="sqlite:///" + os.path.join(root, "mlflow.db"))
+    experiment_id = client.create_experiment("throughput")
+    run_id = client.create_run(experiment_id).info.run_id
+    now = int(time.time() * 1000)
+    start = time.perf_counter()
+    for b in range(0, points, batch):
+        client.log_batch(run_id, metrics=[MlflowMetric("loss", 0.5, now, s) for s in range(b, min(points, b + batch))])
+    elapsed = time.perf_counter() - start
+    client.set_terminated(run_id)
+    return points / elapsed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--mlflow-points", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    from benchmarks.harness import machine_summary
+
+    cases = [
+        ("autolog, end to end (`run.log_metric` + `flush`)", autolog_end_to_end, args.points),
+        ("autolog, `log_metrics` with 10 keys a step + `flush`", autolog_log_metrics, args.points),
+        ("autolog logger, no store (caller + worker only)", autolog_without_store, args.points),
+        ("`LocalStore.log_batch` alone, 5,000 a batch", local_store_alone, args.points),
+    ]
+    if not args.no_mlflow:
+        cases.append(("MLflow `log_batch` into sqlite, 1,000 a batch", mlflow_log_batch, args.mlflow_points))
+    results = {name: [] for name, _, _ in cases}
+    for _ in range(args.repeats):  # interleaved repetitions
+        for name, fn, n in cases:
+            results[name].append(fn(n))
+    print(f"\n{machine_summary()}; load average {os.getloadavg()[0]:.1f}\n")
+    print("| case | points | points a second (median) | min | max |")
+    print("|---|---|---|---|---|")
+    for name, _, n in cases:
+        values = results[name]
+        print(f"| {name} | {n:,} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |")
+    end_to_end = statistics.median(results[cases[0][0]])
+    print(f"\nend to end {end_to_end:,.0f} points/s (target >= {TARGET_POINTS_PER_S:,}: "
+          f"{'met' if end_to_end >= TARGET_POINTS_PER_S else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
