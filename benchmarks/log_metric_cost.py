@@ -32,6 +32,9 @@ import time
 TARGET_MEDIAN_S = 5e-6
 TARGET_RATIO = 100.0
 
+if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repo root, for `benchmarks.harness`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _autolog_setup(root: str):
     os.environ["AUTOLOG_TRACKING_URI"] = os.path.join(root, "autolog-runs")

@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repo root, for `benchmarks.harness`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _rss_kib(field: str = "VmRSS") -> int:
     with open("/proc/self/status", encoding="ascii") as fh:
@@ -99,7 +102,7 @@ def run_case(case: str, points: int) -> dict:
     env = dict(os.environ, AUTOLOG_TRACKING_URI=os.path.join(root, "autolog-runs"),
                AUTOLOG_JOURNAL_DIR=os.path.join(root, "journal"), AUTOLOG_LOG_SYSTEM_METRICS="false")
     if case == "queued":
-        env["AUTOLOG_MAX_QUEUE_SIZE"] = str(points + 10)
+        env["AUTOLOG_MAX_QUEUE_SIZE"] = str(max(points + 10, 10_000))
     out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--child", case, "--points", str(points)],
                          env=env, capture_output=True, text=True, timeout=3600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -31,6 +31,9 @@ import time
 
 TARGET_POINTS_PER_S = 300_000
 
+if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repo root, for `benchmarks.harness`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _fresh_env(root: str) -> None:
     os.environ["AUTOLOG_TRACKING_URI"] = os.path.join(root, "autolog-runs")
