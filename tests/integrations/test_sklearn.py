@@ -549,3 +549,21 @@ def test_disable_then_enable_again(clf_data):
     autolog.autolog()
     LogisticRegression(max_iter=300).fit(X, y)
     assert len(all_runs()) == 2
+
+
+def test_every_estimator_of_all_estimators_has_its_fit_patched():
+    from sklearn.utils import all_estimators
+
+    from autolog.integration import engine
+
+    autolog.autolog()
+    patcher = engine.patched()["sklearn"]
+    missing = []
+    for name, cls in all_estimators():
+        for method in ("fit", "fit_transform", "fit_predict"):
+            owner = next((c for c in cls.__mro__ if method in vars(c)), None)
+            if owner is not None and not patcher.is_wrapped(owner, method):
+                missing.append(f"{name}.{method} (defined on {owner.__qualname__})")
+    assert missing == []
+    assert len(all_estimators()) > 150
+
