@@ -106,6 +106,30 @@ def sample_cost(count: int = 200) -> float:
     return (time.perf_counter() - start) / count
 
 
+def run_start_cost(runs: int = 300) -> dict:
+    """Microseconds a start_run + end_run pair takes on the caller, per run-context setting."""
+    import autolog
+
+    cases = {
+        "context off": dict(log_system_metrics=False, log_args=False, log_code_state=False, log_environment=False),
+        "args+code+env": dict(log_system_metrics=False),
+        "all + sampling": dict(log_system_metrics=True, system_metrics_interval=1.0),
+    }
+    out = {}
+    for name, options in cases.items():
+        autolog.autolog(integrations=[], **options)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(runs):
+                with autolog.start_run():
+                    pass
+            times.append((time.perf_counter() - start) / runs)
+            autolog.flush()
+        out[name] = statistics.median(times) * 1e6
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -119,6 +143,8 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, interval {options.interval} s, "
           f"{options.repeats} interleaved repeats of ~{options.seconds} s")
     print(f"one sample on the sampler thread: {sample_cost() * 1e3:.2f} ms")
+    costs = run_start_cost()
+    print("start_run + end_run on the caller: " + ", ".join(f"{k} {v:.0f} us" for k, v in costs.items()))
     print(f"{'workload':<12} {'wall off':>9} {'wall on':>9} {'on/off':>7}   {'cpu off':>8} {'cpu on':>8} {'on/off':>7}"
           "   wall spread off / on (min-max)")
     for name, make in (("python loop", python_loop), ("sklearn fit", sklearn_fit)):
