@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+from benchmarks.harness import machine_summary  # noqa: E402
+
 
 def python_loop(seconds: float):
     """Calibrated to take about `seconds`: an SGD-like update in pure Python."""
@@ -140,8 +143,8 @@ def main() -> None:
     os.environ.setdefault("AUTOLOG_JOURNAL_DIR", tempfile.mkdtemp(prefix="autolog-bench-journal-"))
     import autolog
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, interval {options.interval} s, "
-          f"{options.repeats} interleaved repeats of ~{options.seconds} s")
+    print(f"{machine_summary()}; interval {options.interval} s, {options.repeats} interleaved repeats "
+          f"of ~{options.seconds} s; load average {os.getloadavg()[0]:.1f}")
     print(f"one sample on the sampler thread: {sample_cost() * 1e3:.2f} ms")
     costs = run_start_cost()
     print("start_run + end_run on the caller: " + ", ".join(f"{k} {v:.0f} us" for k, v in costs.items()))
@@ -159,6 +162,7 @@ def main() -> None:
         print(f"{name:<12} {w_off:>8.3f}s {w_on:>8.3f}s {w_on / w_off:>7.3f}   {c_off:>7.3f}s {c_on:>7.3f}s {c_on / c_off:>7.3f}"
               f"   {min(t[0] for t in off):.2f}-{max(t[0] for t in off):.2f} / {min(t[0] for t in on):.2f}-{max(t[0] for t in on):.2f}")
     autolog.autolog(disable=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -123,8 +123,8 @@ def test_disable_stops_the_thread_and_nothing_is_logged_after(sampling):
     assert _sampler_threads() == []  # joined by disable: no thread is left that could log
     count = len(_history(run.run_id, "system/cpu_utilization_percentage"))
     assert count >= 2
-    autolog.start_run(nested=True).end()  # a new run after disable: no sampler wakes up for it
-    assert _sampler_threads() == []
+    with autolog.start_run(nested=True):  # a new run after disable: no sampler wakes up for it
+        assert _sampler_threads() == []
     autolog.end_run()
     assert len(_history(run.run_id, "system/cpu_utilization_percentage")) == count
 
