@@ -567,3 +567,31 @@ def test_every_estimator_of_all_estimators_has_its_fit_patched():
     assert missing == []
     assert len(all_estimators()) > 150
 
+
+
+def test_two_threads_training_at_once_get_two_runs(clf_data, reg_data):
+    X, y = clf_data
+    Xr, yr = reg_data
+    autolog.autolog()
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def train(make, X, y):
+        try:
+            barrier.wait(timeout=30)
+            make().fit(X, y)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train, args=(lambda: LogisticRegression(max_iter=300), X, y)),
+               threading.Thread(target=train, args=(Ridge, Xr, yr))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    found = {r.tags["estimator_name"]: r for r in all_runs()}
+    assert set(found) == {"LogisticRegression", "Ridge"}
+    assert all(r.parent_run_id is None for r in found.values())
+    assert "training_accuracy_score" in found["LogisticRegression"].metrics
+    assert "training_r2_score" in found["Ridge"].metrics
