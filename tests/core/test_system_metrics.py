@@ -259,3 +259,30 @@ def test_forked_child_has_no_sampler_until_it_starts_a_run(sampling):
     before, ok, own_id = answer
     assert before == "0" and ok == "True"
     assert "system/cpu_utilization_percentage" in autolog.get_run(own_id).metrics
+
+
+class _VanishingProc:
+    """A reader whose source went away (a container that lost /proc): every read fails."""
+
+    def __init__(self):
+        self.reads = 0
+        self.third = threading.Event()
+
+    def read(self):
+        self.reads += 1
+        if self.reads >= 3:
+            self.third.set()
+        raise OSError("/proc/stat: no such file")
+
+
+def test_a_failing_reading_is_contained_and_sampling_goes_on(contained_errors):
+    reader = _VanishingProc()
+    sampler = sysmetrics.SystemMetricsSampler(reader, interval=0.05)
+    with autolog.start_run() as run:
+        sampler.add(run)
+        assert reader.third.wait(30)  # tried again at its interval, not given up, not spinning
+        sampler.remove(run)
+    sampler.close()
+    assert contained_errors and {where for where, _ in contained_errors} == {"sampling system metrics"}
+    got = autolog.get_run(run.run_id)
+    assert got.status == "FINISHED" and not any(k.startswith("system/") for k in got.metrics)
