@@ -67,6 +67,10 @@ _MLFLOW_TAGS = {
 # MAX_PARAMS_TAGS_PER_BATCH, MAX_ENTITIES_PER_BATCH)
 MLFLOW_BATCH_LIMITS = BatchLimits(max_metrics=1000, max_params=100, max_tags=100, max_total=1000)
 
+# MLflow's cap on the body of one log-batch request (MAX_BATCH_LOG_REQUEST_SIZE, 1 MB); we stay
+# under it with room for JSON's quoting
+_MAX_BATCH_BYTES = 800_000
+
 # our requests: no retries inside MLflow (the logger retries), a short connect timeout
 _DEFAULT_MAX_RETRIES = 0
 _DEFAULT_TIMEOUT = (5.0, 60.0)  # (connect, read) seconds
@@ -164,6 +168,10 @@ def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendEr
             return BackendUnavailable(message)
     error_code = getattr(exc, "error_code", "") or ""
     status = _http_status(exc) if isinstance(exc, RestException) else None
+    for item in chain:  # artifact uploads raise requests' HTTPError with the response
+        response = getattr(item, "response", None) if isinstance(item, requests.exceptions.HTTPError) else None
+        if status is None and response is not None:
+            status = response.status_code
     if status is None and isinstance(exc, MlflowException):
         text = str(exc)
         for code in ("429", "500", "502", "503", "504"):
@@ -179,6 +187,25 @@ def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendEr
     if run_id is not None and error_code == "RESOURCE_DOES_NOT_EXIST":
         return RunNotFound(run_id)
     return BackendError(message)
+
+
+def _by_size(metrics: list, params: list, tags: list):
+    """One batch as requests under MLflow's 1 MB body cap (long param and tag values add up)."""
+    def size(entity) -> int:
+        return 60 + len(entity.key) + len(str(entity.value)) * 2  # JSON escaping, at worst twice
+
+    parts: list = [[[], [], []]]
+    used = 0
+    for kind, entities in enumerate((params, tags, metrics)):
+        for entity in entities:
+            cost = size(entity)
+            if used + cost > _MAX_BATCH_BYTES and any(parts[-1]):
+                parts.append([[], [], []])
+                used = 0
+            parts[-1][kind].append(entity)
+            used += cost
+    for p_part, t_part, m_part in parts:
+        yield m_part, p_part, t_part
 
 
 def _redactor():
@@ -354,7 +381,8 @@ class MlflowBackend(Backend):
         # source tags that arrive later (`autolog sync` copies them as tags) get MLflow's names too
         t.extend(_MlflowRunTag(k, v) for k, v in mlflow_source_tags({tag.key: tag.value for tag in t}).items())
         with _calling(f"logging a batch to run {run_id}", run_id):
-            self.client.log_batch(mlflow_id, metrics=m, params=p, tags=t, synchronous=True)
+            for m_part, p_part, t_part in _by_size(m, p, t):
+                self.client.log_batch(mlflow_id, metrics=m_part, params=p_part, tags=t_part, synchronous=True)
 
     def end_run(self, run_id: str, status: str, end_time: int) -> None:
         mlflow_id = self.mlflow_run_id(run_id)

@@ -45,8 +45,10 @@ def mlflow_executable() -> list[str]:
 class MlflowServer:
     """One `mlflow server` process (group) with its store in `folder`."""
 
-    def __init__(self, folder: str, port: int | None = None):
+    def __init__(self, folder: str, port: int | None = None, extra_args: tuple = (), extra_env: dict | None = None):
         self.folder = folder
+        self.extra_args = tuple(extra_args)  # e.g. ("--app-name", "basic-auth")
+        self.extra_env = dict(extra_env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend_store = f"sqlite:///{os.path.join(folder, 'mlflow.db')}"
@@ -60,10 +62,11 @@ class MlflowServer:
         for name in ("MLFLOW_TRACKING_URI", "AUTOLOG_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                      "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
             env.pop(name, None)
+        env.update(self.extra_env)
         command = mlflow_executable() + [
             "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", self.backend_store,
-            "--artifacts-destination", self.artifacts, "--serve-artifacts",
+            "--artifacts-destination", self.artifacts, "--serve-artifacts", *self.extra_args,
         ]
         log = open(self.log_path, "ab")
         try:
@@ -167,8 +170,8 @@ def new_mlflow_server(tmp_path):
     """Start a server of this test's own (for tests that kill it); stopped after the test."""
     started: list[MlflowServer] = []
 
-    def start(name: str = "mlflow-server") -> MlflowServer:
-        server = MlflowServer(str(tmp_path / name))
+    def start(name: str = "mlflow-server", **options) -> MlflowServer:
+        server = MlflowServer(str(tmp_path / name), **options)
         started.append(server)
         return server.start()
 

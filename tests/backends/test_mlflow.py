@@ -260,6 +260,19 @@ def test_batches_stay_within_mlflow_request_limits(mlflow_uri, mlflow_experiment
     assert len(mlflow_client.get_metric_history(found.info.run_id, "m")) == 2500
 
 
+def test_long_values_stay_under_mlflow_request_size_cap(mlflow_server, mlflow_experiment, mlflow_client):
+    """100 params of 6,000 characters and 100 tags of 8,000 are 1.4 MB: over MLflow's 1 MB per request."""
+    backend = MlflowBackend(mlflow_server.url)
+    start = RunStart(uuid.uuid4().hex, mlflow_experiment, "long-values", int(time.time() * 1000))
+    backend.create_run(start)
+    params = [Param(f"p{i}", str(i % 10) * 6000) for i in range(100)]
+    tags = [(f"t{i}", str(i % 10) * 8000) for i in range(100)]
+    backend.log_batch(start.run_id, params=params, tags=tags)
+    found = mlflow_run_of(mlflow_client, mlflow_experiment, start.run_id)
+    assert found.data.params == {p.key: p.value for p in params}
+    assert all(found.data.tags[k] == v for k, v in tags)
+
+
 # -- ids, idempotence, errors ---------------------------------------------------------------------
 
 def test_create_run_is_idempotent_by_autolog_id(mlflow_server, mlflow_experiment, mlflow_client):
@@ -314,6 +327,32 @@ def test_credentials_go_in_headers_never_into_a_run(mlflow_uri, mlflow_experimen
     values = list(found.data.params.values()) + list(found.data.tags.values())
     assert not any(token in value for value in values)
     assert found.data.params["api_token"] == "***" and found.data.tags["cmd"] == "train.py --token ***"
+
+
+def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlflow_experiment):
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth server needs Flask-WTF (mlflow[auth])")
+    from mlflow.tracking import MlflowClient
+
+    password = "pw-" + uuid.uuid4().hex
+    server = new_mlflow_server("auth-server", extra_args=("--app-name", "basic-auth"),
+                               extra_env={"MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                                          "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex})
+    monkeypatch.setenv("AUTOLOG_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    with autolog.start_run("with-auth", experiment=mlflow_experiment, tags={"cmd": f"serve --password {password}"}) as run:
+        autolog.log_param("depth", 4)
+        autolog.log_metric("loss", 0.5)
+    autolog.flush()
+    found = mlflow_run_of(MlflowClient(tracking_uri=server.url), mlflow_experiment, run.run_id)
+    assert found.data.params == {"depth": "4"} and found.data.metrics == {"loss": 0.5}
+    assert found.data.tags["cmd"] == "serve --password ***"
+    assert not any(password in value for value in found.data.tags.values())
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong-password")
+    with pytest.raises(BackendError) as info:  # refused for good: the logger keeps it aside, no endless retry
+        MlflowBackend(server.url).create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "denied", 0))
+    assert not isinstance(info.value, BackendUnavailable)
 
 
 # -- offline, then sync --------------------------------------------------------------------------
