@@ -390,6 +390,31 @@ def test_sync_into_mlflow_twice_creates_nothing_twice(mlflow_server, mlflow_expe
     assert mlflow_parent.data.tags["mlflow.source.name"] == mlflow_parent.data.tags["autolog.source.script"]
 
 
+def test_journal_spilled_while_the_server_was_away_is_synced_once(mlflow_server, closed_port_url, mlflow_experiment,
+                                                                 mlflow_client, monkeypatch):
+    from autolog.journal import journal_dir_for
+    from autolog.sync import sync
+
+    monkeypatch.setenv("AUTOLOG_RETRY_SECONDS", "0.2")
+    with autolog.start_run("spilled", experiment=mlflow_experiment, tracking_uri=closed_port_url) as run:
+        autolog.log_param("k", "v")
+        for step in range(50):
+            autolog.log_metric("loss", float(step), step=step)
+    assert autolog.flush(60)
+    logger = runs.logger_for(closed_port_url)
+    assert logger.stats.spilled > 0 and logger.stats.written == 0
+    logger.close(timeout=10)  # the process "ends" with everything in the journal
+
+    folder = journal_dir_for(closed_port_url)
+    first = sync(None, mlflow_server.url, journals=[folder])
+    assert first.ok and first.journal_records == logger.stats.spilled, first.to_json()
+    second = sync(None, mlflow_server.url, journals=[folder])
+    assert second.ok and second.journal_records == 0, second.to_json()
+    found = mlflow_run_of(mlflow_client, mlflow_experiment, run.run_id)  # exactly one
+    assert found.info.status == "FINISHED" and found.data.params == {"k": "v"}
+    assert sorted(m.step for m in mlflow_client.get_metric_history(found.info.run_id, "loss")) == list(range(50))
+
+
 # -- outage: the server goes away in the middle of training -------------------------------------
 
 def test_outage_mid_training_loses_nothing(mlflow_server, monkeypatch, mlflow_experiment):
