@@ -9,6 +9,10 @@ What the training thread pays per call (the writing happens elsewhere, or not):
 - `run.log_metric(key, value, step=i)`          the same through the run handle
 - `mlflow.log_metric(..., synchronous=False)`   MLflow's async logging, sqlite store
 - `mlflow.log_metric(..., synchronous=True)`    MLflow's default, sqlite store
+- "writer idle before each 10 calls": groups of 10 calls, each starting after the background
+  writer has caught up (outside the clock), as in training, where a step's compute separates
+  a few metric calls. MLflow's async path is much dearer then than in a long burst, where
+  its queue is already awake; autolog's cost is the same either way.
 
 Rounds are interleaved (autolog, mlflow async, mlflow sync, ...), each store is flushed
 between rounds outside the clock, so that no variant's background writer runs while
@@ -58,8 +62,9 @@ def _mlflow_setup(root: str):
     return mlflow
 
 
-def _time_groups(fn, calls: int, batch: int, start_step: int) -> list[float]:
-    """Seconds per call, one entry per group of `batch` calls."""
+def _time_groups(fn, calls: int, batch: int, start_step: int, between=None) -> list[float]:
+    """Seconds per call, one entry per group of `batch` calls; `between()` runs after each
+    group, outside the clock (a training step's compute, during which writers catch up)."""
     out = []
     step = start_step
     clock = time.perf_counter
@@ -69,6 +74,8 @@ def _time_groups(fn, calls: int, batch: int, start_step: int) -> list[float]:
             fn(step)
             step += 1
         out.append((clock() - t0) / batch)
+        if between is not None:
+            between()
     return out
 
 
@@ -77,24 +84,30 @@ def measure(rounds: int, calls: int, mlflow_async_calls: int, mlflow_sync_calls:
     autolog, run = _autolog_setup(root)
     mlflow = _mlflow_setup(root) if with_mlflow else None
 
+    settle = lambda: _settle(autolog, mlflow)  # noqa: E731
+    # name -> (call, calls a round, calls a group, what runs between groups outside the clock)
     variants = {
-        "autolog.log_metric": (lambda s: autolog.log_metric("loss", 0.5, step=s), calls, 100),
-        "ActiveRun.log_metric": (lambda s: run.log_metric("loss", 0.5, step=s), calls, 100),
+        "autolog.log_metric": (lambda s: autolog.log_metric("loss", 0.5, step=s), calls, 100, None),
+        "ActiveRun.log_metric": (lambda s: run.log_metric("loss", 0.5, step=s), calls, 100, None),
+        "autolog.log_metric, writer idle before each 10 calls": (
+            lambda s: autolog.log_metric("loss", 0.5, step=s), calls // 10, 10, settle),
     }
     if mlflow is not None:
         variants["mlflow.log_metric(synchronous=False)"] = (
-            lambda s: mlflow.log_metric("loss", 0.5, step=s, synchronous=False), mlflow_async_calls, 20)
+            lambda s: mlflow.log_metric("loss", 0.5, step=s, synchronous=False), mlflow_async_calls, 20, None)
+        variants["mlflow.log_metric(synchronous=False), writer idle before each 10 calls"] = (
+            lambda s: mlflow.log_metric("loss", 0.5, step=s, synchronous=False), mlflow_async_calls // 5, 10, settle)
         variants["mlflow.log_metric(synchronous=True)"] = (
-            lambda s: mlflow.log_metric("loss", 0.5, step=s, synchronous=True), mlflow_sync_calls, 5)
+            lambda s: mlflow.log_metric("loss", 0.5, step=s, synchronous=True), mlflow_sync_calls, 5, None)
 
     samples: dict[str, list[float]] = {name: [] for name in variants}
     steps = {name: 0 for name in variants}
-    for fn, n, batch in variants.values():  # warm-up, untimed
+    for fn, n, batch, _ in variants.values():  # warm-up, untimed
         _time_groups(fn, batch * 2, batch, 10_000_000)
     _settle(autolog, mlflow)
     for _ in range(rounds):
-        for name, (fn, n, batch) in variants.items():
-            samples[name].extend(_time_groups(fn, n, batch, steps[name]))
+        for name, (fn, n, batch, between) in variants.items():
+            samples[name].extend(_time_groups(fn, n, batch, steps[name], between))
             steps[name] += n
             _settle(autolog, mlflow)  # background writers finish outside the clock
     if mlflow is not None:
@@ -122,23 +135,27 @@ def report(result: dict, stream=sys.stdout) -> dict:
     samples = result["samples"]
     medians = {name: statistics.median(v) for name, v in samples.items()}
     base = medians["autolog.log_metric"]
-    print("| call | median per call | p90 per call | calls timed | vs autolog.log_metric |", file=stream)
-    print("|---|---|---|---|---|", file=stream)
+    means = {name: statistics.fmean(v) for name, v in samples.items()}
+    print("| call | median per call | mean | p90 | calls timed | median vs autolog.log_metric | mean vs autolog |",
+          file=stream)
+    print("|---|---|---|---|---|---|---|", file=stream)
     for name, values in samples.items():
         ordered = sorted(values)
         p90 = ordered[int(len(ordered) * 0.9)]
-        print(f"| `{name}` | {_us(medians[name])} | {_us(p90)} | {result['calls'][name]:,} | "
-              f"{medians[name] / base:,.1f}x |", file=stream)
+        print(f"| `{name}` | {_us(medians[name])} | {_us(means[name])} | {_us(p90)} | {result['calls'][name]:,} | "
+              f"{medians[name] / base:,.1f}x | {means[name] / means['autolog.log_metric']:,.1f}x |", file=stream)
     verdict = {"median_us": base * 1e6, "median_ok": base <= TARGET_MEDIAN_S}
     async_name = "mlflow.log_metric(synchronous=False)"
     if async_name in medians:
         verdict["ratio_async"] = medians[async_name] / base
+        verdict["ratio_async_mean"] = means[async_name] / means["autolog.log_metric"]
         verdict["ratio_ok"] = verdict["ratio_async"] >= TARGET_RATIO
     print(file=stream)
     print(f"autolog.log_metric median {base * 1e6:.2f} µs (target <= {TARGET_MEDIAN_S * 1e6:.0f} µs: "
           f"{'met' if verdict['median_ok'] else 'MISSED'})"
           + (f"; {verdict['ratio_async']:,.0f}x cheaper than mlflow async (target >= {TARGET_RATIO:.0f}x: "
-             f"{'met' if verdict['ratio_ok'] else 'MISSED'})" if "ratio_async" in verdict else ""), file=stream)
+             f"{'met' if verdict['ratio_ok'] else 'MISSED'}; by the means {verdict['ratio_async_mean']:,.0f}x)"
+             if "ratio_async" in verdict else ""), file=stream)
     print(f"autolog logger counters: {result['autolog_stats']}", file=stream)
     return verdict
 
