@@ -14,6 +14,8 @@ Rows of the table (points a second, median of the repetitions):
                                 cost of SQLite alone.
 - `MLflow log_batch (sqlite)`  `MlflowClient().log_batch` with 1,000 metrics a call into an
                                 MLflow sqlite store (fewer points: it is slow).
+- `plain sqlite3 rows ...`      the same rows inserted with nothing but `sqlite3`, into the local
+                                store's metrics table and into a bare table: where the time goes.
 
 Target (the core issue): at least 300,000 points a second end to end on the 2-core
 development machine; MLflow's `log_batch` into sqlite was measured at about 13,500.
@@ -150,6 +152,44 @@ def local_store_alone(points: int, batch: int = 5_000) -> float:
     return points / elapsed
 
 
+_METRICS_TABLE = ("CREATE TABLE metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+                  "key TEXT NOT NULL, value REAL, step INTEGER NOT NULL, timestamp INTEGER NOT NULL)")
+_METRICS_INDEX = "CREATE INDEX metrics_by_run_key_step ON metrics (run_id, key, step)"
+
+
+def _raw_sqlite(points: int, schema: list, batch: int = 5_000) -> float:
+    """Rows a second that plain `sqlite3` inserts into a metrics table (WAL, synchronous=NORMAL)."""
+    import sqlite3
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-tp-sqlite-")
+    conn = sqlite3.connect(os.path.join(root, "raw.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for statement in schema:
+        conn.execute(statement)
+    now = int(time.time() * 1000)
+    rows = [("1" * 32, "loss", 0.5, step, now) for step in range(points)]
+    start = time.perf_counter()
+    for b in range(0, points, batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)",
+                         rows[b:b + batch])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return points / elapsed
+
+
+def sqlite_like_local_store(points: int) -> float:
+    """The local store's metrics table (AUTOINCREMENT key, index on run, key, step), rows only."""
+    return _raw_sqlite(points, [_METRICS_TABLE, _METRICS_INDEX])
+
+
+def sqlite_plain_table(points: int) -> float:
+    """The same rows into a table with a plain rowid and no index: what SQLite itself can do here."""
+    return _raw_sqlite(points, [_METRICS_TABLE.replace(" AUTOINCREMENT", "")])
+
+
 def mlflow_log_batch(points: int, batch: int = 1_000) -> float:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
@@ -175,6 +215,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mlflow-points", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="skip the plain-sqlite3 rows that show where the store's time goes")
     args = parser.parse_args(argv)
     from benchmarks.harness import machine_summary
 
@@ -184,6 +226,11 @@ def main(argv=None) -> int:
         ("autolog logger, no store (caller + worker only)", autolog_without_store, args.points),
         ("`LocalStore.log_batch` alone, 5,000 a batch", local_store_alone, args.points),
     ]
+    if args.breakdown:
+        cases += [
+            ("plain `sqlite3` rows, the local store's metrics table", sqlite_like_local_store, args.points),
+            ("plain `sqlite3` rows, no AUTOINCREMENT, no index", sqlite_plain_table, args.points),
+        ]
     if not args.no_mlflow:
         cases.append(("MLflow `log_batch` into sqlite, 1,000 a batch", mlflow_log_batch, args.mlflow_points))
     results = {name: [] for name, _, _ in cases}
