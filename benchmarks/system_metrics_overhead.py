@@ -80,19 +80,33 @@ def sklearn_fit(seconds: float):
     return run
 
 
-def timed(workload, sampling: bool, interval: float) -> tuple[float, float]:
+def timed(workload, sampling: bool, interval: float) -> tuple[float, float, float]:
+    """(wall seconds, process CPU seconds, CPU seconds of the sampler thread) of one workload."""
     import autolog
     from autolog import context
 
     autolog.autolog(log_system_metrics=sampling, system_metrics_interval=interval, integrations=[])
+    sampler_cpu = 0.0
     with autolog.start_run() as run:
         if sampling:
             context.sampler().wait_for_samples(run.run_id, 1, timeout=30)  # the thread is up
+            thread = context.sampler()._thread
+            before = _thread_cpu(thread)
         start, cpu_start = time.perf_counter(), time.process_time()
         workload()
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        if sampling:
+            sampler_cpu = _thread_cpu(thread) - before
     autolog.flush()
-    return elapsed, cpu
+    return elapsed, cpu, sampler_cpu
+
+
+def _thread_cpu(thread) -> float:
+    """CPU seconds `thread` has used so far (its POSIX CPU-time clock: nanosecond resolution)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError):  # not a POSIX system, or the thread has ended
+        return 0.0
 
 
 def sample_cost(count: int = 200) -> float:
@@ -150,6 +164,7 @@ def main() -> None:
     print("start_run + end_run on the caller: " + ", ".join(f"{k} {v:.0f} us" for k, v in costs.items()))
     print(f"{'workload':<12} {'wall off':>9} {'wall on':>9} {'on/off':>7}   {'cpu off':>8} {'cpu on':>8} {'on/off':>7}"
           "   wall spread off / on (min-max)")
+    sampler_share = []
     for name, make in (("python loop", python_loop), ("sklearn fit", sklearn_fit)):
         workload = make(options.seconds)
         timed(workload, False, options.interval)  # warm-up
@@ -159,9 +174,12 @@ def main() -> None:
             on.append(timed(workload, True, options.interval))
         w_off, w_on = statistics.median(t[0] for t in off), statistics.median(t[0] for t in on)
         c_off, c_on = statistics.median(t[1] for t in off), statistics.median(t[1] for t in on)
+        sampler_share.append(sum(t[2] for t in on) / sum(t[0] for t in on))
         print(f"{name:<12} {w_off:>8.3f}s {w_on:>8.3f}s {w_on / w_off:>7.3f}   {c_off:>7.3f}s {c_on:>7.3f}s {c_on / c_off:>7.3f}"
               f"   {min(t[0] for t in off):.2f}-{max(t[0] for t in off):.2f} / {min(t[0] for t in on):.2f}-{max(t[0] for t in on):.2f}")
     autolog.autolog(disable=True)
+    print(f"CPU time of the sampler thread per second of workload: "
+          + ", ".join(f"{share * 1e3:.2f} ms ({share * 100:.3f}% of one core)" for share in sampler_share))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
