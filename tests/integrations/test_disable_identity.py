@@ -44,8 +44,35 @@ def sklearn_train() -> None:
     cross_val_score(LogisticRegression(), X, y, cv=2)
 
 
+def statsmodels_owners() -> list:
+    pytest.importorskip("statsmodels")
+    import statsmodels.api  # noqa: F401 - defines the model classes
+    import statsmodels.tsa.api  # noqa: F401
+    from statsmodels.base.model import Model
+
+    owners, stack = [], [Model]  # every model class: fit is patched where it is defined
+    while stack:
+        cls = stack.pop()
+        owners.append(cls)
+        stack.extend(cls.__subclasses__())
+    return owners
+
+
+def statsmodels_train() -> None:
+    import numpy as np
+    import statsmodels.api as sm
+    from statsmodels.tsa.arima.model import ARIMA
+
+    X = sm.add_constant(np.arange(12.0))
+    y = 2.0 * np.arange(12.0) + np.sin(np.arange(12.0))
+    sm.OLS(y, X).fit()
+    sm.Logit((np.sin(1.3 * np.arange(12.0)) > 0).astype(float), X).fit(disp=0)
+    ARIMA(y, order=(1, 0, 0)).fit()
+
+
 INTEGRATIONS = [
     ("sklearn", sklearn_owners, sklearn_train),
+    ("statsmodels", statsmodels_owners, statsmodels_train),
 ]
 
 
