@@ -139,8 +139,9 @@ def _fit(wrapped, instance, args, kwargs):
 
 def _params(wrapped, instance, args, kwargs) -> dict:
     params: dict = {}
-    function = getattr(wrapped, "__func__", None)
-    if function is not None:
+    # `model.fit(...)` gives a bound method; `OLS.fit(model, ...)` a partial of the function
+    function = getattr(wrapped, "__func__", None) or getattr(wrapped, "__wrapped__", None)
+    if inspect.isfunction(function):
         params.update(_arguments(function, instance, args, kwargs))
     model = type(instance)
     params["model_class"] = f"{model.__module__}.{model.__qualname__}"

@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -341,3 +342,35 @@ def test_exponential_smoothing_parameters_are_listed_by_name(tmp_path):
     assert rows["smoothing_level"] == pytest.approx(results.params["smoothing_level"])
     assert rows["initial_level"] == pytest.approx(results.params["initial_level"])
     np.testing.assert_allclose(autolog.load_model(run.run_id).forecast(3), results.forecast(3))
+
+
+def test_fits_in_two_threads_at_once_get_a_run_each(data):
+    X, y, _ = data
+    autolog.autolog()
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def train(n):
+        try:
+            model = sm.OLS(y[:n], X[:n])
+            barrier.wait(timeout=30)
+            model.fit()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train, args=(n,)) for n in (100, 200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(r.params["nobs"] for r in all_runs()) == ["100", "200"]
+    assert all(r.parent_run_id is None and r.status == "FINISHED" for r in all_runs())
+
+
+def test_fit_called_through_the_class_logs_its_arguments(data):
+    X, y, _ = data
+    autolog.autolog()
+    model = sm.OLS(y, X)
+    sm.OLS.fit(model, method="qr")
+    assert the_run().params["method"] == "qr"
