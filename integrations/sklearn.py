@@ -187,11 +187,14 @@ def _called_by_sklearn() -> bool:
 
 
 def _log_fit(run: runs.ActiveRun, estimator: Any, method: str, args: tuple, kwargs: dict) -> None:
-    """On the training thread: params, tags, search results, and the two snapshots (model
-    bytes, capped copies of the data); the rest is deferred to the logger's worker."""
+    """On the training thread, only what needs the live objects: tags, the child runs of a
+    search, and the two snapshots (the model as bytes, capped copies of the data). Params,
+    metrics, plots and the model are logged from the snapshots on the logger's worker."""
     settings = runs.settings()
     arguments = _arguments(estimator, method, args, kwargs)
-    X = arguments.get("X", arguments.get("x"))
+    names = list(arguments)
+    # the data is `X` for nearly every estimator; text vectorizers call it `raw_documents`
+    X = arguments.get("X", arguments[names[1]] if len(names) > 1 else None)
     y = arguments.get("y", arguments.get("Y"))
     sample_weight = arguments.get("sample_weight")
     tags = estimator_tags(estimator)
@@ -199,22 +202,29 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, method: str, args: tuple, kwar
     if shape:
         tags["autolog.training_data_shape"] = shape
     run.set_tags(tags, normalize=True)
-    run.log_params(estimator_params(estimator), normalize=True)
     post_training.register_model(estimator, run)
-    if _is_search(estimator):
-        _log_search(run, estimator, settings)
     data = DataSnapshot.take(X, y, sample_weight, settings.max_metric_rows) if X is not None else None
-    if data is None and not settings.log_models:
-        return
-    snapshot = pickle_model(estimator)
-    run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings),
-              label=f"sklearn: training metrics and model of run {run.run_id}")
+    try:
+        snapshot = pickle_model(estimator)
+    except Exception:
+        run.log_params(estimator_params(estimator), normalize=True)  # the params at least
+        raise
+    loaded: dict = {}  # the model unpickled on the worker, shared with the child runs' work
+    run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
+              label=f"sklearn: params, training metrics and model of run {run.run_id}")
+    if _is_search(estimator):
+        _log_candidate_runs(run, estimator, settings.max_tuning_runs, loaded)
 
 
-def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings) -> None:
+def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings,
+                       loaded: dict) -> None:
     from sklearn.base import is_classifier
 
-    model = snapshot.load()
+    model = loaded["model"] = snapshot.load()
+    run.log_params(estimator_params(model), normalize=True)
+    if _is_search(model):
+        with containment.contained("sklearn: logging the search results"):
+            _log_search(run, model)
     if data is not None:
         metrics = training_metrics(model, data)
         if metrics:
@@ -240,27 +250,6 @@ def _is_search(estimator: Any) -> bool:
     return search is not None and isinstance(estimator, search.BaseSearchCV) and hasattr(estimator, "cv_results_")
 
 
-def _log_search(run: runs.ActiveRun, search: Any, settings) -> None:
-    """best_<param> params, best_cv_score, cv_results.csv, and child runs for the best candidates."""
-    best_params = getattr(search, "best_params_", None)
-    if best_params:
-        run.log_params({f"best_{k}": v for k, v in best_params.items()}, normalize=True)
-    best_score = getattr(search, "best_score_", None)
-    if best_score is not None:
-        run.log_metric("best_cv_score", best_score, normalize=True)
-    results = dict(search.cv_results_)  # refitting replaces the dict, so a shallow copy is a snapshot
-
-    def write_csv():
-        import pandas as pd
-
-        path = os.path.join(run.staging_dir(), "cv_results.csv")
-        pd.DataFrame(results).to_csv(path, index=False)
-        run.log_owned_artifact(path)
-
-    run.defer(write_csv, label=f"sklearn: cv_results.csv of run {run.run_id}")
-    _log_candidates(run, search, results, settings.max_tuning_runs)
-
-
 def _rank_key(search: Any, results: dict) -> Optional[str]:
     refit = getattr(search, "refit", True)
     if isinstance(refit, str) and f"rank_test_{refit}" in results:
@@ -270,25 +259,49 @@ def _rank_key(search: Any, results: dict) -> Optional[str]:
     return next((k for k in results if k.startswith("rank_test_")), None)
 
 
-def _log_candidates(parent: runs.ActiveRun, search: Any, results: dict, max_runs: Optional[int]) -> None:
+def _log_candidate_runs(parent: runs.ActiveRun, search: Any, max_runs: Optional[int], loaded: dict) -> None:
+    """Child runs for the best `max_runs` candidates: started and ended here, on the training
+    thread (cheap records); their params and scores are read from the snapshot on the worker."""
     import numpy as np
 
-    candidates = results.get("params") or []
+    results = search.cv_results_
+    count = len(results.get("params") or [])
     rank_key = _rank_key(search, results)
-    order = list(range(len(candidates)))
+    order = list(range(count))
     if rank_key is not None:
-        order = list(np.argsort(np.asarray(results[rank_key]), kind="stable"))
+        order = [int(i) for i in np.argsort(np.asarray(results[rank_key]), kind="stable")]
     if max_runs is not None:
         order = order[:max_runs]
-    metric_keys = [k for k in results if k.startswith(("mean_", "std_", "rank_"))]
     for index in order:
-        child = runs.start_run(f"{parent.run_name}-candidate-{int(index)}", nested=True, owner="autolog",
-                               tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": int(index)})
+        child = runs.start_run(f"{parent.run_name}-candidate-{index}", nested=True, owner="autolog",
+                               tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": index})
         try:
-            child.log_params(candidates[index], normalize=True)
-            child.log_metrics({k: results[k][index] for k in metric_keys}, normalize=True)
+            child.defer(lambda child=child, index=index: _fill_candidate_run(child, loaded, index),
+                        label=f"sklearn: candidate {index} of run {parent.run_id}")
         finally:
             runs._end(child, runs.RunStatus.FINISHED)
+
+
+def _fill_candidate_run(child: runs.ActiveRun, loaded: dict, index: int) -> None:
+    results = loaded["model"].cv_results_
+    child.log_params(results["params"][index], normalize=True)
+    child.log_metrics({k: results[k][index] for k in results if k.startswith(("mean_", "std_", "rank_"))},
+                      normalize=True)
+
+
+def _log_search(run: runs.ActiveRun, search: Any) -> None:
+    """On the worker, from the snapshot: best_<param> params, best_cv_score, cv_results.csv."""
+    import pandas as pd
+
+    best_params = getattr(search, "best_params_", None)
+    if best_params:
+        run.log_params({f"best_{k}": v for k, v in best_params.items()}, normalize=True)
+    best_score = getattr(search, "best_score_", None)
+    if best_score is not None:
+        run.log_metric("best_cv_score", best_score, normalize=True)
+    path = os.path.join(run.staging_dir(), "cv_results.csv")
+    pd.DataFrame(search.cv_results_).to_csv(path, index=False)
+    run.log_owned_artifact(path)
 
 
 # -- cross-validation functions ----------------------------------------------------------------------
