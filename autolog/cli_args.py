@@ -109,7 +109,7 @@ class ArgumentRecorder:
                 given = args[0] if args else kwargs.get("args")
                 if is_command_line(given):
                     namespace = result[0] if isinstance(result, tuple) else result
-                    self._record(vars(namespace))
+                    self._record(dict(getattr(namespace, "__dict__", None) or {}))  # a user namespace may have slots
         return result
 
     # -- click ----------------------------------------------------------------------------------------
