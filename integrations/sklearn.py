@@ -153,7 +153,7 @@ def _first_argument(instance: Any, method: str, args: tuple, kwargs: dict) -> An
 def _training_wrapper(method: str):
     def training_method(wrapped, instance, args, kwargs):
         if (instance is None or isinstance(instance, type) or runs.training_call_in_progress() is not None
-                or _called_by_sklearn()):
+                or _called_by_sklearn() or _has_own_integration(type(instance))):
             return wrapped(*args, **kwargs)
         with runs.TrainingCall("sklearn", type(instance).__name__) as call:
             if call.run is None:
@@ -168,6 +168,18 @@ def _training_wrapper(method: str):
 
 
 _TRAINING_WRAPPERS = {name: _training_wrapper(name) for name in TRAINING_METHODS}
+
+
+def _has_own_integration(cls: type) -> bool:
+    """Is `cls` from a library that has an enabled integration of its own (the scikit-learn
+    API of xgboost or lightgbm)? Then that integration logs it, in its own format."""
+    from autolog.integration import engine
+
+    package = cls.__module__.partition(".")[0]
+    if package == "sklearn":
+        return False
+    return any(integration.module.partition(".")[0] == package
+               for name, integration in list(engine.wanted.items()) if name != SklearnIntegration.name)
 
 
 def _called_by_sklearn() -> bool:

@@ -595,3 +595,51 @@ def test_two_threads_training_at_once_get_two_runs(clf_data, reg_data):
     assert all(r.parent_run_id is None for r in found.values())
     assert "training_accuracy_score" in found["LogisticRegression"].metrics
     assert "training_r2_score" in found["Ridge"].metrics
+
+
+def test_estimators_of_a_library_with_its_own_integration_are_left_to_it(clf_data, monkeypatch):
+    """The scikit-learn API of a library that has its own integration (xgboost, lightgbm)
+    is logged by that integration, once, not by this one."""
+    import types
+
+    from autolog import integration as integration_module
+    from autolog.integration import Integration
+
+    X, y = clf_data
+    library = types.ModuleType("fakeboost")
+    exec(
+        "import numpy as np\n"
+        "from sklearn.base import BaseEstimator, ClassifierMixin\n"
+        "class BoostClassifier(ClassifierMixin, BaseEstimator):\n"
+        "    def fit(self, X, y):\n"
+        "        self.classes_ = np.unique(y)\n"
+        "        return self\n"
+        "    def predict(self, X):\n"
+        "        return np.full(len(X), self.classes_[0])\n",
+        library.__dict__,
+    )
+
+    class FakeboostIntegration(Integration):
+        name = "fakeboost"
+        module = "fakeboost"
+
+        def patch(self, patcher):
+            def fit(wrapped, instance, args, kwargs):
+                with runs_module.TrainingCall("fakeboost", "BoostClassifier") as call:
+                    result = wrapped(*args, **kwargs)
+                    if call.run is not None:
+                        call.run.set_tag("logged_by", "fakeboost")
+                    return result
+
+            patcher.wrap(library, "BoostClassifier.fit", fit)
+
+    library.FakeboostIntegration = FakeboostIntegration
+    monkeypatch.setitem(sys.modules, "fakeboost", library)
+    monkeypatch.setitem(integration_module.BUILTIN, "fakeboost", "fakeboost:FakeboostIntegration")
+    autolog.autolog(integrations=["sklearn", "fakeboost"])
+    library.BoostClassifier().fit(X, y)
+    run = only_run()
+    assert run.tags["logged_by"] == "fakeboost" and "estimator_name" not in run.tags
+    autolog.autolog(integrations=["sklearn"])  # without its own integration, sklearn's logs it
+    library.BoostClassifier().fit(X, y)
+    assert all_runs()[0].tags["estimator_name"] == "BoostClassifier"
