@@ -20,11 +20,9 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import os
 import pickle
 import sys
 import threading
@@ -35,6 +33,8 @@ log = logging.getLogger("autolog")
 
 # silhouette_score is O(n^2): it is computed on at most this many rows
 SILHOUETTE_MAX_ROWS = 2_000
+# post-training metrics: distinct datasets remembered per run and variable name
+_MAX_DATASETS_PER_NAME = 1_000
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -397,7 +397,7 @@ class PostTrainingMetrics:
         self._lock = threading.Lock()
         self._models: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
         self._predictions: dict[int, tuple[Any, str]] = {}  # id(prediction) -> (run, dataset name)
-        self._datasets: dict[tuple[str, str], list[int]] = {}  # (run id, name) -> ids of datasets seen
+        self._datasets: dict[tuple[str, str], dict[int, int]] = {}  # (run id, name) -> {id of dataset: index}
         self._calls: dict[tuple[str, str], int] = {}  # (run id, metric name) -> calls so far
 
     def clear(self) -> None:
@@ -422,14 +422,16 @@ class PostTrainingMetrics:
         except TypeError:
             return None
 
-    def dataset_name(self, run: Any, dataset: Any, frame_depth_hint: int = 1) -> str:
+    def dataset_name(self, run: Any, dataset: Any) -> str:
         """The caller's variable name for `dataset`, with `-2`, `-3` for another object of that name."""
         name = caller_variable_name(dataset) or "unknown_dataset"
         with self._lock:
-            seen = self._datasets.setdefault((run.run_id, name), [])
-            if id(dataset) not in seen:
-                seen.append(id(dataset))
-            index = seen.index(id(dataset))
+            seen = self._datasets.setdefault((run.run_id, name), {})
+            index = seen.get(id(dataset))
+            if index is None:
+                index = len(seen)
+                if index < _MAX_DATASETS_PER_NAME:  # bounded: a loop predicting row by row
+                    seen[id(dataset)] = index
         return name if index == 0 else f"{name}-{index + 1}"
 
     def register_prediction(self, prediction: Any, run: Any, dataset_name: str) -> None:
