@@ -329,13 +329,18 @@ def test_credentials_go_in_headers_never_into_a_run(mlflow_uri, mlflow_experimen
     assert found.data.params["api_token"] == "***" and found.data.tags["cmd"] == "train.py --token ***"
 
 
-def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlflow_experiment):
+def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlflow_experiment, tmp_path):
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth server needs Flask-WTF (mlflow[auth])")
     from mlflow.tracking import MlflowClient
 
     password = "pw-" + uuid.uuid4().hex
+    config = tmp_path / "basic_auth.ini"  # MLflow's defaults, with its credential cache on (PBKDF2 per request is slow)
+    config.write_text("[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///basic_auth.db\n"
+                      "admin_username = admin\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                      "auth_cache_ttl_seconds = 60\n")
     server = new_mlflow_server("auth-server", extra_args=("--app-name", "basic-auth"),
-                               extra_env={"MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                               extra_env={"MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_AUTH_CONFIG_PATH": str(config),
                                           "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex})
     monkeypatch.setenv("AUTOLOG_TRACKING_URI", server.url)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
