@@ -195,9 +195,9 @@ def test_threads_with_their_own_runs_do_not_mix():
             with autolog.start_run(name) as run:
                 ids[name] = run.run_id
                 barrier.wait(30)  # both runs are active at the same time
+                autolog.log_param(f"only_{name}", name)
                 for step in range(50):
                     autolog.log_metric("value", float(len(name)), step=step)
-                    autolog.log_param(f"only_{name}", name) if step == 0 else None
                 barrier.wait(30)
                 assert autolog.active_run().run_id == run.run_id
         except BaseException as exc:  # noqa: BLE001
