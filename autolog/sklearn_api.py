@@ -26,6 +26,7 @@ import math
 import pickle
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Optional
 
@@ -380,6 +381,53 @@ def confusion_matrix_png(model: Any, data: DataSnapshot, path: str) -> bool:
     fig.tight_layout()
     fig.savefig(path, format="png")
     return True
+
+
+# -- letting the worker work between fits -------------------------------------------------------
+class TrainingActivity:
+    """When estimators are being fitted, so that the worker does its heavy post-fit work
+    (predicting for metrics, drawing, pickling to disk) between fits, not during them.
+
+    In a loop of short fits (a parameter sweep) the worker's work for fit k would otherwise
+    compete with fit k+1 for the GIL and the cores. `wait()` (on the worker) returns once
+    no fit has run for `quiet_s`, or after `max_wait_s` at the latest: a long fit that
+    starts right after delays the previous fit's metrics by at most that, never more, and
+    nothing is dropped.
+    """
+
+    def __init__(self, quiet_s: float = 0.05, max_wait_s: float = 2.0):
+        self.quiet_s = quiet_s
+        self.max_wait_s = max_wait_s
+        self._changed = threading.Condition(threading.Lock())
+        self._busy = 0
+        self._last_end = 0.0
+
+    def __enter__(self) -> "TrainingActivity":
+        with self._changed:
+            self._busy += 1
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        with self._changed:
+            self._busy -= 1
+            self._last_end = time.monotonic()
+            self._changed.notify_all()
+        return False
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.max_wait_s
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if self._busy:
+                    self._changed.wait(deadline - now)
+                    continue
+                quiet_for = now - self._last_end
+                if quiet_for >= self.quiet_s:
+                    return
+                self._changed.wait(min(self.quiet_s - quiet_for, deadline - now))
 
 
 # -- post-training metrics -----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from autolog.sklearn_api import (
     DataSnapshot,
     PickledModel,
     PostTrainingMetrics,
+    TrainingActivity,
     confusion_matrix_png,
     data_shape,
     estimator_params,
@@ -55,6 +56,7 @@ CV_FUNCTIONS = ("cross_validate", "cross_val_score", "cross_val_predict")
 _NOT_METRICS = {"check_scoring", "get_scorer", "make_scorer", "get_scorer_names"}
 
 post_training = PostTrainingMetrics()
+activity = TrainingActivity()
 # set while a model's own score/predict or a metric function runs: calls inside log nothing
 _in_evaluation: contextvars.ContextVar[bool] = contextvars.ContextVar("autolog_sklearn_evaluation", default=False)
 
@@ -155,7 +157,7 @@ def _training_wrapper(method: str):
         if (instance is None or isinstance(instance, type) or runs.training_call_in_progress() is not None
                 or _called_by_sklearn() or _has_own_integration(type(instance))):
             return wrapped(*args, **kwargs)
-        with runs.TrainingCall("sklearn", type(instance).__name__) as call:
+        with activity, runs.TrainingCall("sklearn", type(instance).__name__) as call:
             if call.run is None:
                 return wrapped(*args, **kwargs)
             result = wrapped(*args, **kwargs)
@@ -232,21 +234,25 @@ def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Option
                        loaded: dict) -> None:
     from sklearn.base import is_classifier
 
+    activity.wait()  # between fits, not during the next one
     model = loaded["model"] = snapshot.load()
     run.log_params(estimator_params(model), normalize=True)
     if _is_search(model):
         with containment.contained("sklearn: logging the search results"):
             _log_search(run, model)
     if data is not None:
+        activity.wait()
         metrics = training_metrics(model, data)
         if metrics:
             run.log_metrics(metrics, normalize=True)
         if settings.log_plots and is_classifier(model):
+            activity.wait()
             with containment.contained("sklearn: drawing the training confusion matrix"):
                 path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
                 if confusion_matrix_png(model, data, path):
                     run.log_owned_artifact(path)
     if settings.log_models:
+        activity.wait()
         signature = example = None
         if data is not None and settings.log_model_signatures:
             signature = signature_of(model, data.X)
@@ -323,7 +329,7 @@ def _cv_wrapper(function_name: str):
             return wrapped(*args, **kwargs)
         arguments = inspect.signature(wrapped.wrapped).bind_partial(*args, **kwargs).arguments
         estimator = arguments.get("estimator")
-        with runs.TrainingCall("sklearn", f"{function_name}-{type(estimator).__name__}") as call:
+        with activity, runs.TrainingCall("sklearn", f"{function_name}-{type(estimator).__name__}") as call:
             if call.run is None:
                 return wrapped(*args, **kwargs)
             result = wrapped(*args, **kwargs)

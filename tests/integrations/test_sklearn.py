@@ -643,3 +643,41 @@ def test_estimators_of_a_library_with_its_own_integration_are_left_to_it(clf_dat
     autolog.autolog(integrations=["sklearn"])  # without its own integration, sklearn's logs it
     library.BoostClassifier().fit(X, y)
     assert all_runs()[0].tags["estimator_name"] == "BoostClassifier"
+
+
+def test_post_fit_work_waits_while_another_fit_runs(clf_data, monkeypatch):
+    """In a loop of fits, the worker computes fit k's metrics between fits, not during fit k+1."""
+    from autolog.integrations import sklearn as integration
+
+    X, y = clf_data
+    monkeypatch.setattr(integration.activity, "max_wait_s", 120.0)
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(MajorityClassifier):
+        def fit(self, X, y):
+            started, release = self.gate_
+            del self.gate_  # the fitted model stays picklable
+            started.set()
+            release.wait(timeout=60)
+            return super().fit(X, y)
+
+    autolog.autolog()
+    Ridge().fit(X, y)
+    autolog.flush()  # warm: the worker has imported what it needs
+    LogisticRegression(max_iter=300).fit(X, y)
+    slow = Slow()
+    slow.gate_ = (started, release)
+    second = threading.Thread(target=lambda: slow.fit(X, y))
+    second.start()
+    try:
+        assert started.wait(timeout=60)
+        # the work of the fit before is held back while this one runs (it takes well under 3 s)
+        assert autolog.flush(timeout=3.0) is False
+    finally:
+        release.set()
+        second.join(timeout=60)
+    assert autolog.flush(timeout=60) is True
+    found = {r.tags["estimator_name"]: r for r in all_runs()}
+    assert set(found) == {"Ridge", "LogisticRegression", "Slow"}
+    assert "training_accuracy_score" in found["LogisticRegression"].metrics
+    assert "training_accuracy_score" in found["Slow"].metrics
