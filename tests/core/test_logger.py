@@ -392,3 +392,21 @@ def test_close_with_a_hung_backend_spills_what_is_left(make_logger):
     assert replay.unavailable is None
     steps = sorted({m.step for m in points(backend)})
     assert steps == list(range(50))
+
+
+def test_a_backend_outage_warns_once(make_logger, caplog):
+    import logging
+
+    backend = InMemoryBackend("memory:warn-once")
+    backend.fail_with = BackendUnavailable("connection refused")
+    logger, _ = make_logger(backend, retry_seconds=0.05)
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        create(logger)
+        for round_ in range(5):  # five flush cycles while the backend stays down
+            for step in range(20):
+                metric(logger, round_ * 20 + step)
+            assert logger.flush(30)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "not answering" in warnings[0].getMessage() and "memory:warn-once" in warnings[0].getMessage()
+    assert logger.snapshot_stats().spilled == 101
