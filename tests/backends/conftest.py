@@ -23,8 +23,6 @@ import uuid
 
 import pytest
 
-pytest.importorskip("mlflow", reason="the MLflow backend's tests need the mlflow package (autolog[mlflow])")
-
 START_TIMEOUT_S = 120.0
 
 

@@ -18,11 +18,13 @@ import time
 import uuid
 
 import pytest
-import requests
 
-import autolog
-from autolog import runs
-from autolog.backends import (
+pytest.importorskip("mlflow", reason="the MLflow backend's tests need the mlflow package (autolog[mlflow])")
+
+import requests  # noqa: E402  (comes with mlflow)
+import autolog  # noqa: E402
+from autolog import runs  # noqa: E402
+from autolog.backends import (  # noqa: E402
     BackendError,
     BackendUnavailable,
     RunNotFound,
@@ -30,8 +32,8 @@ from autolog.backends import (
     get_backend,
     resolve_tracking_uri,
 )
-from autolog.backends.mlflow import MLFLOW_BATCH_LIMITS, TAG_MLFLOW_RUN_ID, TAG_RUN_ID, MlflowBackend
-from autolog.entities import Metric, Param, RunStart
+from autolog.backends.mlflow import MLFLOW_BATCH_LIMITS, TAG_MLFLOW_RUN_ID, TAG_RUN_ID, MlflowBackend  # noqa: E402
+from autolog.entities import Metric, Param, RunStart  # noqa: E402
 
 
 class RequestLog:

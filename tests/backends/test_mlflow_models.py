@@ -15,9 +15,11 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-import autolog
-from autolog.backends import get_backend
-from autolog.backends.mlflow import TAG_MLFLOW_RUN_ID
+pytest.importorskip("mlflow", reason="the MLflow backend's tests need the mlflow package (autolog[mlflow])")
+
+import autolog  # noqa: E402
+from autolog.backends import get_backend  # noqa: E402
+from autolog.backends.mlflow import TAG_MLFLOW_RUN_ID  # noqa: E402
 
 needs_sklearn_integration = pytest.mark.skipif(
     importlib.util.find_spec("autolog.integrations.sklearn") is None, reason="integrations/sklearn.py is not there yet")
