@@ -405,6 +405,22 @@ class MlflowBackend(Backend):
                 self.client.log_artifacts(mlflow_id, local_path, artifact_path or None)
             else:
                 self.client.log_artifact(mlflow_id, local_path, artifact_path or None)
+        if os.path.isfile(os.path.join(local_path, "MLmodel")):
+            self._record_model(run_id, mlflow_id, local_path, artifact_path or "")
+
+    def _record_model(self, run_id: str, mlflow_id: str, folder: str, artifact_path: str) -> None:
+        """Add a model folder to the run's `mlflow.log-model.history` (the UI's Models column),
+        as MLflow's own log_model does; once per model, so a replay adds nothing."""
+        from mlflow.models import Model
+
+        model = Model.load(os.path.join(folder, "MLmodel"))
+        model.run_id = mlflow_id
+        model.artifact_path = artifact_path
+        with _calling(f"recording the model of run {run_id}", run_id):
+            history = self.client.get_run(mlflow_id).data.tags.get("mlflow.log-model.history", "")
+            if model.model_uuid and model.model_uuid in history:
+                return
+            self.client._record_logged_model(mlflow_id, model)
 
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register the run's model folder as a new version of the registered model `name`;

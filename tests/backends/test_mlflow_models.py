@@ -10,6 +10,7 @@ versions in use; `registered_model_name` adds a version to MLflow's model regist
 from __future__ import annotations
 
 import importlib.util
+import json
 from importlib import metadata
 
 import numpy as np
@@ -79,6 +80,8 @@ def test_sklearn_model_loads_with_mlflow_and_is_registered(mlflow_reads_the_serv
 
     meta = Model.load(f"runs:/{mlflow_id}/model")  # MLflow reads our (JSON) MLmodel as its own
     assert {"sklearn", "python_function"} <= set(meta.flavors)
+    history = json.loads(mlflow_client.get_run(mlflow_id).data.tags["mlflow.log-model.history"])  # UI's Models
+    assert [(h["run_id"], h["artifact_path"], h["model_uuid"]) for h in history] == [(mlflow_id, "model", meta.model_uuid)]
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements_of(mlflow_id, tmp_path)
 
     versions = mlflow_client.search_model_versions(f"name='{name}'")
