@@ -28,6 +28,11 @@ and `MLFLOW_HTTP_REQUEST_TIMEOUT`, when the user sets them, are honoured. Connec
 errors, timeouts, HTTP 429 and 5xx raise `BackendUnavailable`; other 4xx are
 permanent `BackendError`s (`RunNotFound` for a missing run).
 
+Models. A folder with an `MLmodel` file is uploaded as it is (MLflow's Model format,
+written by autolog/models.py) and recorded in the run's `mlflow.log-model.history` tag;
+`register_model` adds it to MLflow's model registry (`registered_model_name`).
+Requests stay under MLflow's limits: entries per log-batch (`limits`) and 1 MB per body.
+
 Credentials come from MLflow's own variables (`MLFLOW_TRACKING_USERNAME` /
 `MLFLOW_TRACKING_PASSWORD`, `MLFLOW_TRACKING_TOKEN`, Databricks profiles); any param
 or tag value that contains one of them is redacted before it is sent.
@@ -406,7 +411,15 @@ class MlflowBackend(Backend):
             else:
                 self.client.log_artifact(mlflow_id, local_path, artifact_path or None)
         if os.path.isfile(os.path.join(local_path, "MLmodel")):
-            self._record_model(run_id, mlflow_id, local_path, artifact_path or "")
+            try:
+                self._record_model(run_id, mlflow_id, local_path, artifact_path or "")
+            except BackendUnavailable:
+                raise  # the logger sends the folder again (same files), then records it
+            except Exception as exc:  # noqa: BLE001 - the files are there; only the UI's list misses it
+                from autolog import containment
+
+                containment.warn_once("mlflow model history", "the model of run %s is on the server but not in "
+                                      "its mlflow.log-model.history tag: %s", run_id, exc)
 
     def _record_model(self, run_id: str, mlflow_id: str, folder: str, artifact_path: str) -> None:
         """Add a model folder to the run's `mlflow.log-model.history` (the UI's Models column),
