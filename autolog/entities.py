@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 class RunStatus:
@@ -30,8 +30,10 @@ class RunStatus:
         return value
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
+    """One metric point. A NamedTuple rather than a frozen dataclass: the logger builds one
+    per point on its worker, and this is ~2x cheaper to build (see docs/benchmarks.md)."""
+
     key: str
     value: float
     timestamp: int  # ms since the epoch
