@@ -125,13 +125,21 @@ def library_versions() -> dict:
     tags = {}
     for module, dist in _LIBRARIES.items():
         if module in sys.modules:
-            try:
-                tags[TAG_LIBRARY_PREFIX + dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                version = getattr(sys.modules[module], "__version__", None)
+            version = _versions.get(dist)  # metadata.version scans sys.path: a few ms per call and run
+            if version is None:
+                try:
+                    version = metadata.version(dist)
+                except metadata.PackageNotFoundError:
+                    version = getattr(sys.modules[module], "__version__", None)
+                    version = str(version) if version else None
                 if version:
-                    tags[TAG_LIBRARY_PREFIX + dist] = str(version)
+                    _versions[dist] = version
+            if version:
+                tags[TAG_LIBRARY_PREFIX + dist] = version
     return tags
+
+
+_versions: dict = {}  # distribution -> version, found once per process
 
 
 def _process_tags() -> dict:
