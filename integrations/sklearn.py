@@ -327,7 +327,10 @@ def _cv_wrapper(function_name: str):
     def cross_validation(wrapped, instance, args, kwargs):
         if runs.training_call_in_progress() is not None:
             return wrapped(*args, **kwargs)
-        arguments = inspect.signature(wrapped.wrapped).bind_partial(*args, **kwargs).arguments
+        try:
+            arguments = inspect.signature(wrapped.wrapped).bind_partial(*args, **kwargs).arguments
+        except TypeError:  # the caller's own mistake: the original raises it, unchanged
+            return wrapped(*args, **kwargs)
         estimator = arguments.get("estimator")
         with activity, runs.TrainingCall("sklearn", f"{function_name}-{type(estimator).__name__}") as call:
             if call.run is None:

@@ -681,3 +681,15 @@ def test_post_fit_work_waits_while_another_fit_runs(clf_data, monkeypatch):
     assert set(found) == {"Ridge", "LogisticRegression", "Slow"}
     assert "training_accuracy_score" in found["LogisticRegression"].metrics
     assert "training_accuracy_score" in found["Slow"].metrics
+
+
+def test_a_wrong_call_raises_the_users_own_error(clf_data):
+    X, y = clf_data
+    autolog.autolog()
+    from sklearn.model_selection import cross_val_score
+
+    with pytest.raises(TypeError, match="not_an_argument"):
+        cross_val_score(LogisticRegression(), X, y, not_an_argument=1)
+    with pytest.raises(TypeError):
+        LogisticRegression().fit(X)  # y missing: the run says FAILED
+    assert only_run().status == "FAILED"
