@@ -447,7 +447,8 @@ def test_other_searches(clf_data, kind):
     make = {
         "randomized": lambda: RandomizedSearchCV(LogisticRegression(max_iter=300), grid, n_iter=3, cv=2, random_state=0),
         "halving-grid": lambda: HalvingGridSearchCV(LogisticRegression(max_iter=300), grid, cv=2, random_state=0),
-        "halving-random": lambda: HalvingRandomSearchCV(LogisticRegression(max_iter=300), grid, cv=2, random_state=0),
+        "halving-random": lambda: HalvingRandomSearchCV(LogisticRegression(max_iter=300), grid, n_candidates=4, cv=2,
+                                                         random_state=0),
     }[kind]
     autolog.autolog()
     search = make().fit(X, y)
