@@ -694,3 +694,22 @@ def test_a_wrong_call_raises_the_users_own_error(clf_data):
     with pytest.raises(TypeError):
         LogisticRegression().fit(X)  # y missing: the run says FAILED
     assert only_run().status == "FAILED"
+
+
+def test_statsmodels_inside_an_sklearn_wrapper_is_one_run(reg_data):
+    sm = pytest.importorskip("statsmodels.api")
+    X, y = reg_data
+
+    class OLSRegressor(RegressorMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.results_ = sm.OLS(y, sm.add_constant(X)).fit()
+            return self
+
+        def predict(self, X):
+            return self.results_.predict(sm.add_constant(X))
+
+    autolog.autolog()
+    OLSRegressor().fit(X, y)
+    run = only_run()
+    assert run.tags["estimator_name"] == "OLSRegressor" and run.tags["autolog.integration"] == "sklearn"
+    assert "training_r2_score" in run.metrics
