@@ -2,10 +2,13 @@
 
 `SystemMetricsSampler` owns one daemon thread, "autolog-system-metrics". It runs
 while at least one run is registered (`add(run)` from the run-start hook, `remove(run)`
-from the run-end hook) and stops by itself when none is left. Each run gets its
+from the run-end hook) and stops by itself when none has been left for a couple of
+seconds. Each run gets its
 first sample as soon as it is registered (taken on the sampler thread, never on the
 caller's) and then one every `interval` seconds, logged as metrics under `system/`
-with step = that run's own sample index (0, 1, 2, ...).
+with step = that run's own sample index (0, 1, 2, ...). A run that starts within half
+a second of the latest reading gets that reading as its first sample (a loop of short
+fits does not read the machine once per fit).
 
 Only the outermost runs are sampled: a run whose parent is itself registered gets no
 samples of its own (the machine is the same; its parent's curves cover it).
@@ -40,6 +43,8 @@ THREAD_NAME = "autolog-system-metrics"
 PREFIX = "system/"
 _MB = 1e6
 _MIN_RATE_SECONDS = 0.1  # rates over a shorter window are noise: left out of that sample
+_REUSE_SECONDS = 0.5  # a reading this recent is reused for a run that starts now (loops of short fits)
+_LINGER_SECONDS = 2.0  # the thread waits this long for a next run before it stops
 ENV_NODE_ID = "AUTOLOG_SYSTEM_METRICS_NODE_ID"
 
 
@@ -259,6 +264,7 @@ class SystemMetricsSampler:
         self._steps: dict[str, int] = {}  # run id -> samples logged, kept after the run ends
         self._closed = False
         self._pid = os.getpid()
+        self._last_reading: Optional[tuple] = None  # (monotonic time, values) of the latest reading
         self.samples_logged = 0
 
     # -- registration (caller's thread: O(1), no I/O) ----------------------------------------
@@ -318,19 +324,29 @@ class SystemMetricsSampler:
 
     # -- the thread -----------------------------------------------------------------------------
     def _loop(self) -> None:
+        idle_since: Optional[float] = None
         try:
             while True:
                 self._wake.clear()  # before looking: a run added from here on wakes the wait below
                 with self._lock:
                     for run_id in [k for k, w in self._runs.items() if w.run.end_time is not None]:
                         del self._runs[run_id]  # ended without the end hook (a child ended with its parent)
-                    if self._closed or not self._runs:
+                    now = time.monotonic()
+                    if self._closed:
                         self._thread = None
                         return
-                    now = time.monotonic()
-                    eligible = self._outermost()
-                    due = [w for w in eligible if w.due <= now]
-                    wait = min((w.due for w in eligible), default=now + self.interval) - now
+                    if not self._runs:
+                        # linger a little: a loop of short fits does not start a thread per run
+                        idle_since = now if idle_since is None else idle_since
+                        if now - idle_since >= _LINGER_SECONDS:
+                            self._thread = None
+                            return
+                        due, wait = [], idle_since + _LINGER_SECONDS - now
+                    else:
+                        idle_since = None
+                        eligible = self._outermost()
+                        due = [w for w in eligible if w.due <= now]
+                        wait = min((w.due for w in eligible), default=now + self.interval) - now
                 if due:
                     self._sample(due)
                     continue
@@ -348,8 +364,13 @@ class SystemMetricsSampler:
 
     def _sample(self, due: list) -> None:
         values: Optional[dict] = None
-        with containment.contained("sampling system metrics"):
-            values = dict(self.reader.read())
+        last = self._last_reading
+        if last is not None and time.monotonic() - last[0] < min(_REUSE_SECONDS, self.interval / 2):
+            values = dict(last[1])  # the machine as read a moment ago: no second reading
+        else:
+            with containment.contained("sampling system metrics"):
+                values = dict(self.reader.read())
+                self._last_reading = (time.monotonic(), dict(values))
         totals = values.pop("_network_totals", None) if values is not None else None
         timestamp = time.time_ns() // 1_000_000
         with self._lock:
