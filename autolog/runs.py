@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from autolog import config, containment
 from autolog.backends import BackendUnavailable, BatchLimits, get_backend, resolve_tracking_uri
+from autolog.backends.base import StoreNotFound
 from autolog.entities import Run, RunStart, RunStatus
 from autolog.logger import BatchingLogger, new_staging_dir, on_worker_thread
 from autolog.validation import (
@@ -484,7 +485,10 @@ def search_runs(experiment: Optional[str | Iterable[str]] = None, *, status: Opt
     statuses = [status] if isinstance(status, str) else (list(status) if status else None)
     if statuses:
         statuses = [RunStatus.check(s) for s in statuses]
-    return _reader(tracking_uri).search_runs(names, statuses, parent_run_id, max_results)
+    try:
+        return _reader(tracking_uri).search_runs(names, statuses, parent_run_id, max_results)
+    except StoreNotFound:
+        return []  # nothing written yet: no runs, as MLflow answers for an empty store
 
 
 def last_run() -> Optional[Run]:

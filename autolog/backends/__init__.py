@@ -29,6 +29,7 @@ from autolog.backends.base import (  # noqa: F401  (re-exported)
     BackendUnavailable,
     BatchLimits,
     RunNotFound,
+    StoreNotFound,
 )
 
 DEFAULT_LOCAL_DIR = "autolog-runs"

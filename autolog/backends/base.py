@@ -32,6 +32,10 @@ class BackendUnavailable(BackendError):
     """A backend could not be reached, or asked us to slow down: worth retrying."""
 
 
+class StoreNotFound(BackendError):
+    """A read found no store at all (nothing has been written to it yet)."""
+
+
 class RunNotFound(BackendError, LookupError):
     def __init__(self, run_id: str):
         super().__init__(f"no run with id {run_id!r}")

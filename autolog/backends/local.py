@@ -30,7 +30,8 @@ import uuid
 from typing import Iterable, Iterator, Optional, Sequence
 
 from autolog.backends import local_path_of
-from autolog.backends.base import Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound
+from autolog.backends.base import (Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound,
+                                   StoreNotFound)
 from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus
 
 #: the schema this code reads and writes; a store with another version is refused
@@ -159,7 +160,7 @@ class LocalStore(Backend):
             return conn
         if not os.path.exists(self.db_path):
             if not create:
-                raise BackendError(f"no autolog store at {self.root}")
+                raise StoreNotFound(f"no autolog store at {self.root}")
             try:
                 os.makedirs(self.root, exist_ok=True)
             except OSError as exc:

@@ -64,6 +64,8 @@ TAG_MLFLOW_RUN_ID = "autolog.mlflow_run_id"  # only in runs read back, never sto
 _MLFLOW_TAGS = {
     "autolog.source.script": "mlflow.source.name",
     "autolog.source.git.commit": "mlflow.source.git.commit",
+    "autolog.source.git.branch": "mlflow.source.git.branch",
+    "autolog.source.git.remote": "mlflow.source.git.repoURL",
     "autolog.user": "mlflow.user",
     "autolog.integration": "mlflow.autologging",
 }

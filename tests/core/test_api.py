@@ -293,3 +293,10 @@ def test_source_tags_outside_git(tmp_path, store_dir, monkeypatch):
     tags = autolog.get_run(run_id, tracking_uri=store_dir).tags
     assert tags["autolog.source.script"] == str(folder / "train.py")
     assert not any(k.startswith("autolog.source.git") for k in tags)
+
+
+def test_search_runs_on_a_store_nothing_was_written_to_is_empty(store_dir):
+    assert not os.path.exists(os.path.join(store_dir, "autolog.db"))
+    assert autolog.search_runs() == []
+    assert autolog.search_runs(experiment="anything") == []
+    assert not os.path.exists(os.path.join(store_dir, "autolog.db"))  # a read makes no store
