@@ -37,6 +37,8 @@ from autolog.runs import (
 
 __version__ = "0.1.0"
 
+_run_stack = _runs._stack  # the active-run stack, read by log_metric's fast path
+
 __all__ = [
     "autolog", "start_run", "end_run", "active_run", "last_run", "log_param", "log_params",
     "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact", "log_artifacts", "log_text",
@@ -127,7 +129,8 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 
 def log_metric(key: str, value: Any, step: Optional[int] = None, timestamp: Optional[int] = None) -> None:
-    run = _runs.active_run() or _runs.start_run()
+    stack = _run_stack.get()  # the hot path: this thread's (or context's) run, one lookup
+    run = stack[-1] if stack else (_runs.active_run() or _runs.start_run())
     run.log_metric(key, value, step, timestamp)
 
 

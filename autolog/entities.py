@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Sequence, Union, overload
 
 
 class RunStatus:
@@ -39,6 +39,75 @@ class Metric(NamedTuple):
     timestamp: int  # ms since the epoch
     step: int = 0
 
+
+
+class MetricRecords(Sequence[Metric]):
+    """Metric points held as the logger queued them, read as `Metric`s on demand.
+
+    The logger queues a point as one tuple whose last four items are a Metric's fields
+    (key, value, timestamp, step); `offset` is where they start. Wrapping its list saves
+    building one object per point on the worker. It is a `Sequence[Metric]` for any
+    backend, and `columns()` gives a backend that stores columns (the local store) the
+    points grouped by key without any per-point object at all.
+    """
+
+    __slots__ = ("records", "offset")
+
+    def __init__(self, records: list, offset: int = 0):
+        self.records = records
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> Metric: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "MetricRecords": ...
+
+    def __getitem__(self, index: Union[int, slice]):
+        if isinstance(index, slice):
+            return MetricRecords(self.records[index], self.offset)
+        o = self.offset
+        r = self.records[index]
+        return Metric(r[o], r[o + 1], r[o + 2], r[o + 3])
+
+    def __iter__(self) -> Iterator[Metric]:
+        o = self.offset
+        for r in self.records:
+            yield Metric(r[o], r[o + 1], r[o + 2], r[o + 3])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"MetricRecords({list(self)!r})"
+
+    def columns(self) -> dict[str, tuple[list, list, list]]:
+        return _columns(self.records, self.offset)
+
+
+def metric_columns(metrics: Sequence[Metric]) -> dict[str, tuple[list, list, list]]:
+    """The points of `metrics` grouped by key, in order: ``{key: (values, timestamps, steps)}``."""
+    columns = getattr(metrics, "columns", None)
+    if columns is not None:
+        return columns()
+    return _columns(metrics, 0)
+
+
+def _columns(records, o: int) -> dict[str, tuple[list, list, list]]:
+    groups: dict[str, list] = {}
+    get = groups.get
+    for r in records:
+        group = get(r[o])
+        if group is None:
+            groups[r[o]] = group = []
+        group.append(r)
+    v, t, s = o + 1, o + 2, o + 3
+    return {key: ([r[v] for r in rs], [r[t] for r in rs], [r[s] for r in rs]) for key, rs in groups.items()}
 
 @dataclass(frozen=True)
 class Param:

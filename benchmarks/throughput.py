@@ -15,8 +15,10 @@ CPU second of the whole process, which a shared machine's load disturbs far less
                                 cost of SQLite alone.
 - `MLflow log_batch (sqlite)`  `MlflowClient().log_batch` with 1,000 metrics a call into an
                                 MLflow sqlite store (fewer points: it is slow).
-- `plain sqlite3 rows ...`      the same rows inserted with nothing but `sqlite3`, into the local
-                                store's metrics table and into a bare table: where the time goes.
+- `plain sqlite3 rows ...`      the same points inserted as one row each with nothing but `sqlite3`,
+                                into schema 1's metrics table (AUTOINCREMENT key and an index, the
+                                store's layout before points were packed) and into a bare table: why
+                                the store packs a batch's points of one key into one row.
 
 Target (the core issue): at least 300,000 points a second end to end on the 2-core
 development machine; MLflow's `log_batch` into sqlite was measured at about 13,500.
@@ -193,7 +195,7 @@ def _raw_sqlite(points: int, schema: list, batch: int = 5_000) -> float:
 
 
 def sqlite_like_local_store(points: int) -> float:
-    """The local store's metrics table (AUTOINCREMENT key, index on run, key, step), rows only."""
+    """Schema 1's metrics table (AUTOINCREMENT key, index on run, key, step): one row a point."""
     return _raw_sqlite(points, [_METRICS_TABLE, _METRICS_INDEX])
 
 
@@ -239,8 +241,8 @@ def main(argv=None) -> int:
     ]
     if args.breakdown:
         cases += [
-            ("plain `sqlite3` rows, the local store's metrics table", sqlite_like_local_store, args.points),
-            ("plain `sqlite3` rows, no AUTOINCREMENT, no index", sqlite_plain_table, args.points),
+            ("plain `sqlite3`, one row a point, schema 1's metrics table", sqlite_like_local_store, args.points),
+            ("plain `sqlite3`, one row a point, no AUTOINCREMENT, no index", sqlite_plain_table, args.points),
         ]
     if not args.no_mlflow:
         cases.append(("MLflow `log_batch` into sqlite, 1,000 a batch", mlflow_log_batch, args.mlflow_points))

@@ -21,21 +21,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import operator
 import os
 import shutil
 import sqlite3
+import sys
 import threading
 import time
 import uuid
+from array import array
 from typing import Iterable, Iterator, Optional, Sequence
 
 from autolog.backends import local_path_of
 from autolog.backends.base import (Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound,
                                    StoreNotFound)
-from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus
+from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus, metric_columns
 
-#: the schema this code reads and writes; a store with another version is refused
-SCHEMA_VERSION = 1
+#: the schema this code reads and writes; an older store is migrated on open, a newer one refused
+SCHEMA_VERSION = 2
 DB_FILE = "autolog.db"
 ARTIFACTS_DIR = "artifacts"
 BUSY_TIMEOUT_S = 30.0
@@ -47,9 +50,11 @@ _TMP_PREFIX = ".autolog-tmp-"
 #: stay well under SQLite's limit on host parameters per statement
 _MAX_VARS = 900
 
-# Metric values: SQLite turns a bound NaN into NULL, so NULL in metrics.value and
-# latest_metrics.value *means* NaN (a metric value is never missing otherwise). +inf and
-# -inf are REALs that SQLite stores and returns unchanged.
+# Metric points are stored packed: one row of `metric_chunks` holds the points of one key
+# that one batch wrote, as three little-endian arrays (int64 steps, float64 values, int64
+# timestamps), so a batch of 5,000 points of a few keys is a few rows, not 5,000. The
+# float64 array keeps NaN and +-inf bit for bit. In latest_metrics.value, SQLite turns a
+# bound NaN into NULL, so NULL there *means* NaN (a metric value is never missing otherwise).
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE experiments (
@@ -70,11 +75,12 @@ _SCHEMA = (
     """CREATE TABLE params (
         run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
         PRIMARY KEY (run_id, key)) WITHOUT ROWID""",
-    """CREATE TABLE metrics (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL,
-        step INTEGER NOT NULL, timestamp INTEGER NOT NULL)""",
-    "CREATE INDEX metrics_by_run_key_step ON metrics (run_id, key, step)",
+    """CREATE TABLE metric_chunks (
+        chunk_id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL, key TEXT NOT NULL, count INTEGER NOT NULL,
+        min_step INTEGER NOT NULL, max_step INTEGER NOT NULL,
+        steps BLOB NOT NULL, vals BLOB NOT NULL, timestamps BLOB NOT NULL)""",
+    "CREATE INDEX metric_chunks_by_run_key ON metric_chunks (run_id, key)",
     """CREATE TABLE latest_metrics (
         run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL,
         step INTEGER NOT NULL, timestamp INTEGER NOT NULL,
@@ -87,7 +93,11 @@ _SCHEMA = (
         PRIMARY KEY (run_id, path)) WITHOUT ROWID""",
 )
 
-_INSERT_METRIC = "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)"
+_INSERT_CHUNK = ("INSERT INTO metric_chunks (run_id, key, count, min_step, max_step, steps, vals, timestamps)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+#: the arrays in metric_chunks are little-endian whatever the machine
+_SWAP = sys.byteorder != "little"
+_STEP_AND_TIME = operator.itemgetter(0, 1)
 # the last value of a key is the one with the highest step, then the latest timestamp;
 # on a full tie the later write wins, as it does within a batch
 _UPSERT_LATEST = """
@@ -217,10 +227,29 @@ class LocalStore(Backend):
                 f"{SCHEMA_VERSION} that this autolog knows; upgrade autolog to read or write it"
             )
         if version < SCHEMA_VERSION:
+            self._migrate(conn, version)
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring an older store up to SCHEMA_VERSION, in one transaction (all or nothing)."""
+        if version not in _MIGRATIONS:
             raise BackendError(
                 f"the autolog store at {self.root} has schema version {version}, older than version "
                 f"{SCHEMA_VERSION} that this autolog knows, and no migration from it exists"
             )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have migrated it while this one waited for the lock
+            current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            while current < SCHEMA_VERSION:
+                if current not in _MIGRATIONS:
+                    raise BackendError(f"the autolog store at {self.root}: no migration from schema version {current}")
+                _MIGRATIONS[current](conn)
+                current += 1
+                conn.execute("UPDATE schema_version SET version = ?", (current,))
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
     @staticmethod
     def _tables(conn: sqlite3.Connection) -> set:
@@ -304,12 +333,7 @@ class LocalStore(Backend):
         tags: Sequence[tuple[str, str]] = (),
     ) -> None:
         # the Python work happens before the write lock is taken
-        metric_rows = [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
-        latest: dict[str, tuple] = {}
-        for row in metric_rows:
-            best = latest.get(row[1])
-            if best is None or row[3] > best[3] or (row[3] == best[3] and row[4] >= best[4]):
-                latest[row[1]] = row
+        chunk_rows, latest_rows = _pack_metrics(run_id, metrics) if metrics else ((), ())
         param_rows = _param_rows(run_id, params)
         tag_rows = [(run_id, str(k), str(v)) for k, v in tags]
         with self._write() as conn:
@@ -322,9 +346,9 @@ class LocalStore(Backend):
                 )
             if tag_rows:
                 conn.executemany(_UPSERT_TAG, tag_rows)
-            if metric_rows:
-                conn.executemany(_INSERT_METRIC, metric_rows)
-                conn.executemany(_UPSERT_LATEST, latest.values())
+            if chunk_rows:
+                conn.executemany(_INSERT_CHUNK, chunk_rows)
+                conn.executemany(_UPSERT_LATEST, latest_rows)
 
     @staticmethod
     def _check_params(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
@@ -479,12 +503,22 @@ class LocalStore(Backend):
         with self._read() as conn:
             if not _run_exists(conn, run_id):
                 raise RunNotFound(run_id)
-            rows = conn.execute(
-                "SELECT value, timestamp, step FROM metrics WHERE run_id = ? AND key = ?"
-                " ORDER BY step, timestamp, seq",
+            chunks = conn.execute(
+                "SELECT steps, vals, timestamps FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY chunk_id",
                 (run_id, key),
             ).fetchall()
-        return [Metric(key, _nan_if_null(value), timestamp, step) for value, timestamp, step in rows]
+        steps, values, stamps = array("q"), array("d"), array("q")
+        for s_blob, v_blob, t_blob in chunks:
+            steps.frombytes(s_blob)
+            values.frombytes(v_blob)
+            stamps.frombytes(t_blob)
+        if _SWAP:
+            steps.byteswap()
+            values.byteswap()
+            stamps.byteswap()
+        points = list(zip(steps, stamps, values))
+        points.sort(key=_STEP_AND_TIME)  # then the order written: the sort is stable
+        return [Metric(key, value, stamp, step) for step, stamp, value in points]
 
     def list_artifacts(self, run_id: str, path: Optional[str] = None) -> list[ArtifactInfo]:
         """The files and folders directly under `path` of the run's artifacts (one level, as
@@ -559,6 +593,66 @@ class LocalStore(Backend):
 # -- module helpers ------------------------------------------------------------------------
 def _run_exists(conn: sqlite3.Connection, run_id: str) -> bool:
     return conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+
+def _pack_metrics(run_id: str, metrics: Sequence[Metric]) -> tuple[list, list]:
+    """The rows of metric_chunks (one per key) and of latest_metrics for one batch."""
+    chunk_rows, latest_rows = [], []
+    for key, (values, stamps, steps) in metric_columns(metrics).items():
+        try:
+            s_arr, v_arr, t_arr = array("q", steps), array("d", values), array("q", stamps)
+        except (OverflowError, TypeError) as exc:
+            raise BackendError(
+                f"metric {key!r} of run {run_id}: a step or timestamp is not a 64-bit integer, "
+                f"or a value is not a number ({exc})"
+            ) from exc
+        # the last point: the highest step, then the latest timestamp, then the later write
+        top, bottom = max(s_arr), min(s_arr)
+        if s_arr.count(top) == 1:
+            best = s_arr.index(top)
+        else:
+            best = max(reversed([i for i, s in enumerate(s_arr) if s == top]), key=t_arr.__getitem__)
+        if _SWAP:
+            s_arr.byteswap()
+            v_arr.byteswap()
+            t_arr.byteswap()
+        chunk_rows.append((run_id, key, len(steps), bottom, top,
+                           s_arr.tobytes(), v_arr.tobytes(), t_arr.tobytes()))
+        latest_rows.append((run_id, key, values[best], steps[best], stamps[best]))
+    return chunk_rows, latest_rows
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 1 kept one row per point in `metrics`; pack them into metric_chunks."""
+    conn.execute(_SCHEMA[_SCHEMA_CHUNKS])
+    conn.execute(_SCHEMA[_SCHEMA_CHUNKS + 1])
+    rows = conn.execute(
+        "SELECT run_id, key, value, timestamp, step FROM metrics ORDER BY run_id, key, step, timestamp, seq"
+    )
+    group: list = []
+    for row in rows:
+        if group and (row[0], row[1]) != (group[0][0], group[0][1]):
+            _write_migrated(conn, group)
+            group = []
+        group.append(row)
+        if len(group) >= 100_000:
+            _write_migrated(conn, group)
+            group = []
+    if group:
+        _write_migrated(conn, group)
+    conn.execute("DROP TABLE metrics")
+
+
+def _write_migrated(conn: sqlite3.Connection, rows: list) -> None:
+    run_id = rows[0][0]
+    metrics = [Metric(key, _nan_if_null(value), timestamp, step) for _, key, value, timestamp, step in rows]
+    chunk_rows, _ = _pack_metrics(run_id, metrics)
+    conn.executemany(_INSERT_CHUNK, chunk_rows)
+
+
+_SCHEMA_CHUNKS = next(i for i, statement in enumerate(_SCHEMA) if "CREATE TABLE metric_chunks" in statement)
+#: version -> the function that takes a store from it to the next version
+_MIGRATIONS = {1: _migrate_1_to_2}
 
 
 def _param_rows(run_id: str, params: Sequence[Param]) -> list[tuple]:

@@ -75,6 +75,37 @@ def test_last_metric_value_is_the_highest_step_then_the_latest_time(store):
     assert [(m.step, m.timestamp, m.value) for m in history] == [(1, 200, 1.0), (2, 50, 7.0), (2, 100, 5.0), (2, 300, 9.0)]
 
 
+
+def test_one_batch_of_interleaved_keys_keeps_each_keys_order_and_last_value(store):
+    """Points are packed per key and batch; within a batch the same rules hold."""
+    _start(store, "r1")
+    store.log_batch("r1", metrics=[
+        Metric("a", 1.0, 10, 0), Metric("b", 10.0, 10, 0), Metric("a", 2.0, 11, 3),
+        Metric("b", 20.0, 12, 5), Metric("a", 3.0, 11, 3),  # a full tie with the point before: the later wins
+        Metric("a", 0.5, 9, 1),
+    ])
+    assert store.get_run("r1").metrics == {"a": 3.0, "b": 20.0}
+    assert [(m.step, m.value) for m in store.get_metric_history("r1", "a")] == [(0, 1.0), (1, 0.5), (3, 2.0), (3, 3.0)]
+    assert [m.value for m in store.get_metric_history("r1", "b")] == [10.0, 20.0]
+
+
+def test_the_loggers_record_view_is_stored_like_a_list_of_metrics(store):
+    from autolog.entities import MetricRecords
+
+    _start(store, "r1")
+    records = [("m", "r1", "loss", 1.0 / (s + 1), 1000 + s, s) for s in range(100)]
+    store.log_batch("r1", metrics=MetricRecords(records, offset=2))
+    history = store.get_metric_history("r1", "loss")
+    assert history == [Metric("loss", 1.0 / (s + 1), 1000 + s, s) for s in range(100)]
+
+
+def test_a_step_beyond_64_bits_is_a_clear_error_and_nothing_of_the_batch_is_written(store):
+    _start(store, "r1")
+    with pytest.raises(BackendError, match="metric 'x' of run r1: a step or timestamp is not a 64-bit integer"):
+        store.log_batch("r1", metrics=[Metric("y", 1.0, 1, 0), Metric("x", 1.0, 1, 2**63)], params=[Param("p", "1")])
+    run = store.get_run("r1")
+    assert run.metrics == {} and run.params == {}
+
 def test_nan_and_infinities_round_trip(store):
     _start(store, "r1")
     values = [math.nan, math.inf, -math.inf, 0.0, -1.5e300]
@@ -204,14 +235,74 @@ def test_a_newer_schema_version_is_refused_on_open(tmp_path):
             attempt(LocalStore(path))
 
 
-def test_an_older_schema_version_is_refused_on_open(tmp_path):
+def test_a_version_with_no_migration_is_refused_on_open(tmp_path):
     path = str(tmp_path / "store")
     writer = LocalStore(path)
     _start(writer, "r1")
     writer.shutdown()
-    _set_schema_version(writer, SCHEMA_VERSION - 1)
+    _set_schema_version(writer, 0)
     with pytest.raises(BackendError, match="older .* no migration"):
         LocalStore(path).search_runs()
+
+
+# version 1 of the schema, as autolog 0.1.0 development builds wrote it: one row per point
+_SCHEMA_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, creation_time INTEGER);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT, experiment_id INTEGER NOT NULL, status TEXT NOT NULL,
+    start_time INTEGER NOT NULL, end_time INTEGER, parent_run_id TEXT, artifact_uri TEXT NOT NULL);
+CREATE INDEX runs_by_start_time ON runs (start_time);
+CREATE INDEX runs_by_parent ON runs (parent_run_id);
+CREATE TABLE params (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE TABLE metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL,
+    step INTEGER NOT NULL, timestamp INTEGER NOT NULL);
+CREATE INDEX metrics_by_run_key_step ON metrics (run_id, key, step);
+CREATE TABLE latest_metrics (run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL, step INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE TABLE tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE TABLE artifacts (run_id TEXT NOT NULL, path TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER,
+    PRIMARY KEY (run_id, path)) WITHOUT ROWID;
+INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO experiments VALUES (0, 'Default', 1);
+INSERT INTO runs VALUES ('r1', 'old-run', 0, 'FINISHED', 1, 9, NULL, 'artifacts/0/r1');
+INSERT INTO params VALUES ('r1', 'lr', '0.1');
+"""
+
+
+def test_a_version_1_store_is_migrated_on_open_with_every_point(tmp_path):
+    os.makedirs(tmp_path / "store")
+    conn = sqlite3.connect(tmp_path / "store" / "autolog.db")
+    conn.executescript(_SCHEMA_V1)
+    # written out of order, a repeated step, a NaN (NULL in version 1) and an infinity
+    rows = [("r1", "loss", 0.5, 2, 20), ("r1", "loss", 1.0, 0, 10), ("r1", "loss", None, 1, 15),
+            ("r1", "loss", 0.7, 1, 16), ("r1", "acc", math.inf, 3, 30)]
+    conn.executemany("INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO latest_metrics VALUES (?, ?, ?, ?, ?)",
+                     [("r1", "loss", 0.5, 2, 20), ("r1", "acc", math.inf, 3, 30)])
+    conn.commit()
+    conn.close()
+
+    store = LocalStore(str(tmp_path / "store"))
+    loss = store.get_metric_history("r1", "loss")
+    assert [(m.step, m.timestamp) for m in loss] == [(0, 10), (1, 15), (1, 16), (2, 20)]
+    assert loss[0].value == 1.0 and math.isnan(loss[1].value) and loss[2:] == [Metric("loss", 0.7, 16, 1),
+                                                                                Metric("loss", 0.5, 20, 2)]
+    assert store.get_metric_history("r1", "acc") == [Metric("acc", math.inf, 30, 3)]
+    run = store.get_run("r1")
+    assert run.params == {"lr": "0.1"} and run.metrics == {"loss": 0.5, "acc": math.inf}
+    # and the migrated store takes new points after the old ones
+    store.log_batch("r1", metrics=[Metric("loss", 0.25, 40, 3)])
+    assert [m.value for m in store.get_metric_history("r1", "loss")][-1] == 0.25
+    store.shutdown()
+    check = sqlite3.connect(tmp_path / "store" / "autolog.db")
+    try:
+        assert check.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        tables = {name for (name,) in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "metrics" not in tables and "metric_chunks" in tables
+    finally:
+        check.close()
 
 
 def test_a_foreign_sqlite_file_is_not_taken_for_a_store(tmp_path):
@@ -230,7 +321,7 @@ def test_the_database_is_in_wal_mode_with_the_documented_tables(store):
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"schema_version", "experiments", "runs", "params", "metrics", "latest_metrics", "tags",
+        assert {"schema_version", "experiments", "runs", "params", "metric_chunks", "latest_metrics", "tags",
                 "artifacts"} <= tables
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
