@@ -131,6 +131,15 @@ class BatchingLogger:
         self._forked_child = False
         self._finalizer_registered = False
 
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, value: int) -> None:
+        self._max_batch_size = value
+        self._quiet_size = value - 1  # below this many queued, an enqueue only appends
+
     # -- the caller's side ---------------------------------------------------
     def enqueue(self, record: tuple) -> None:
         """Hand a record to the worker. O(1), no I/O; waits only when the queue is full."""
@@ -141,6 +150,11 @@ class BatchingLogger:
             inline.append(record)
             return
         queue = self._queue
+        if len(queue) < self._quiet_size:  # the common case: room, and no batch to announce yet
+            queue.append(record)
+            if self._thread is None:
+                self._start()
+            return
         if len(queue) >= self.max_queue_size:
             self._wait_for_space()
         queue.append(record)

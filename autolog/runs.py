@@ -30,6 +30,7 @@ import shutil
 import threading
 import time
 import uuid
+from time import time_ns as _time_ns
 from typing import Any, Iterable, Mapping, Optional
 
 from autolog import config, containment
@@ -134,8 +135,8 @@ class ActiveRun:
         if type(value) is not float:
             value = metric_value(value)
         self._enqueue(("m", self.run_id, key, value,
-                       time.time_ns() // 1_000_000 if timestamp is None else int(timestamp),
-                       0 if step is None else int(step)))
+                       _time_ns() // 1_000_000 if timestamp is None else int(timestamp),
+                       step if type(step) is int else (0 if step is None else int(step))))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None, timestamp: Optional[int] = None,
                     *, normalize: bool = False) -> None:
