@@ -14,7 +14,9 @@ idempotent in every backend; a crash in the middle of a replay can repeat at mos
 one metric batch.
 
 The operations (`op` field): `create` (a RunStart), `batch` (metrics, params, tags
-of one run), `end`, `artifact` (a staged local path).
+of one run), `end`, `artifact` (a staged local path), `register` (a model folder of a
+run, already logged as an artifact, to register under a name in the backend's model
+registry).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 import uuid
 from typing import Iterable, Iterator, Optional
 
-from autolog.backends.base import Backend, BackendUnavailable
+from autolog.backends.base import Backend, BackendError, BackendUnavailable
 from autolog.entities import Metric, Param, RunStart
 
 try:  # POSIX; on other systems segments are not locked (one writer per process still holds)
@@ -98,6 +100,10 @@ def encode_artifact(run_id: str, local_path: str, artifact_path: Optional[str]) 
     return {"op": "artifact", "run_id": run_id, "local_path": local_path, "artifact_path": artifact_path}
 
 
+def encode_register(run_id: str, artifact_path: str, name: str) -> dict:
+    return {"op": "register", "run_id": run_id, "artifact_path": artifact_path, "name": name}
+
+
 def apply(op: dict, backend: Backend) -> None:
     """Send one journal operation to a backend."""
     kind = op["op"]
@@ -123,6 +129,12 @@ def apply(op: dict, backend: Backend) -> None:
         backend.end_run(op["run_id"], op["status"], op["end_time"])
     elif kind == "artifact":
         backend.log_artifact(op["run_id"], op["local_path"], op.get("artifact_path"))
+    elif kind == "register":
+        register = getattr(backend, "register_model", None)
+        if register is None:
+            raise BackendError(f"the backend {backend.uri} has no model registry: the model {op['artifact_path']!r} "
+                               f"cannot be registered as {op['name']!r}")
+        register(op["run_id"], op["artifact_path"], op["name"])
     else:
         raise ValueError(f"unknown journal operation {kind!r}")
 

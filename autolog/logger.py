@@ -25,6 +25,7 @@ Records are tuples whose first item says what they are:
     ("t", run_id, key, value)                  tag
     ("a", run_id, local_path, artifact_path, owned)  artifact (owned: delete after delivery)
     ("e", run_id, status, end_time)            end a run
+    ("r", run_id, artifact_path, name)         register a logged model folder in the model registry
     ("x", function)                            work to do on the worker (model writing,
                                                metrics computed off the training thread);
                                                what it logs is written in its place
@@ -54,6 +55,7 @@ from autolog.journal import (
     encode_batch,
     encode_create,
     encode_end,
+    encode_register,
 )
 
 log = logging.getLogger("autolog")
@@ -318,6 +320,8 @@ class BatchingLogger:
                        lambda: encode_end(run_id, status, end_time), 1)
         elif kind == "a":
             self._send_artifact(*rec[1:])
+        elif kind == "r":
+            self._register(*rec[1:])
         elif kind == "x":
             self._run_deferred(rec[1])
         elif kind == "f":
@@ -375,6 +379,16 @@ class BatchingLogger:
 
         if self._send(run_id, deliver, encode, 1) and owned:
             _remove_owned(local_path)
+
+    def _register(self, run_id: str, artifact_path: str, name: str) -> None:
+        """A model registration goes the way of any record: retried, spilled while the backend
+        is down and replayed after the model folder it names."""
+        registry = getattr(self.backend, "register_model", None)
+        if registry is None:
+            _warn_no_registry(self.backend, name)
+            return
+        self._send(run_id, lambda: registry(run_id, artifact_path, name),
+                   lambda: encode_register(run_id, artifact_path, name), 1)
 
     def _send(self, run_id: str, op: Callable[[], None], encode: Callable[[], dict], count: int,
               create: bool = False) -> bool:
@@ -565,6 +579,12 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
                 path = rec[2] if _inside(rec[2], logger.journal.folder) else logger.journal.stage(rec[2])
                 ops.append(encode_artifact(rec[1], path, rec[3]))
                 count += 1
+        elif kind == "r":
+            if getattr(logger.backend, "register_model", None) is None:
+                _warn_no_registry(logger.backend, rec[3])
+            else:
+                ops.append(encode_register(rec[1], rec[2], rec[3]))
+                count += 1
         elif kind == "x":
             # deferred work (a model to write) runs here, on the exiting thread, in order
             emitted: list = []
@@ -583,6 +603,11 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             rec[1].set()
     flush_pending()
     return ops, count
+
+
+def _warn_no_registry(backend: Backend, name: str) -> None:
+    containment.warn_once(f"no registry {backend.uri}", "registered_model_name=%r is ignored: the backend %s has "
+                          "no model registry (use an MLflow tracking URI)", name, backend.uri)
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -147,32 +147,14 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
 
 
 def _register_when_asked(run, artifact_path: str) -> None:
-    """`autolog(registered_model_name=...)`: register the model folder as a new version, on the
-    worker, after the artifact record (deferred work runs in order with the run's records)."""
+    """`autolog(registered_model_name=...)`: register the model folder as a new version. The
+    registration is a record after the folder's artifact record, so it is retried, spilled and
+    replayed like the folder itself when the backend is away."""
     from autolog.runs import settings
 
     name = settings().registered_model_name
-    if not name:
-        return
-
-    def register() -> None:
-        from autolog.backends import BackendError
-
-        backend = run._logger.backend
-        try:
-            if run._logger._down:  # the model folder went to the journal, not to the server
-                raise BackendError(f"the backend {backend.uri} is down")
-            registry = getattr(backend, "register_model", None)
-            if registry is None:
-                containment.warn_once(f"no registry {backend.uri}", "registered_model_name=%r is ignored: the "
-                                      "backend %s has no model registry (use an MLflow tracking URI)", name, backend.uri)
-                return
-            registry(run.run_id, artifact_path, name)
-        except BackendError as exc:  # the server went away: the model itself is kept (journal)
-            containment.warn_once(f"register {name}", "the model of run %s was not registered as %r (%s); "
-                                  "register it later with mlflow.register_model", run.run_id, name, exc)
-
-    run.defer(register, label=f"registering the model of run {run.run_id} as {name!r}")
+    if name:
+        run.register_model(artifact_path, name)
 
 
 def read_mlmodel(folder: str) -> dict:

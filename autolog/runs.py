@@ -193,6 +193,11 @@ class ActiveRun:
         """Log a file or folder that autolog made (in `staging_dir()`); it is deleted once delivered."""
         self._enqueue(("a", self.run_id, local_path, _check_artifact_path(artifact_path), True))
 
+    def register_model(self, artifact_path: str, name: str) -> None:
+        """Register the model folder logged at `artifact_path` as a new version of the registered
+        model `name`, once that folder is delivered (backends with a model registry: MLflow)."""
+        self._enqueue(("r", self.run_id, _check_artifact_path(artifact_path), str(name)))
+
     def staging_dir(self) -> str:
         """A fresh folder for files the worker will deliver with `log_owned_artifact`."""
         return new_staging_dir(self._logger)

@@ -439,7 +439,8 @@ class MlflowBackend(Backend):
 
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register the run's model folder as a new version of the registered model `name`;
-        return the version. The folder must already be delivered."""
+        return the version. The folder must already be delivered. Registering the same folder
+        under the same name again returns the version it has."""
         mlflow_id = self.mlflow_run_id(run_id)
         with _calling(f"registering the model of run {run_id} as {name!r}", run_id):
             try:
@@ -449,6 +450,10 @@ class MlflowBackend(Backend):
                     raise
             run = self.client.get_run(mlflow_id)
             source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path.strip('/')}"
+            # a replay (journal, `autolog sync`) of a registration that got through: no second version
+            for existing in self.client.search_model_versions(f"run_id='{mlflow_id}'"):
+                if existing.name == name and existing.source == source:
+                    return str(existing.version)
             version = self.client.create_model_version(name, source, run_id=mlflow_id,
                                                        tags={TAG_RUN_ID: self._autolog_ids.get(mlflow_id, run_id)})
         return str(version.version)

@@ -141,3 +141,55 @@ def test_registered_model_name_on_the_local_store_warns_and_logs_the_model(caplo
     run = autolog.search_runs()[0]
     np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), model.predict(X))
     assert "has no model registry" in caplog.text
+
+
+@needs_sklearn_integration
+def test_a_registration_made_while_the_server_was_away_is_replayed_once(mlflow_reads_the_server, closed_port_url,
+                                                                         mlflow_experiment, mlflow_client, monkeypatch):
+    """The model folder and its registration are spilled together, and `autolog sync` delivers
+    both, in order; a second sync registers nothing again."""
+    from sklearn.linear_model import LinearRegression
+
+    from autolog import runs
+    from autolog.journal import journal_dir_for
+    from autolog.sync import sync
+
+    monkeypatch.setenv("AUTOLOG_RETRY_SECONDS", "0.2")
+    name = f"{mlflow_experiment}-offline"
+    X = np.arange(20.0).reshape(10, 2)
+    autolog.autolog(experiment=mlflow_experiment, tracking_uri=closed_port_url, registered_model_name=name,
+                    integrations=["sklearn"])
+    model = LinearRegression().fit(X, X[:, 0])
+    assert autolog.flush(60)
+    logger = runs.logger_for(closed_port_url)
+    assert logger.stats.spilled > 0 and logger.stats.written == 0 and logger.stats.rejected == 0
+    logger.close(timeout=10)  # the process "ends" with everything in the journal
+
+    folder = journal_dir_for(closed_port_url)
+    with open(f"{folder}/uri.txt") as fh:
+        assert fh.read().strip() == closed_port_url
+    first = sync(None, mlflow_reads_the_server, journals=[folder])
+    assert first.ok and first.journal_records == logger.stats.spilled, first.to_json()
+    second = sync(None, mlflow_reads_the_server, journals=[folder])
+    assert second.ok and second.journal_records == 0, second.to_json()
+
+    import mlflow.pyfunc
+
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    assert [v.version for v in versions] == ["1"]
+    np.testing.assert_allclose(mlflow.pyfunc.load_model(f"models:/{name}/1").predict(X), model.predict(X))
+
+
+@needs_sklearn_integration
+def test_registering_the_same_folder_again_returns_its_version(mlflow_uri, mlflow_experiment, mlflow_client):
+    from sklearn.linear_model import LinearRegression
+
+    name = f"{mlflow_experiment}-again"
+    X = np.arange(20.0).reshape(10, 2)
+    autolog.autolog(experiment=mlflow_experiment, registered_model_name=name, integrations=["sklearn"])
+    LinearRegression().fit(X, X[:, 0])
+    autolog.flush()
+    run = only_run(mlflow_experiment)
+    backend = get_backend(mlflow_uri)
+    assert backend.register_model(run.run_id, "model", name) == "1"  # what a journal replay does
+    assert [v.version for v in mlflow_client.search_model_versions(f"name='{name}'")] == ["1"]
