@@ -405,16 +405,24 @@ class MlflowBackend(Backend):
                 self.client.set_terminated(mlflow_id, status=status, end_time=int(end_time))
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
-        """A file lands at `artifact_path/<its name>`, a folder's contents under `artifact_path`."""
+        """A file lands at `artifact_path/<its name>`, a folder's contents under `artifact_path`.
+
+        A model folder (or, from `autolog sync`, which copies file by file, its MLmodel file)
+        is also recorded as MLflow's log_model records it, with MLflow's run id in MLmodel."""
         mlflow_id = self.mlflow_run_id(run_id)
+        is_dir = os.path.isdir(local_path)
+        mlmodel = os.path.join(local_path, "MLmodel") if is_dir else local_path
+        is_model = os.path.basename(mlmodel) == "MLmodel" and os.path.isfile(mlmodel)
         with _calling(f"uploading an artifact to run {run_id}", run_id):
-            if os.path.isdir(local_path):
+            if is_dir:
                 self.client.log_artifacts(mlflow_id, local_path, artifact_path or None)
-            else:
+                if is_model:
+                    self._upload_mlmodel_with_run_id(mlflow_id, mlmodel, artifact_path)
+            elif not (is_model and self._upload_mlmodel_with_run_id(mlflow_id, mlmodel, artifact_path)):
                 self.client.log_artifact(mlflow_id, local_path, artifact_path or None)
-        if os.path.isfile(os.path.join(local_path, "MLmodel")):
+        if is_model:
             try:
-                self._record_model(run_id, mlflow_id, local_path, artifact_path or "")
+                self._record_model(run_id, mlflow_id, os.path.dirname(mlmodel), artifact_path or "")
             except BackendUnavailable:
                 raise  # the logger sends the folder again (same files), then records it
             except Exception as exc:  # noqa: BLE001 - the files are there; only the UI's list misses it
@@ -422,6 +430,28 @@ class MlflowBackend(Backend):
 
                 containment.warn_once("mlflow model history", "the model of run %s is on the server but not in "
                                       "its mlflow.log-model.history tag: %s", run_id, exc)
+
+    def _upload_mlmodel_with_run_id(self, mlflow_id: str, path: str, artifact_path: Optional[str]) -> bool:
+        """Upload a copy of autolog's MLmodel file at `path` that names MLflow's run id instead of
+        autolog's, as MLflow's own log_model writes it (`Model.load(...).run_id`); the local file
+        is left as it is. False when the file is not autolog's (MLflow's YAML, a user's file)."""
+        import json
+        import tempfile
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                mlmodel = json.load(fh)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(mlmodel, dict) or "autolog" not in mlmodel:
+            return False
+        mlmodel["run_id"] = mlflow_id
+        with tempfile.TemporaryDirectory(prefix="autolog-mlmodel-") as tmp:
+            fixed = os.path.join(tmp, "MLmodel")
+            with open(fixed, "w", encoding="utf-8") as fh:
+                json.dump(mlmodel, fh, indent=2)
+            self.client.log_artifact(mlflow_id, fixed, artifact_path or None)
+        return True
 
     def _record_model(self, run_id: str, mlflow_id: str, folder: str, artifact_path: str) -> None:
         """Add a model folder to the run's `mlflow.log-model.history` (the UI's Models column),

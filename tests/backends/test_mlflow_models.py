@@ -80,6 +80,7 @@ def test_sklearn_model_loads_with_mlflow_and_is_registered(mlflow_reads_the_serv
 
     meta = Model.load(f"runs:/{mlflow_id}/model")  # MLflow reads our (JSON) MLmodel as its own
     assert {"sklearn", "python_function"} <= set(meta.flavors)
+    assert meta.run_id == mlflow_id  # MLflow's run id on the server, as its own log_model writes
     history = json.loads(mlflow_client.get_run(mlflow_id).data.tags["mlflow.log-model.history"])  # UI's Models
     assert [(h["run_id"], h["artifact_path"], h["model_uuid"]) for h in history] == [(mlflow_id, "model", meta.model_uuid)]
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements_of(mlflow_id, tmp_path)
@@ -193,3 +194,37 @@ def test_registering_the_same_folder_again_returns_its_version(mlflow_uri, mlflo
     backend = get_backend(mlflow_uri)
     assert backend.register_model(run.run_id, "model", name) == "1"  # what a journal replay does
     assert [v.version for v in mlflow_client.search_model_versions(f"name='{name}'")] == ["1"]
+
+
+@needs_sklearn_integration
+def test_a_model_trained_offline_and_synced_loads_with_mlflow(mlflow_server, mlflow_experiment, mlflow_client,
+                                                              store_dir, monkeypatch):
+    """`autolog sync` copies artifacts file by file; the model still arrives as MLflow's log_model
+    leaves one: MLflow's run id in MLmodel, the run's model history, pyfunc and sklearn loading."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import Model
+    from sklearn.linear_model import LogisticRegression
+
+    from autolog.sync import sync
+
+    server = mlflow_server.url
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # for mlflow's loaders; autolog logs into its store
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    X = np.linspace(-2, 2, 40).reshape(20, 2)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    autolog.autolog(experiment=mlflow_experiment, integrations=["sklearn"])  # into the local store (conftest)
+    model = LogisticRegression().fit(X, y)
+    autolog.flush()
+    run = only_run(mlflow_experiment)
+
+    report = sync(store_dir, server, experiment=mlflow_experiment)
+    assert report.ok and report.runs_copied == 1, report.to_json()
+    mlflow_id = get_backend(server).mlflow_run_id(run.run_id)
+    np.testing.assert_array_equal(mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model").predict(X), model.predict(X))
+    np.testing.assert_array_equal(mlflow.sklearn.load_model(f"runs:/{mlflow_id}/model").predict(X), model.predict(X))
+    assert Model.load(f"runs:/{mlflow_id}/model").run_id == mlflow_id
+    history = json.loads(mlflow_client.get_run(mlflow_id).data.tags["mlflow.log-model.history"])
+    assert [(h["run_id"], h["artifact_path"]) for h in history] == [(mlflow_id, "model")]
+    with open(f"{autolog.get_run(run.run_id).artifact_uri}/model/MLmodel") as fh:
+        assert json.load(fh)["run_id"] == run.run_id  # the local copy keeps autolog's id
