@@ -43,6 +43,7 @@ from autolog.validation import (
     MAX_TAG_VALUE_LENGTH,
     _valid_keys,
     check_key,
+    metric_int,
     metric_value,
     normalize_key,
     value_to_text,
@@ -135,13 +136,15 @@ class ActiveRun:
         if type(value) is not float:
             value = metric_value(value)
         self._enqueue(("m", self.run_id, key, value,
-                       _time_ns() // 1_000_000 if timestamp is None else int(timestamp),
-                       step if type(step) is int else (0 if step is None else int(step))))
+                       _time_ns() // 1_000_000 if timestamp is None else metric_int(timestamp, "timestamp"),
+                       # INT64_MIN <= step <= INT64_MAX, as constants: the hot path
+                       step if type(step) is int and -9223372036854775808 <= step <= 9223372036854775807
+                       else (0 if step is None else metric_int(step, "step"))))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None, timestamp: Optional[int] = None,
                     *, normalize: bool = False) -> None:
-        ts = time.time_ns() // 1_000_000 if timestamp is None else int(timestamp)
-        step = 0 if step is None else int(step)
+        ts = _time_ns() // 1_000_000 if timestamp is None else metric_int(timestamp, "timestamp")
+        step = 0 if step is None else metric_int(step, "step")
         if normalize:
             for key, value in metrics.items():
                 try:

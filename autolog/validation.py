@@ -121,6 +121,21 @@ def metric_value(value: Any) -> float:
         raise type(exc)(f"metric value must be a number, got {type(value).__name__}: {value!r}") from None
 
 
+#: steps and timestamps are stored as signed 64-bit integers, as MLflow stores them
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def metric_int(value: Any, what: str) -> int:
+    """int() of a metric's step or timestamp; ValueError past a signed 64-bit integer."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"metric {what} must be an integer, got {type(value).__name__}: {value!r}") from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"metric {what} {number} does not fit in a signed 64-bit integer")
+    return number
+
+
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME_RE.search(name or ""))
 

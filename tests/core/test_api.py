@@ -82,6 +82,35 @@ def test_a_key_that_is_not_text_is_a_type_error():
             autolog.log_metric(3, 1.0)
 
 
+
+def test_steps_and_timestamps_are_64_bit_integers_or_a_clear_error():
+    with autolog.start_run() as run:
+        autolog.log_metric("numpy_step", 0.5, step=np.int64(3), timestamp=np.int64(1_700_000_000_000))
+        autolog.log_metric("float_step", 0.5, step=4.0)
+        autolog.log_metric("edge", 1.0, step=2**63 - 1)
+        autolog.log_metric("edge", 2.0, step=-(2**63))
+        for bad in (2**63, -(2**63) - 1):
+            with pytest.raises(ValueError, match=f"metric step {bad} does not fit in a signed 64-bit integer"):
+                autolog.log_metric("huge", 1.0, step=bad)
+            with pytest.raises(ValueError, match="metric step .* does not fit"):
+                autolog.log_metrics({"huge": 1.0}, step=bad)
+            with pytest.raises(ValueError, match="metric timestamp .* does not fit"):
+                autolog.log_metric("huge", 1.0, timestamp=bad)
+        with pytest.raises(ValueError, match="metric step must be an integer, got str: 'three'"):
+            autolog.log_metric("huge", 1.0, step="three")
+        with pytest.raises(TypeError, match="metric timestamp must be an integer, got list"):
+            autolog.log_metric("huge", 1.0, timestamp=[1])
+        autolog.log_metric("after", 1.0, step=1)  # nothing of the above reached the logger
+    assert autolog.flush(30)
+    store = backend()
+    assert [(m.step, m.timestamp) for m in store.get_metric_history(run.run_id, "numpy_step")] == \
+        [(3, 1_700_000_000_000)]
+    assert [m.step for m in store.get_metric_history(run.run_id, "float_step")] == [4]
+    assert [(m.step, m.value) for m in store.get_metric_history(run.run_id, "edge")] == [(-(2**63), 2.0),
+                                                                                         (2**63 - 1, 1.0)]
+    assert "huge" not in autolog.get_run(run.run_id).metrics
+    assert runs.logger_for().snapshot_stats().rejected == 0
+
 def test_metric_values_are_converted():
     torch = pytest.importorskip("torch")
     with autolog.start_run() as run:
