@@ -299,6 +299,8 @@ class BatchingLogger:
                     self._inflight_pos = index + 1
                 if self._abandoned:
                     return
+        if self._abandoned:  # exit gave up on the worker meanwhile and spilled these itself
+            return
         if pending:
             self._send_batches(pending)
         if track:
