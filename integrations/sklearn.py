@@ -375,38 +375,38 @@ def _log_cross_validation(run: runs.ActiveRun, function_name: str, estimator: An
 
 
 # -- post-training metrics ---------------------------------------------------------------------------
-def _predict(wrapped, instance, args, kwargs):
+def _evaluate(wrapped, instance, args, kwargs) -> tuple:
+    """Call a fitted model's predict/score as an evaluation: (the run that trained the model,
+    or None when this call is not one to record, and the call's result)."""
     run = post_training.run_of(instance) if instance is not None else None
     if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
-        return wrapped(*args, **kwargs)
+        return None, wrapped(*args, **kwargs)
     token = _in_evaluation.set(True)
     try:
         with runs.InsideTrainingCall():
-            result = wrapped(*args, **kwargs)
+            return run, wrapped(*args, **kwargs)
     finally:
         _in_evaluation.reset(token)
-    with containment.contained("sklearn: recording a prediction for post-training metrics"):
-        dataset = _first_argument(instance, wrapped.__name__, args, kwargs)
-        post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
+
+
+def _predict(wrapped, instance, args, kwargs):
+    run, result = _evaluate(wrapped, instance, args, kwargs)
+    if run is not None:
+        with containment.contained("sklearn: recording a prediction for post-training metrics"):
+            dataset = _first_argument(instance, wrapped.__name__, args, kwargs)
+            post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
     return result
 
 
 def _score(wrapped, instance, args, kwargs):
-    run = post_training.run_of(instance) if instance is not None else None
-    if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
-        return wrapped(*args, **kwargs)
-    token = _in_evaluation.set(True)
-    try:
-        with runs.InsideTrainingCall():
-            result = wrapped(*args, **kwargs)
-    finally:
-        _in_evaluation.reset(token)
-    with containment.contained("sklearn: logging a post-training score"):
-        if _is_number(result):
-            dataset = _first_argument(instance, "score", args, kwargs)
-            name = post_training.dataset_name(run, dataset)
-            run.log_metric(post_training.metric_key(run, f"{type(instance).__name__}_score", name), result,
-                           normalize=True)
+    run, result = _evaluate(wrapped, instance, args, kwargs)
+    if run is not None:
+        with containment.contained("sklearn: logging a post-training score"):
+            if _is_number(result):
+                dataset = _first_argument(instance, "score", args, kwargs)
+                name = post_training.dataset_name(run, dataset)
+                run.log_metric(post_training.metric_key(run, f"{type(instance).__name__}_score", name), result,
+                               normalize=True)
     return result
 
 
