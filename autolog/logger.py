@@ -34,7 +34,6 @@ Records are tuples whose first item says what they are:
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
 import os
