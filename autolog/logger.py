@@ -131,6 +131,7 @@ class BatchingLogger:
         self.stats = LoggerStats()
         self._forked_child = False
         self._finalizer_registered = False
+        self._open_gate()
 
     @property
     def max_batch_size(self) -> int:
@@ -139,22 +140,30 @@ class BatchingLogger:
     @max_batch_size.setter
     def max_batch_size(self, value: int) -> None:
         self._max_batch_size = value
-        self._quiet_size = value - 1  # below this many queued, an enqueue only appends
+        if hasattr(self, "_queue"):
+            self._open_gate()
+
+    def _open_gate(self) -> None:
+        """Set `_fast_limit`, the one comparison of the common enqueue: below it, an enqueue
+        only appends. It is 0, sending every enqueue through the full checks, while there is
+        no worker yet, while the worker runs deferred work (whose records go inline), and
+        where fork cannot be hooked (the pid is compared on every call instead)."""
+        fast = self._thread is not None and self._inline is None and not _CHECK_PID
+        self._fast_limit = self._max_batch_size - 1 if fast else 0
 
     # -- the caller's side ---------------------------------------------------
     def enqueue(self, record: tuple) -> None:
         """Hand a record to the worker. O(1), no I/O; waits only when the queue is full."""
+        queue = self._queue
+        if len(queue) < self._fast_limit:  # the common case: room, and no batch to announce yet
+            queue.append(record)
+            return
         if _CHECK_PID and self._pid != os.getpid():
             self._after_fork_in_child()
+            queue = self._queue
         inline = self._inline
         if inline is not None and on_worker_thread():
             inline.append(record)
-            return
-        queue = self._queue
-        if len(queue) < self._quiet_size:  # the common case: room, and no batch to announce yet
-            queue.append(record)
-            if self._thread is None:
-                self._start()
             return
         if len(queue) >= self.max_queue_size:
             self._wait_for_space()
@@ -200,6 +209,7 @@ class BatchingLogger:
             self._stop = False
             thread = threading.Thread(target=self._run, name="autolog-logger", daemon=True)
             self._thread = thread
+            self._open_gate()  # before the worker runs: it alone closes the gate afterwards
             thread.start()
             if self._forked_child and not self._finalizer_registered:
                 self._register_child_finalizer()
@@ -339,11 +349,13 @@ class BatchingLogger:
         outer = self._inline
         emitted: list = []
         self._inline = emitted
+        self._open_gate()
         try:
             with containment.contained(getattr(work, "autolog_label", "deferred logging work")):
                 work()
         finally:
             self._inline = outer
+            self._open_gate()
         if emitted:
             if outer is not None:
                 outer.extend(emitted)
@@ -590,6 +602,7 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             # deferred work (a model to write) runs here, on the exiting thread, in order
             emitted: list = []
             logger._inline = emitted
+            logger._open_gate()
             worker_thread_local.is_worker = True
             try:
                 with containment.contained(getattr(rec[1], "autolog_label", "deferred logging work at exit")):
@@ -597,6 +610,7 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             finally:
                 worker_thread_local.is_worker = False
                 logger._inline = None
+                logger._open_gate()
             more_ops, more = _encode_records(emitted, logger)
             ops.extend(more_ops)
             count += more

@@ -178,7 +178,7 @@ def main() -> None:
         print(f"{name:<12} {w_off:>8.3f}s {w_on:>8.3f}s {w_on / w_off:>7.3f}   {c_off:>7.3f}s {c_on:>7.3f}s {c_on / c_off:>7.3f}"
               f"   {min(t[0] for t in off):.2f}-{max(t[0] for t in off):.2f} / {min(t[0] for t in on):.2f}-{max(t[0] for t in on):.2f}")
     autolog.autolog(disable=True)
-    print(f"CPU time of the sampler thread per second of workload: "
+    print("CPU time of the sampler thread per second of workload: "
           + ", ".join(f"{share * 1e3:.2f} ms ({share * 100:.3f}% of one core)" for share in sampler_share))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 

@@ -10,11 +10,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-import autolog
 from autolog import containment, runs
 
 

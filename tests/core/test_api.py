@@ -111,6 +111,38 @@ def test_steps_and_timestamps_are_64_bit_integers_or_a_clear_error():
     assert "huge" not in autolog.get_run(run.run_id).metrics
     assert runs.logger_for().snapshot_stats().rejected == 0
 
+def test_fluent_log_metric_matches_run_handle(monkeypatch):
+    """`autolog.log_metric` inlines `ActiveRun.log_metric` for speed: the two must queue the
+    same records and refuse the same input with the same error."""
+    monkeypatch.setattr(runs, "_time_ns", lambda: 1_700_000_000_123_456_789)
+    monkeypatch.setattr(autolog, "_time_ns", lambda: 1_700_000_000_123_456_789)
+    calls = [
+        ("loss", 0.5, None, None), ("loss", 0.25, 3, None), ("acc", np.float32(0.5), np.int64(4), None),
+        ("n", 7, 4.0, np.int64(1_700_000_000_000)), ("edge", True, 2**63 - 1, -(2**63)),
+        ("fresh/key.name-1", math.nan, -(2**63), 0), ("inf", math.inf, None, 5),
+        ("bad key!", 1.0, None, None), (3, 1.0, None, None), ("v", "0.5", None, None),
+        ("s", 1.0, 2**63, None), ("s", 1.0, "three", None), ("t", 1.0, None, [1]), ("t", 1.0, None, 2**63),
+    ]
+    with autolog.start_run() as run:
+        queued: list = []
+        monkeypatch.setattr(run, "_enqueue", queued.append)
+        outcomes = {}
+        for name, log in (("fluent", autolog.log_metric), ("handle", run.log_metric)):
+            out = []
+            for key, value, step, timestamp in calls:
+                queued.clear()
+                try:
+                    log(key, value, step=step, timestamp=timestamp)
+                    out.append(list(queued))
+                except Exception as exc:  # noqa: BLE001 - the error is what is compared
+                    assert not queued
+                    out.append((type(exc), str(exc)))
+            outcomes[name] = out
+    assert outcomes["fluent"] == outcomes["handle"]
+    assert sum(isinstance(o, tuple) for o in outcomes["fluent"]) == 7  # the bad inputs were refused
+    assert outcomes["fluent"][0] == [("m", run.run_id, "loss", 0.5, 1_700_000_000_123, 0)]
+
+
 def test_metric_values_are_converted():
     torch = pytest.importorskip("torch")
     with autolog.start_run() as run:

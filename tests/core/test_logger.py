@@ -331,6 +331,42 @@ def test_deferred_work_runs_on_the_worker_in_order(make_logger):
     assert [m.step for m in points(backend)] == [0, 1, 2]
 
 
+def test_deferred_work_logging_past_a_batch_stays_in_order(make_logger):
+    """While deferred work runs, the worker's own records go inline, even when a caller
+    thread fills the queue past a batch at the same time."""
+    logger, backend = make_logger(max_batch_size=10, max_queue_size=1000)
+    create(logger)
+    metric(logger, 0)
+    started, release = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        release.wait(10)
+        for step in range(1, 26):  # more than a batch, from the worker
+            logger.enqueue(("m", RUN, "loss", float(step), 1000 + step, step))
+
+    logger.enqueue(("x", work))
+    assert started.wait(10)
+    for step in range(26, 50):  # the caller keeps logging meanwhile
+        metric(logger, step)
+    release.set()
+    assert logger.flush(10)
+    assert [m.step for m in points(backend)] == list(range(50))
+
+
+def test_without_fork_hooks_every_enqueue_takes_the_checked_path(make_logger, monkeypatch):
+    from autolog import logger as logger_module
+
+    monkeypatch.setattr(logger_module, "_CHECK_PID", True)
+    logger, backend = make_logger()
+    create(logger)
+    for step in range(20):
+        metric(logger, step)
+    assert logger._fast_limit == 0  # the pid is compared on every call
+    assert logger.flush(10)
+    assert [m.step for m in points(backend)] == list(range(20))
+
+
 def test_deferred_work_that_fails_is_contained(make_logger, contained_errors):
     logger, backend = make_logger()
     create(logger)
