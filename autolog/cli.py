@@ -528,7 +528,7 @@ def cmd_sync(args) -> int:
     else:
         print(_sync_summary(report))
     if report.unavailable is not None:
-        _error(f"the target {report.target} stopped answering ({report.unavailable}); run the sync again later")
+        _error(f"the target {report.target} did not take the records ({report.unavailable}); run the sync again later")
         return 1
     if report.errors:
         for line in report.errors[:MAX_ERROR_LINES]:

@@ -46,7 +46,7 @@ import weakref
 from typing import Callable, Optional
 
 from autolog import containment
-from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, RunNotFound
+from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, CredentialsRefused, RunNotFound
 from autolog.entities import MetricRecords, Param
 from autolog.journal import (
     Journal,
@@ -422,6 +422,9 @@ class BatchingLogger:
                 time.sleep(delay)
             try:
                 op()
+            except CredentialsRefused as exc:
+                last = exc  # asking again now gets the same answer: keep it for later
+                break
             except (BackendUnavailable, RunNotFound) as exc:
                 last = exc  # a missing run may be created by another process's logger soon
                 continue
@@ -440,9 +443,11 @@ class BatchingLogger:
         if not self._down:
             containment.warn_once(
                 f"backend down: {self.backend.uri}",
-                "the tracking backend %s is not answering (%s); training goes on, records are kept in %s "
-                "and sent when it is back (or with `autolog sync`)",
-                self.backend.uri, exc, self.journal.folder,
+                "the tracking backend %s %s (%s); training goes on, records are kept in %s "
+                "and sent when it takes them again (or with `autolog sync`)",
+                self.backend.uri,
+                "refused the credentials" if isinstance(exc, CredentialsRefused) else "is not answering",
+                exc, self.journal.folder,
             )
         self._down = True
         self._probe_interval = _PROBE_FIRST_S

@@ -28,6 +28,7 @@ from autolog.backends.base import (  # noqa: F401  (re-exported)
     BackendError,
     BackendUnavailable,
     BatchLimits,
+    CredentialsRefused,
     RunNotFound,
     StoreNotFound,
 )

@@ -32,6 +32,16 @@ class BackendUnavailable(BackendError):
     """A backend could not be reached, or asked us to slow down: worth retrying."""
 
 
+class CredentialsRefused(BackendUnavailable):
+    """The backend refused our credentials (HTTP 401 or 403).
+
+    Not retried on the spot (the same credentials get the same answer), but not refused
+    for good either: a token that expired mid-training is renewed, a permission is granted.
+    The logger keeps the records in its journal, and they are sent once the backend takes
+    them (its next probe, the next autolog process, or `autolog sync`).
+    """
+
+
 class StoreNotFound(BackendError):
     """A read found no store at all (nothing has been written to it yet)."""
 

@@ -25,8 +25,10 @@ with backoff and spills to its journal, so this backend's own requests run with 
 retries inside MLflow and short timeouts (only on threads inside this backend: the
 user's own `mlflow` calls keep MLflow's settings). `MLFLOW_HTTP_REQUEST_MAX_RETRIES`
 and `MLFLOW_HTTP_REQUEST_TIMEOUT`, when the user sets them, are honoured. Connection
-errors, timeouts, HTTP 429 and 5xx raise `BackendUnavailable`; other 4xx are
-permanent `BackendError`s (`RunNotFound` for a missing run).
+errors, timeouts, HTTP 429 and 5xx raise `BackendUnavailable`; refused credentials
+(401, 403) raise `CredentialsRefused`, which the logger treats as an outage that retrying
+now will not end (records kept in the journal, sent once the server takes them); other
+4xx are permanent `BackendError`s (`RunNotFound` for a missing run).
 
 Models. A folder with an `MLmodel` file is uploaded as it is (MLflow's Model format,
 written by autolog/models.py) and recorded in the run's `mlflow.log-model.history` tag;
@@ -45,7 +47,14 @@ import os
 import threading
 from typing import Iterable, Optional, Sequence
 
-from autolog.backends.base import Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound
+from autolog.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    BatchLimits,
+    CredentialsRefused,
+    RunNotFound,
+)
 from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart
 
 # an ImportError here becomes the registry's BackendError naming the extra `autolog[mlflow]`
@@ -181,12 +190,16 @@ def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendEr
             status = response.status_code
     if status is None and isinstance(exc, MlflowException):
         text = str(exc)
-        for code in ("429", "500", "502", "503", "504"):
+        for code in ("401", "403", "429", "500", "502", "503", "504"):
             if f"error code {code}" in text or f"status code {code}" in text or f"{code} Server Error" in text:
                 status = int(code)
                 break
     if status is not None and (status == 429 or status >= 500):
         return BackendUnavailable(message)
+    if status in (401, 403) or error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return CredentialsRefused(
+            f"{message} (credentials refused: check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD "
+            f"or MLFLOW_TRACKING_TOKEN, and the user's permissions on the server)")
     if error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR"):
         return BackendUnavailable(message)
     if "database is locked" in str(exc):

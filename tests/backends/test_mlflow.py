@@ -9,6 +9,7 @@ artifacts. Requests are counted on the wire (a counting pass-through around
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from autolog import runs  # noqa: E402
 from autolog.backends import (  # noqa: E402
     BackendError,
     BackendUnavailable,
+    CredentialsRefused,
     RunNotFound,
     backend_kind,
     get_backend,
@@ -331,7 +333,7 @@ def test_credentials_go_in_headers_never_into_a_run(mlflow_uri, mlflow_experimen
     assert found.data.params["api_token"] == "***" and found.data.tags["cmd"] == "train.py --token ***"
 
 
-def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlflow_experiment, tmp_path):
+def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlflow_experiment, tmp_path, caplog):
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth server needs Flask-WTF (mlflow[auth])")
     from mlflow.tracking import MlflowClient
 
@@ -357,9 +359,35 @@ def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlf
     assert not any(password in value for value in found.data.tags.values())
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong-password")
-    with pytest.raises(BackendError) as info:  # refused for good: the logger keeps it aside, no endless retry
+    with pytest.raises(CredentialsRefused, match="credentials refused"):
         MlflowBackend(server.url).create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "denied", 0))
-    assert not isinstance(info.value, BackendUnavailable)
+
+    # training while the credentials are refused (a token that expired): nothing is set aside
+    # for good, one warning says why, and the records reach the server once they are accepted
+    from autolog import logger as logger_module
+
+    monkeypatch.setattr(logger_module, "_PROBE_MAX_S", 1.0)
+    logger = runs.logger_for()
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        with autolog.start_run("while-refused", experiment=mlflow_experiment) as refused:
+            autolog.log_param("depth", 5)
+            for step in range(50):
+                autolog.log_metric("loss", 1.0 / (step + 1), step=step)
+        assert autolog.flush(60)
+    assert logger._down and logger.stats.spilled > 0 and logger.stats.rejected == 0
+    warnings = [r.getMessage() for r in caplog.records if "refused the credentials" in r.getMessage()]
+    assert len(warnings) == 1 and password not in warnings[0] and "wrong-password" not in warnings[0]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)  # renewed
+    deadline = time.monotonic() + 60
+    while logger._down or logger.journal.has_pending():  # the logger probes and replays on its own
+        assert time.monotonic() < deadline, "the journal was not replayed once the credentials were accepted"
+        assert autolog.flush(30)
+        time.sleep(0.2)
+    assert logger.stats.rejected == 0
+    found = mlflow_run_of(MlflowClient(tracking_uri=server.url), mlflow_experiment, refused.run_id)
+    assert found.info.status == "FINISHED" and found.data.params == {"depth": "5"}
+    assert len(MlflowClient(tracking_uri=server.url).get_metric_history(found.info.run_id, "loss")) == 50
 
 
 # -- offline, then sync --------------------------------------------------------------------------
