@@ -13,6 +13,7 @@ Importing this package imports no ML framework.
 
 from __future__ import annotations
 
+from time import time_ns as _time_ns
 from typing import Any, Iterable, Mapping, Optional
 
 from autolog import config as _config
@@ -39,7 +40,6 @@ from autolog.validation import _valid_keys
 from autolog.validation import check_key as _check_key
 from autolog.validation import metric_int as _metric_int
 from autolog.validation import metric_value as _metric_value
-from time import time_ns as _time_ns
 
 __version__ = "0.1.0"
 
@@ -137,8 +137,9 @@ def log_params(params: Mapping[str, Any]) -> None:
 def log_metric(key: str, value: Any, step: Optional[int] = None, timestamp: Optional[int] = None) -> None:
     stack = _run_stack.get()  # the hot path: this thread's (or context's) run, one lookup
     run = stack[-1] if stack else (_runs.active_run() or _runs.start_run())
-    # ActiveRun.log_metric's body, inlined: a second Python call is a sixth of this call's cost.
-    # tests/test_api.py::test_fluent_log_metric_matches_run_handle holds the two to the same records.
+    # ActiveRun.log_metric's body, inlined: a second Python call costs about 0.1 us here.
+    # tests/core/test_api.py::test_fluent_log_metric_matches_run_handle holds the two to the
+    # same records and the same errors.
     if key not in _valid_keys:
         key = _check_key(key, "metric key")
     if type(value) is not float:

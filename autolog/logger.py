@@ -131,7 +131,7 @@ class BatchingLogger:
         self.stats = LoggerStats()
         self._forked_child = False
         self._finalizer_registered = False
-        self._open_gate()
+        self._set_gate()
 
     @property
     def max_batch_size(self) -> int:
@@ -141,9 +141,9 @@ class BatchingLogger:
     def max_batch_size(self, value: int) -> None:
         self._max_batch_size = value
         if hasattr(self, "_queue"):
-            self._open_gate()
+            self._set_gate()
 
-    def _open_gate(self) -> None:
+    def _set_gate(self) -> None:
         """Set `_fast_limit`, the one comparison of the common enqueue: below it, an enqueue
         only appends. It is 0, sending every enqueue through the full checks, while there is
         no worker yet, while the worker runs deferred work (whose records go inline), and
@@ -209,7 +209,7 @@ class BatchingLogger:
             self._stop = False
             thread = threading.Thread(target=self._run, name="autolog-logger", daemon=True)
             self._thread = thread
-            self._open_gate()  # before the worker runs: it alone closes the gate afterwards
+            self._set_gate()  # before the worker runs: it alone closes the gate afterwards
             thread.start()
             if self._forked_child and not self._finalizer_registered:
                 self._register_child_finalizer()
@@ -349,13 +349,13 @@ class BatchingLogger:
         outer = self._inline
         emitted: list = []
         self._inline = emitted
-        self._open_gate()
+        self._set_gate()
         try:
             with containment.contained(getattr(work, "autolog_label", "deferred logging work")):
                 work()
         finally:
             self._inline = outer
-            self._open_gate()
+            self._set_gate()
         if emitted:
             if outer is not None:
                 outer.extend(emitted)
@@ -607,7 +607,7 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             # deferred work (a model to write) runs here, on the exiting thread, in order
             emitted: list = []
             logger._inline = emitted
-            logger._open_gate()
+            logger._set_gate()
             worker_thread_local.is_worker = True
             try:
                 with containment.contained(getattr(rec[1], "autolog_label", "deferred logging work at exit")):
@@ -615,7 +615,7 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             finally:
                 worker_thread_local.is_worker = False
                 logger._inline = None
-                logger._open_gate()
+                logger._set_gate()
             more_ops, more = _encode_records(emitted, logger)
             ops.extend(more_ops)
             count += more
