@@ -345,17 +345,25 @@ class BatchingLogger:
         else:
             containment.report("the logger", ValueError(f"unknown record kind {kind!r}"))
 
-    def _run_deferred(self, work: Callable[[], None]) -> None:
+    def _collect_inline(self, work: Callable[[], None], label: str) -> list:
+        """Run deferred `work`, contained, and return the records it logged: they go to a list
+        of their own, not to the queue (the gate is closed meanwhile, so that they take the
+        checked path of `enqueue`)."""
         outer = self._inline
         emitted: list = []
         self._inline = emitted
         self._set_gate()
         try:
-            with containment.contained(getattr(work, "autolog_label", "deferred logging work")):
+            with containment.contained(getattr(work, "autolog_label", label)):
                 work()
         finally:
             self._inline = outer
             self._set_gate()
+        return emitted
+
+    def _run_deferred(self, work: Callable[[], None]) -> None:
+        outer = self._inline
+        emitted = self._collect_inline(work, "deferred logging work")
         if emitted:
             if outer is not None:
                 outer.extend(emitted)
@@ -605,17 +613,11 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
                 count += 1
         elif kind == "x":
             # deferred work (a model to write) runs here, on the exiting thread, in order
-            emitted: list = []
-            logger._inline = emitted
-            logger._set_gate()
             worker_thread_local.is_worker = True
             try:
-                with containment.contained(getattr(rec[1], "autolog_label", "deferred logging work at exit")):
-                    rec[1]()
+                emitted = logger._collect_inline(rec[1], "deferred logging work at exit")
             finally:
                 worker_thread_local.is_worker = False
-                logger._inline = None
-                logger._set_gate()
             more_ops, more = _encode_records(emitted, logger)
             ops.extend(more_ops)
             count += more

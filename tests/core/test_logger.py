@@ -418,6 +418,13 @@ def test_close_with_a_hung_backend_spills_what_is_left(make_logger):
     for step in range(50):
         metric(logger, step)
     assert backend.entered.wait(20)
+    ran_on = []
+
+    def late_work():  # deferred work still queued at exit runs on the exiting thread
+        ran_on.append(threading.current_thread())
+        logger.enqueue(("m", RUN, "late", 1.0, 2_000, 0))
+
+    logger.enqueue(("x", late_work))
     assert logger.close(timeout=0.1) is False  # gave up on the worker at its deadline
     stats = logger.snapshot_stats()
     assert stats.dropped == 0
@@ -428,6 +435,9 @@ def test_close_with_a_hung_backend_spills_what_is_left(make_logger):
     assert replay.unavailable is None
     steps = sorted({m.step for m in points(backend)})
     assert steps == list(range(50))
+    assert ran_on == [threading.current_thread()]
+    assert [m.value for m in points(backend, key="late")] == [1.0]  # what it logged was spilled too
+    assert logger._inline is None
 
 
 def test_a_backend_outage_warns_once(make_logger, caplog):
