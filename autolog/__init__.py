@@ -17,11 +17,11 @@ from time import time_ns as _time_ns
 from typing import Any, Iterable, Mapping, Optional
 
 from autolog import config as _config
-from autolog import containment as _containment
+from autolog.instrument import containment as _containment
 from autolog import runs as _runs
 from autolog.backends import require_client_library
 from autolog.entities import Experiment, Metric, Param, Run, RunStatus
-from autolog.models import load_model
+from autolog.instrument.models import load_model
 from autolog.runs import (
     ActiveRun,
     TrainingCall,
@@ -43,7 +43,7 @@ from autolog.validation import metric_value as _metric_value
 
 __version__ = "0.1.0"
 
-_run_stack = _runs._stack  # the active-run stack, read by log_metric's fast path
+_run_stack = _runs.lifecycle._stack  # the active-run stack, read by log_metric's fast path
 
 __all__ = [
     "autolog", "start_run", "end_run", "active_run", "last_run", "log_param", "log_params",
@@ -85,7 +85,7 @@ def autolog(
     None come from the environment (`AUTOLOG_TRACKING_URI`, `AUTOLOG_EXPERIMENT`,
     `AUTOLOG_DISABLE`, ... see docs/api.md), else from the defaults.
     """
-    from autolog.integration import engine
+    from autolog.instrument.integration import engine
 
     arguments = {k: v for k, v in locals().items() if k not in ("disable", "engine")}
     if disable or _config.env_value("AUTOLOG_DISABLE", bool, False):
@@ -102,9 +102,9 @@ def autolog(
 
 
 def _enable_run_context(settings: _config.Settings) -> None:
-    """System metrics, arguments, code state and environment (autolog/context.py), when present."""
+    """System metrics, arguments, code state and environment (autolog/provenance/capture.py), when present."""
     try:
-        from autolog import context
+        from autolog.provenance import capture as context
     except ImportError:
         return
     context.enable(settings)
@@ -112,7 +112,7 @@ def _enable_run_context(settings: _config.Settings) -> None:
 
 def _disable_run_context() -> None:
     try:
-        from autolog import context
+        from autolog.provenance import capture as context
     except ImportError:
         return
     context.disable()
@@ -120,7 +120,7 @@ def _disable_run_context() -> None:
 
 def enabled_integrations() -> list[str]:
     """Names of the integrations autolog is enabled for (patched now or when imported)."""
-    from autolog.integration import engine
+    from autolog.instrument.integration import engine
 
     return sorted(engine.wanted)
 

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 from autolog.backends import Backend, BackendError, RunNotFound, get_backend, resolve_tracking_uri
 from autolog.entities import Run, RunStatus
-from autolog.sync import SyncError, missing_store, sync
+from autolog.transport.sync import SyncError, missing_store, sync
 
 PROG = "autolog"
 SHORT_ID = 8

@@ -83,7 +83,7 @@ def sklearn_fit(seconds: float):
 def timed(workload, sampling: bool, interval: float) -> tuple[float, float, float]:
     """(wall seconds, process CPU seconds, CPU seconds of the sampler thread) of one workload."""
     import autolog
-    from autolog import context
+    from autolog.provenance import capture as context
 
     autolog.autolog(log_system_metrics=sampling, system_metrics_interval=interval, integrations=[])
     sampler_cpu = 0.0
@@ -113,7 +113,7 @@ def sample_cost(count: int = 200) -> float:
     """Seconds one sample takes on the sampler thread (psutil reads, GPUs if any)."""
     import psutil
 
-    from autolog.sysmetrics import MachineReader, gpus
+    from autolog.provenance.system_metrics import MachineReader, gpus
 
     reader = MachineReader(psutil, gpus)
     reader.read()

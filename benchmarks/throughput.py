@@ -64,11 +64,11 @@ def _fresh_env(root: str) -> None:
 
 def autolog_end_to_end(points: int) -> float:
     import autolog
-    from autolog import runs
+    from autolog.testing import reset_for_tests
 
     root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
     _fresh_env(root)
-    runs.reset_for_tests()
+    reset_for_tests()
     run = autolog.start_run("throughput")
     assert autolog.flush(60)
     log = run.log_metric
@@ -84,11 +84,11 @@ def autolog_end_to_end(points: int) -> float:
 
 def autolog_log_metrics(points: int, keys: int = 10) -> float:
     import autolog
-    from autolog import runs
+    from autolog.testing import reset_for_tests
 
     root = tempfile.mkdtemp(prefix="autolog-bench-tp-")
     _fresh_env(root)
-    runs.reset_for_tests()
+    reset_for_tests()
     autolog.start_run("throughput-dict")
     assert autolog.flush(60)
     names = [f"metric_{i}" for i in range(keys)]
@@ -134,8 +134,8 @@ class _NullBackend:
 
 
 def autolog_without_store(points: int) -> float:
-    from autolog.journal import Journal
-    from autolog.logger import BatchingLogger
+    from autolog.transport.journal import Journal
+    from autolog.transport.logger import BatchingLogger
     from autolog.runs import ActiveRun
 
     root = tempfile.mkdtemp(prefix="autolog-bench-tp-")

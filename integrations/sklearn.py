@@ -29,21 +29,25 @@ import pickle
 import sys
 from typing import Any, Optional
 
-from autolog import containment, models, runs
-from autolog.integration import Integration
-from autolog.patching import Patcher, when_imported
-from autolog.sklearn_api import (
+from autolog import runs
+from autolog.instrument import containment
+from autolog.instrument import models
+from autolog.instrument.integration import Integration
+from autolog.instrument.patching import Patcher, when_imported
+from autolog.instrument.snapshots import (
     DataSnapshot,
     PickledModel,
-    PostTrainingMetrics,
     TrainingActivity,
-    confusion_matrix_png,
     data_shape,
-    estimator_params,
-    estimator_tags,
     input_example_of,
     pickle_model,
     signature_of,
+)
+from autolog.integrations.sklearn_api import (
+    PostTrainingMetrics,
+    confusion_matrix_png,
+    estimator_params,
+    estimator_tags,
     training_metrics,
 )
 
@@ -117,7 +121,7 @@ def _class_created(patcher: Patcher):
 
 
 def _current_patcher() -> Optional[Patcher]:
-    from autolog.integration import engine
+    from autolog.instrument.integration import engine
 
     patcher = engine.patched().get(SklearnIntegration.name)
     return patcher if patcher is not None and patcher.active else None
@@ -175,7 +179,7 @@ _TRAINING_WRAPPERS = {name: _training_wrapper(name) for name in TRAINING_METHODS
 def _has_own_integration(cls: type) -> bool:
     """Is `cls` from a library that has an enabled integration of its own (the scikit-learn
     API of xgboost or lightgbm)? Then that integration logs it, in its own format."""
-    from autolog.integration import engine
+    from autolog.instrument.integration import engine
 
     package = cls.__module__.partition(".")[0]
     if package == "sklearn":

@@ -32,10 +32,11 @@ import pickle
 import weakref
 from typing import Any, Mapping, Optional
 
-from autolog import containment, runs
-from autolog.integration import Integration, engine
-from autolog.models import ModelFlavor, log_model, read_mlmodel
-from autolog.patching import Patcher, when_imported
+from autolog import runs
+from autolog.instrument import containment
+from autolog.instrument.integration import Integration, engine
+from autolog.instrument.models import ModelFlavor, log_model, read_mlmodel
+from autolog.instrument.patching import Patcher, when_imported
 
 NAME = "statsmodels"
 MODEL_DATA = "model.statsmodels"  # the file name mlflow.statsmodels reads

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from autolog import containment, runs
+from autolog.testing import reset_for_tests
+from autolog.instrument import containment
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def _isolated_autolog(request, tmp_path, monkeypatch, store_dir):
     containment.reset()
     request.node._autolog_errors = errors
     yield errors
-    runs.reset_for_tests()
+    reset_for_tests()
     containment.set_error_hook(None)
     containment.reset()
     if errors and "contained_errors" not in request.fixturenames:

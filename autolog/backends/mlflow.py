@@ -31,7 +31,7 @@ now will not end (records kept in the journal, sent once the server takes them);
 4xx are permanent `BackendError`s (`RunNotFound` for a missing run).
 
 Models. A folder with an `MLmodel` file is uploaded as it is (MLflow's Model format,
-written by autolog/models.py) and recorded in the run's `mlflow.log-model.history` tag;
+written by autolog/instrument/models.py) and recorded in the run's `mlflow.log-model.history` tag;
 `register_model` adds it to MLflow's model registry (`registered_model_name`).
 Requests stay under MLflow's limits: entries per log-batch (`limits`) and 1 MB per body.
 
@@ -439,7 +439,7 @@ class MlflowBackend(Backend):
             except BackendUnavailable:
                 raise  # the logger sends the folder again (same files), then records it
             except Exception as exc:  # noqa: BLE001 - the files are there; only the UI's list misses it
-                from autolog import containment
+                from autolog.instrument import containment
 
                 containment.warn_once("mlflow model history", "the model of run %s is on the server but not in "
                                       "its mlflow.log-model.history tag: %s", run_id, exc)

@@ -364,7 +364,7 @@ def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlf
 
     # training while the credentials are refused (a token that expired): nothing is set aside
     # for good, one warning says why, and the records reach the server once they are accepted
-    from autolog import logger as logger_module
+    from autolog.transport import logger as logger_module
 
     monkeypatch.setattr(logger_module, "_PROBE_MAX_S", 1.0)
     logger = runs.logger_for()
@@ -394,7 +394,7 @@ def test_basic_auth_through_mlflow_variables(new_mlflow_server, monkeypatch, mlf
 
 def test_sync_into_mlflow_twice_creates_nothing_twice(mlflow_server, mlflow_experiment, mlflow_client, store_dir,
                                                       tmp_path):
-    from autolog.sync import sync
+    from autolog.transport.sync import sync
 
     (tmp_path / "weights.bin").write_bytes(b"\x00\x01" * 100)
     with autolog.start_run("offline", experiment=mlflow_experiment) as parent:  # the local store (conftest)
@@ -427,8 +427,8 @@ def test_sync_into_mlflow_twice_creates_nothing_twice(mlflow_server, mlflow_expe
 
 def test_journal_spilled_while_the_server_was_away_is_synced_once(mlflow_server, closed_port_url, mlflow_experiment,
                                                                  mlflow_client, monkeypatch):
-    from autolog.journal import journal_dir_for
-    from autolog.sync import sync
+    from autolog.transport.journal import journal_dir_for
+    from autolog.transport.sync import sync
 
     monkeypatch.setenv("AUTOLOG_RETRY_SECONDS", "0.2")
     with autolog.start_run("spilled", experiment=mlflow_experiment, tracking_uri=closed_port_url) as run:
@@ -456,7 +456,7 @@ def test_outage_mid_training_loses_nothing(mlflow_server, monkeypatch, mlflow_ex
     """Kills the suite's shared server (an MLflow server start costs seconds) and starts it again."""
     from mlflow.tracking import MlflowClient
 
-    from autolog import logger as logger_module
+    from autolog.transport import logger as logger_module
 
     server = mlflow_server
     monkeypatch.setenv("AUTOLOG_TRACKING_URI", server.url)

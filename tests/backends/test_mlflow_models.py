@@ -152,8 +152,8 @@ def test_a_registration_made_while_the_server_was_away_is_replayed_once(mlflow_r
     from sklearn.linear_model import LinearRegression
 
     from autolog import runs
-    from autolog.journal import journal_dir_for
-    from autolog.sync import sync
+    from autolog.transport.journal import journal_dir_for
+    from autolog.transport.sync import sync
 
     monkeypatch.setenv("AUTOLOG_RETRY_SECONDS", "0.2")
     name = f"{mlflow_experiment}-offline"
@@ -206,7 +206,7 @@ def test_a_model_trained_offline_and_synced_loads_with_mlflow(mlflow_server, mlf
     from mlflow.models import Model
     from sklearn.linear_model import LogisticRegression
 
-    from autolog.sync import sync
+    from autolog.transport.sync import sync
 
     server = mlflow_server.url
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # for mlflow's loaders; autolog logs into its store

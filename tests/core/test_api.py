@@ -114,7 +114,7 @@ def test_steps_and_timestamps_are_64_bit_integers_or_a_clear_error():
 def test_fluent_log_metric_matches_run_handle(monkeypatch):
     """`autolog.log_metric` inlines `ActiveRun.log_metric` for speed: the two must queue the
     same records and refuse the same input with the same error."""
-    monkeypatch.setattr(runs, "_time_ns", lambda: 1_700_000_000_123_456_789)
+    monkeypatch.setattr(runs.handle, "_time_ns", lambda: 1_700_000_000_123_456_789)
     monkeypatch.setattr(autolog, "_time_ns", lambda: 1_700_000_000_123_456_789)
     calls = [
         ("loss", 0.5, None, None), ("loss", 0.25, 3, None), ("acc", np.float32(0.5), np.int64(4), None),

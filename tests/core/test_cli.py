@@ -316,7 +316,7 @@ def test_python_dash_m_autolog_runs_main(monkeypatch, capsys):
 
 def test_a_backend_without_prefix_lookup_is_read_through_the_protocol(runs, store_dir, capsys):
     """A non-local backend (the in-memory one, filled by a sync): ids and prefixes still work."""
-    from autolog.sync import sync
+    from autolog.transport.sync import sync
 
     assert sync(store_dir, "memory:cli-read").ok
     memory = get_backend("memory:cli-read")

@@ -19,7 +19,9 @@ import threading
 import pytest
 
 import autolog
-from autolog import context, environment, source
+from autolog.provenance import capture as context
+from autolog.provenance import environment
+from autolog.provenance import source
 from autolog.runs import logger_for
 
 

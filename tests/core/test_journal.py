@@ -11,7 +11,7 @@ import pytest
 from autolog.backends.base import BackendUnavailable
 from autolog.backends.memory import InMemoryBackend
 from autolog.entities import Metric, Param, RunStart, RunStatus
-from autolog.journal import (
+from autolog.transport.journal import (
     Journal,
     all_journal_dirs,
     encode_artifact,

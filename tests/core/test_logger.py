@@ -19,8 +19,8 @@ from autolog import config
 from autolog.backends.base import BackendUnavailable
 from autolog.backends.memory import InMemoryBackend
 from autolog.entities import RunStart, RunStatus
-from autolog.journal import Journal
-from autolog.logger import BatchingLogger
+from autolog.transport.journal import Journal
+from autolog.transport.logger import BatchingLogger
 
 RUN = "a" * 32
 OTHER = "b" * 32
@@ -355,7 +355,7 @@ def test_deferred_work_logging_past_a_batch_stays_in_order(make_logger):
 
 
 def test_without_fork_hooks_every_enqueue_takes_the_checked_path(make_logger, monkeypatch):
-    from autolog import logger as logger_module
+    from autolog.transport import logger as logger_module
 
     monkeypatch.setattr(logger_module, "_CHECK_PID", True)
     logger, backend = make_logger()

@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 import autolog
-from autolog import integration as integration_module
+from autolog.instrument import integration as integration_module
 from autolog.backends.base import BackendError
 
 LIBRARY = '''
@@ -80,7 +80,7 @@ INTEGRATION = '''
 """A test integration of the toy library: one class, the shape of the real ones."""
 import sys
 
-from autolog.integration import Integration
+from autolog.instrument.integration import Integration
 from autolog.runs import TrainingCall
 
 MODULE = {module!r}
@@ -218,11 +218,11 @@ def test_enable_twice_patches_once(toy):
     lib = toy.import_lib()
     enable()
     first = snapshot(lib.Model, lib.Scaler, lib)
-    patcher = autolog.integration.engine.patched()["toy"]
+    patcher = integration_module.engine.patched()["toy"]
     count = len(patcher.patches)
     assert enable() == ["toy"]
     autolog.autolog(integrations=["toy"], experiment="again")
-    assert autolog.integration.engine.patched()["toy"] is patcher
+    assert integration_module.engine.patched()["toy"] is patcher
     assert len(patcher.patches) == count == 5
     assert same_objects(first, snapshot(lib.Model, lib.Scaler, lib)) == [True, True, True]
     lib.Model().fit([1, 2])

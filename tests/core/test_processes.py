@@ -25,7 +25,7 @@ import pytest
 import autolog
 from autolog.backends.local import LocalStore
 from autolog.backends.memory import InMemoryBackend
-from autolog.journal import Journal, journal_dir_for
+from autolog.transport.journal import Journal, journal_dir_for
 
 pytestmark = pytest.mark.timeout(240)
 

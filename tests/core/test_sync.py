@@ -20,8 +20,8 @@ from autolog.backends import BackendUnavailable, BatchLimits, get_backend
 from autolog.backends.local import LocalStore
 from autolog.cli import main
 from autolog.entities import Metric, Param, RunStart
-from autolog.journal import Journal, encode_batch, encode_create, encode_end, journal_dir_for
-from autolog.sync import SyncError, batches, sync
+from autolog.transport.journal import Journal, encode_batch, encode_create, encode_end, journal_dir_for
+from autolog.transport.sync import SyncError, batches, sync
 
 
 @pytest.fixture

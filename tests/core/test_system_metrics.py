@@ -18,7 +18,8 @@ import threading
 import pytest
 
 import autolog
-from autolog import context, sysmetrics
+from autolog.provenance import capture as context
+from autolog.provenance import system_metrics as sysmetrics
 from autolog.runs import logger_for
 
 MLFLOW_NAMES = [
@@ -200,7 +201,7 @@ def test_distributed_rank_in_names_and_tags(sampling, monkeypatch):
 
 JOINER = textwrap.dedent('''
     import os, sys, autolog
-    from autolog import context
+    from autolog.provenance import capture as context
     autolog.autolog(log_system_metrics=True, system_metrics_interval=0.1)
     run = autolog.attach(sys.argv[1])
     assert context.sampler().wait_for_samples(run.run_id, 2, timeout=30)

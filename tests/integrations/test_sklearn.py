@@ -555,7 +555,7 @@ def test_disable_then_enable_again(clf_data):
 def test_every_estimator_of_all_estimators_has_its_fit_patched():
     from sklearn.utils import all_estimators
 
-    from autolog.integration import engine
+    from autolog.instrument.integration import engine
 
     autolog.autolog()
     patcher = engine.patched()["sklearn"]
@@ -603,8 +603,8 @@ def test_estimators_of_a_library_with_its_own_integration_are_left_to_it(clf_dat
     is logged by that integration, once, not by this one."""
     import types
 
-    from autolog import integration as integration_module
-    from autolog.integration import Integration
+    from autolog.instrument import integration as integration_module
+    from autolog.instrument.integration import Integration
 
     X, y = clf_data
     library = types.ModuleType("fakeboost")

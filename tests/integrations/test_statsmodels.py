@@ -20,7 +20,7 @@ import pytest
 
 import autolog
 from autolog import runs
-from autolog.integration import engine
+from autolog.instrument.integration import engine
 
 sm = pytest.importorskip("statsmodels.api")
 smf = pytest.importorskip("statsmodels.formula.api")

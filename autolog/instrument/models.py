@@ -31,7 +31,7 @@ import uuid
 from importlib import metadata
 from typing import Any, Iterable, Optional
 
-from autolog import containment
+from autolog.instrument import containment
 
 MODEL_ARTIFACT_PATH = "model"
 MLMODEL_FILE = "MLmodel"
@@ -187,7 +187,7 @@ def load_model(run_id_or_uri: str, *, tracking_uri: Optional[str] = None) -> Any
     """Load a model logged by autolog: a run id (or unique prefix of one, in the local store),
     `runs:/<run id>/<path>`, or a local model folder."""
     from autolog import runs
-    from autolog.integration import load
+    from autolog.instrument.integration import load
 
     run_id, path = parse_model_uri(str(run_id_or_uri))
     if run_id is None:

@@ -25,8 +25,8 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from autolog import containment
-from autolog.patching import Patcher, when_imported
+from autolog.instrument import containment
+from autolog.instrument.patching import Patcher, when_imported
 from autolog.validation import MAX_PARAM_VALUE_LENGTH, REDACTED, is_secret_name, strip_url_credentials, value_to_text
 
 PREFIX = "args."

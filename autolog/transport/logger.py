@@ -10,7 +10,7 @@ reach the backend in that order.
 When the queue holds `max_queue_size` records the caller waits for room
 (back-pressure), it is never dropped. A failing write is retried with backoff for
 `retry_seconds`; if the backend stays down the logger spills everything to the
-journal (autolog/journal.py) and goes on spilling, probing the backend now and
+journal (autolog/transport/journal.py) and goes on spilling, probing the backend now and
 then, until a replay of the whole journal succeeds; then it writes directly again.
 
 `flush(timeout)` waits until everything logged before it is written or spilled, and
@@ -45,10 +45,10 @@ import uuid
 import weakref
 from typing import Callable, Optional
 
-from autolog import containment
+from autolog.instrument import containment
 from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, CredentialsRefused, RunNotFound
 from autolog.entities import MetricRecords, Param
-from autolog.journal import (
+from autolog.transport.journal import (
     Journal,
     encode_artifact,
     encode_batch,

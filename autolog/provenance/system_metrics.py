@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from autolog import containment
+from autolog.instrument import containment
 from autolog.validation import normalize_key
 
 log = logging.getLogger("autolog")

@@ -6,7 +6,7 @@ inside a git repository, user, host, Python version, autolog's version, and the
 versions of the ML libraries already imported. Tag names are autolog's own
 (`autolog.source.*`); the MLflow backend maps them onto MLflow's `mlflow.source.*`.
 
-The code state (`code_state()`, logged by autolog/context.py unless
+The code state (`code_state()`, logged by autolog/provenance/capture.py unless
 `log_code_state=False`) adds the git branch, the remote URL with credentials
 stripped, the entry-point script's sha256 and the uncommitted diff (`git diff HEAD`,
 capped at `AUTOLOG_MAX_DIFF_BYTES`, 1 MiB by default). Git runs as a subprocess
@@ -176,7 +176,7 @@ def source_tags() -> dict:
     return tags
 
 
-# -- code state: branch, remote, diff, script hash (autolog/context.py logs it) ---------------
+# -- code state: branch, remote, diff, script hash (autolog/provenance/capture.py logs it) ---------------
 def file_sha256(path: str) -> Optional[str]:
     digest = hashlib.sha256()
     try:

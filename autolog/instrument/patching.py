@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import wrapt
 
-from autolog import containment
-from autolog.logger import on_worker_thread
+from autolog.instrument import containment
+from autolog.transport.logger import on_worker_thread
 
 log = logging.getLogger("autolog")
 

@@ -21,8 +21,8 @@ import threading
 from importlib import metadata
 from typing import Any, Optional
 
-from autolog import containment
-from autolog.patching import Patcher, when_imported
+from autolog.instrument import containment
+from autolog.instrument.patching import Patcher, when_imported
 
 log = logging.getLogger("autolog")
 

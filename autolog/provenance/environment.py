@@ -34,7 +34,7 @@ def canonical(name: str) -> str:
 
 def imported_frameworks() -> list[str]:
     """Distribution names of the ML libraries imported in this process (imports nothing)."""
-    from autolog.source import _LIBRARIES
+    from autolog.provenance.source import _LIBRARIES
 
     return sorted({dist for module, dist in _LIBRARIES.items() if module in sys.modules})
 

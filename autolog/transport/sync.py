@@ -35,7 +35,7 @@ from autolog.backends import (
     resolve_tracking_uri,
 )
 from autolog.entities import Metric, Param, Run, RunStart
-from autolog.journal import Journal, all_journal_dirs, record_count
+from autolog.transport.journal import Journal, all_journal_dirs, record_count
 
 
 class SyncError(Exception):

@@ -2,33 +2,25 @@
 
 scikit-learn itself, and the scikit-learn wrappers of xgboost and lightgbm, log the same
 things after `fit`: the flattened `get_params(deep=True)`, training metrics named as MLflow
-names them (`training_accuracy_score`, `training_r2_score`, ...), the model's input schema
-and an input example, a training confusion matrix, and post-training metrics
-(`model.score(X_test, y_test)` and `sklearn.metrics` calls on the model's predictions).
-That logic lives here once; each integration only decides when to call it.
+names them (`training_accuracy_score`, `training_r2_score`, ...), a training confusion
+matrix, and post-training metrics (`model.score(X_test, y_test)` and `sklearn.metrics`
+calls on the model's predictions). That logic lives here once; each integration only
+decides when to call it. The generic snapshots (data, model bytes, signature) are the
+core's: autolog/instrument/snapshots.py.
 
-The split between the training thread and the logger's worker:
-- on the training thread, `DataSnapshot.take` copies at most `max_metric_rows` rows of
-  X / y / sample_weight (a copy, so the user may change their arrays right after `fit`),
-  and `pickle_model` takes a byte snapshot of the fitted estimator;
-- on the worker, `training_metrics`, `signature_of`, `input_example_of` and
-  `confusion_matrix_png` work from those copies only.
-
-This module imports no ML library at import time; scikit-learn, numpy and pandas are
-imported inside the functions that need them.
+On the worker, `training_metrics` and `confusion_matrix_png` work from the snapshots only.
+This module imports no ML library at import time.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import pickle
-import sys
 import threading
-import time
 import weakref
 from typing import Any, Optional
+
+from autolog.instrument.snapshots import DataSnapshot, caller_variable_name
 
 log = logging.getLogger("autolog")
 
@@ -36,7 +28,6 @@ log = logging.getLogger("autolog")
 SILHOUETTE_MAX_ROWS = 2_000
 # post-training metrics: distinct datasets remembered per run and variable name
 _MAX_DATASETS_PER_NAME = 1_000
-INPUT_EXAMPLE_ROWS = 5
 
 
 # -- params and tags -----------------------------------------------------------------------
@@ -53,96 +44,6 @@ def estimator_tags(estimator: Any) -> dict:
     cls = type(estimator)
     return {"estimator_name": cls.__name__, "estimator_class": f"{cls.__module__}.{cls.__qualname__}"}
 
-
-# -- the model snapshot -------------------------------------------------------------------
-class PickledModel:
-    """A fitted estimator as bytes, taken on the training thread."""
-
-    __slots__ = ("data", "serialization_format")
-
-    def __init__(self, data: bytes, serialization_format: str):
-        self.data = data
-        self.serialization_format = serialization_format
-
-    def load(self) -> Any:
-        return pickle.loads(self.data)
-
-
-def pickle_model(estimator: Any) -> PickledModel:
-    """pickle, or cloudpickle for what pickle refuses (lambdas in a FunctionTransformer)."""
-    try:
-        return PickledModel(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL), "pickle")
-    except Exception as first:  # noqa: BLE001
-        try:
-            import cloudpickle
-        except ImportError:
-            raise first from None
-        return PickledModel(cloudpickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL), "cloudpickle")
-
-
-# -- the data snapshot ---------------------------------------------------------------------
-class DataSnapshot:
-    """At most `max_rows` rows of X, y and sample_weight, copied; evenly spaced when capped
-    (so data sorted by label still gives every label). `rows` is the row index used, or
-    None when every row was taken."""
-
-    __slots__ = ("X", "y", "sample_weight", "n_rows", "rows")
-
-    def __init__(self, X, y, sample_weight, n_rows: int, rows):
-        self.X, self.y, self.sample_weight, self.n_rows, self.rows = X, y, sample_weight, n_rows, rows
-
-    @classmethod
-    def take(cls, X, y=None, sample_weight=None, max_rows: int = 100_000) -> Optional["DataSnapshot"]:
-        n = _n_rows(X)
-        if n is None or max_rows <= 0:
-            return None
-        rows = None
-        if n > max_rows:
-            import numpy as np
-
-            rows = np.linspace(0, n - 1, max_rows).round().astype(np.intp)
-        X_copy = _copy_rows(X, rows)
-        if X_copy is None:
-            return None
-        y_copy = _copy_rows(y, rows) if y is not None and _n_rows(y) == n else None
-        sw_copy = _copy_rows(sample_weight, rows) if sample_weight is not None and _n_rows(sample_weight) == n else None
-        return cls(X_copy, y_copy, sw_copy, n, rows)
-
-
-def _n_rows(data: Any) -> Optional[int]:
-    shape = getattr(data, "shape", None)
-    if shape is not None:
-        try:
-            return int(shape[0]) if len(shape) else None
-        except (TypeError, IndexError):
-            return None
-    if isinstance(data, (list, tuple)):
-        return len(data)
-    return None
-
-
-def _copy_rows(data: Any, rows) -> Any:
-    """A copy of `data` (only `rows` of it when given); None for what cannot be copied."""
-    if data is None:
-        return None
-    try:
-        if hasattr(data, "iloc"):  # pandas DataFrame / Series
-            return data.iloc[rows].copy() if rows is not None else data.copy()
-        if hasattr(data, "tocsr") and hasattr(data, "nnz"):  # scipy sparse
-            return data.tocsr()[rows] if rows is not None else data.copy()
-        if hasattr(data, "__array__") and hasattr(data, "shape"):
-            import numpy as np
-
-            array = np.asarray(data)
-            return array[rows] if rows is not None else array.copy()
-        if isinstance(data, (list, tuple)):
-            import numpy as np
-
-            picked = [data[i] for i in rows] if rows is not None else list(data)
-            return np.asarray(picked)
-    except Exception as exc:  # noqa: BLE001 - exotic containers: no metrics, not a failure
-        log.debug("autolog: could not copy %s for training metrics: %r", type(data).__name__, exc)
-    return None
 
 
 # -- training metrics (on the worker) --------------------------------------------------------
@@ -255,86 +156,6 @@ def _silhouette(model, data: DataSnapshot):
     return metrics.silhouette_score(X, labels)
 
 
-# -- schema and input example (on the worker) ---------------------------------------------------
-_PANDAS_TO_MLFLOW = {"float64": "double", "float32": "float", "int64": "long", "int32": "integer",
-                     "int16": "integer", "int8": "integer", "uint8": "integer", "uint16": "integer",
-                     "bool": "boolean", "object": "string", "string": "string", "str": "string"}
-
-
-def signature_of(model: Any, X: Any) -> Optional[dict]:
-    """MLflow's `signature` entry of MLmodel: column names and types (DataFrame) or a tensor spec
-    with the shape (arrays); outputs from predicting a few rows."""
-    inputs = _schema_json(X)
-    if inputs is None:
-        return None
-    signature = {"inputs": inputs, "outputs": None, "params": None}
-    if hasattr(model, "predict"):
-        try:
-            signature["outputs"] = _schema_json(model.predict(_head(X, INPUT_EXAMPLE_ROWS)), outputs=True)
-        except Exception as exc:  # noqa: BLE001 - no outputs in the signature, inputs still useful
-            log.debug("autolog: predicting for the signature failed: %r", exc)
-    return signature
-
-
-def _schema_json(data: Any, outputs: bool = False) -> Optional[str]:
-    import numpy as np
-
-    if hasattr(data, "dtypes") and hasattr(data, "columns"):  # DataFrame
-        cols = []
-        for name, dtype in data.dtypes.items():
-            kind = _PANDAS_TO_MLFLOW.get(str(dtype))
-            if kind is None and str(dtype).startswith("datetime64"):
-                kind = "datetime"
-            if kind is None:
-                return None  # categorical and friends: no schema rather than a wrong one
-            cols.append({"type": kind, "name": str(name), "required": True})
-        return json.dumps(cols)
-    if hasattr(data, "dtype") and hasattr(data, "name") and getattr(data, "ndim", 0) == 1:  # Series
-        kind = _PANDAS_TO_MLFLOW.get(str(data.dtype))
-        return json.dumps([{"type": kind, "required": True}]) if kind else None
-    if hasattr(data, "tocsr"):
-        return None  # sparse input: MLflow has no schema type for it
-    try:
-        array = np.asarray(data)
-    except Exception:  # noqa: BLE001
-        return None
-    if array.dtype.kind not in "biuf":
-        if outputs and array.ndim == 1 and array.dtype.kind in "OUS":
-            return json.dumps([{"type": "string", "required": True}])
-        return None
-    shape = [-1, *array.shape[1:]]
-    return json.dumps([{"type": "tensor", "tensor-spec": {"dtype": str(array.dtype), "shape": shape}}])
-
-
-def _head(data: Any, n: int) -> Any:
-    if hasattr(data, "iloc"):
-        return data.iloc[:n]
-    return data[:n]
-
-
-def input_example_of(X: Any) -> Optional[tuple[str, dict]]:
-    """(file name, content) of MLflow's input example: the first rows of the training data."""
-    head = _head(X, INPUT_EXAMPLE_ROWS)
-    if hasattr(head, "to_json") and hasattr(head, "columns"):
-        content = json.loads(head.to_json(orient="split", index=False, date_format="iso"))
-        content.pop("index", None)
-        content["_info"] = {"type": "dataframe", "pandas_orient": "split"}
-        return "input_example.json", content
-    if hasattr(head, "toarray"):
-        head = head.toarray()
-    import numpy as np
-
-    array = np.asarray(head)
-    if array.dtype.kind not in "biuf":
-        return None
-    content = {"inputs": array.tolist(), "_info": {"type": "ndarray", "format": "tf-serving"}}
-    return "input_example.json", content
-
-
-def data_shape(X: Any) -> Optional[str]:
-    shape = getattr(X, "shape", None)
-    return "x".join(str(int(s)) for s in shape) if shape is not None else None
-
 
 # -- plots (on the worker) ----------------------------------------------------------------------
 def confusion_matrix_png(model: Any, data: DataSnapshot, path: str) -> bool:
@@ -382,52 +203,6 @@ def confusion_matrix_png(model: Any, data: DataSnapshot, path: str) -> bool:
     fig.savefig(path, format="png")
     return True
 
-
-# -- letting the worker work between fits -------------------------------------------------------
-class TrainingActivity:
-    """When estimators are being fitted, so that the worker does its heavy post-fit work
-    (predicting for metrics, drawing, pickling to disk) between fits, not during them.
-
-    In a loop of short fits (a parameter sweep) the worker's work for fit k would otherwise
-    compete with fit k+1 for the GIL and the cores. `wait()` (on the worker) returns once
-    no fit has run for `quiet_s`, or after `max_wait_s` at the latest: a long fit that
-    starts right after delays the previous fit's metrics by at most that, never more, and
-    nothing is dropped.
-    """
-
-    def __init__(self, quiet_s: float = 0.05, max_wait_s: float = 2.0):
-        self.quiet_s = quiet_s
-        self.max_wait_s = max_wait_s
-        self._changed = threading.Condition(threading.Lock())
-        self._busy = 0
-        self._last_end = 0.0
-
-    def __enter__(self) -> "TrainingActivity":
-        with self._changed:
-            self._busy += 1
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        with self._changed:
-            self._busy -= 1
-            self._last_end = time.monotonic()
-            self._changed.notify_all()
-        return False
-
-    def wait(self) -> None:
-        deadline = time.monotonic() + self.max_wait_s
-        with self._changed:
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    return
-                if self._busy:
-                    self._changed.wait(deadline - now)
-                    continue
-                quiet_for = now - self._last_end
-                if quiet_for >= self.quiet_s:
-                    return
-                self._changed.wait(min(self.quiet_s - quiet_for, deadline - now))
 
 
 # -- post-training metrics -----------------------------------------------------------------------
@@ -513,26 +288,3 @@ class PostTrainingMetrics:
         return f"{name}_{dataset_name}"
 
 
-def _own_module(name: str) -> bool:
-    return name in ("autolog", "wrapt") or name.startswith(("autolog.", "wrapt."))
-
-
-def caller_variable_name(value: Any) -> Optional[str]:
-    """Name of a local (or global) variable holding `value` in the first frame outside
-    autolog and wrapt, as MLflow's autologging names evaluation datasets."""
-    frame = sys._getframe(1)
-    try:
-        while frame is not None:
-            module = frame.f_globals.get("__name__", "")
-            if not _own_module(module):
-                break
-            frame = frame.f_back
-        if frame is None:
-            return None
-        for scope in (frame.f_locals, frame.f_globals):
-            for name, candidate in scope.items():
-                if candidate is value and not name.startswith("_"):
-                    return name
-        return None
-    finally:
-        del frame

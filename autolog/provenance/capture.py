@@ -3,21 +3,21 @@
 `autolog.autolog()` calls `enable(settings)`; `autolog(disable=True)` calls `disable()`.
 Four parts, each with its own switch (see autolog/config.py and docs/run-context.md):
 
-- system metrics (`log_system_metrics`, `system_metrics_interval`): autolog/sysmetrics.py,
+- system metrics (`log_system_metrics`, `system_metrics_interval`): autolog/provenance/system_metrics.py,
   one sampler thread, samples logged to the outermost active runs of the process,
   joined (`autolog.attach`) runs included;
-- parsed command-line arguments (`log_args`): autolog/cli_args.py, `args.<name>` params;
+- parsed command-line arguments (`log_args`): autolog/provenance/arguments.py, `args.<name>` params;
 - code state (`log_code_state`): git branch, remote, script hash, uncommitted diff as
-  the artifact `code/uncommitted.diff` (autolog/source.py);
+  the artifact `code/uncommitted.diff` (autolog/provenance/source.py);
 - environment (`log_environment`): `autolog.env.*` tags and the artifact
-  `environment.txt` (autolog/environment.py).
+  `environment.txt` (autolog/provenance/environment.py).
 
 Arguments, code state and environment go to the outermost runs this process starts
 (runs without a parent), once per run; child runs (tuning trials, a fit inside a user
 run's nested run) repeat none of it, their parent holds it. Runs joined from another
 process get system metrics only: the process that started the run logged the rest.
 
-Everything here runs from the run hooks of autolog/runs.py. The hook on the caller's
+Everything here runs from the run hooks of autolog/runs/lifecycle.py. The hook on the caller's
 thread does O(1) work (a dict insert, a few enqueued params, one deferred job); git,
 hashing, metadata reading and file writing happen on the logger's worker.
 """
@@ -29,9 +29,12 @@ import os
 import threading
 from typing import Any, Optional
 
-from autolog import config, containment, environment, runs, source
-from autolog.cli_args import ArgumentRecorder
-from autolog.sysmetrics import MachineReader, SystemMetricsSampler, gpus, load_psutil
+from autolog import config, runs
+from autolog.instrument import containment
+from autolog.provenance import environment
+from autolog.provenance import source
+from autolog.provenance.arguments import ArgumentRecorder
+from autolog.provenance.system_metrics import MachineReader, SystemMetricsSampler, gpus, load_psutil
 
 _MAX_REMEMBERED_RUNS = 10_000
 

@@ -1,0 +1,30 @@
+"""Helpers for test suites (autolog's own and third parties' integration tests)."""
+
+from __future__ import annotations
+
+from autolog import config
+from autolog.entities import RunStatus
+from autolog.instrument import containment
+from autolog.runs.lifecycle import _current_stack, _end, _set_stack, _state
+
+
+def reset_for_tests() -> None:
+    """Forget every run, logger and setting of this process (flushing first). For test suites."""
+    from autolog.instrument.integration import engine
+    from autolog.provenance import capture  # run-context patches (argparse) and the sampler thread, too
+
+    engine.disable_all()
+    capture.disable()
+    for run in reversed(_current_stack()):
+        with containment.contained("ending a run left active by a test"):
+            _end(run, RunStatus.FINISHED)
+    _set_stack(())
+    for logger in list(_state.loggers.values()):
+        with containment.contained("closing a logger"):
+            logger.close(timeout=30)
+    _state.loggers.clear()
+    _state.settings = config.Settings()
+    _state.main_stack = ()
+    _state.last_run_id = _state.last_run_uri = None
+    _state.env_attached = False
+
