@@ -62,6 +62,7 @@ class Settings:
     max_tuning_runs: Optional[int] = 5
     max_metric_rows: int = 100_000
     max_model_size_mb: Optional[float] = None
+    log_every_n_steps: Optional[int] = None  # also log a framework's per-batch values every N steps
     registered_model_name: Optional[str] = None
     # run context (system metrics, arguments, code and environment)
     log_system_metrics: bool = True
@@ -89,6 +90,7 @@ ENVIRONMENT = {
     "max_tuning_runs": ("AUTOLOG_MAX_TUNING_RUNS", int),
     "max_metric_rows": ("AUTOLOG_MAX_METRIC_ROWS", int),
     "max_model_size_mb": ("AUTOLOG_MAX_MODEL_SIZE_MB", float),
+    "log_every_n_steps": ("AUTOLOG_LOG_EVERY_N_STEPS", int),
     "registered_model_name": ("AUTOLOG_REGISTERED_MODEL_NAME", str),
     "log_system_metrics": ("AUTOLOG_LOG_SYSTEM_METRICS", bool),
     "system_metrics_interval": ("AUTOLOG_SYSTEM_METRICS_INTERVAL", float),
@@ -137,6 +139,10 @@ def _check(settings: Settings) -> None:
         raise ValueError(f"system_metrics_interval must be > 0 seconds, not {settings.system_metrics_interval}")
     if settings.max_model_size_mb is not None and settings.max_model_size_mb < 0:
         raise ValueError(f"max_model_size_mb must be >= 0, not {settings.max_model_size_mb}")
+    if settings.log_every_n_steps is not None and (
+            isinstance(settings.log_every_n_steps, bool) or not isinstance(settings.log_every_n_steps, int)
+            or settings.log_every_n_steps < 1):
+        raise ValueError(f"log_every_n_steps must be a whole number >= 1 or None, not {settings.log_every_n_steps!r}")
     if not isinstance(settings.extra_tags, Mapping):
         raise TypeError(f"extra_tags must be a mapping of tag name to value, not {type(settings.extra_tags).__name__}")
     object.__setattr__(settings, "extra_tags", {str(k): str(v) for k, v in settings.extra_tags.items()})
