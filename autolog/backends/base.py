@@ -11,13 +11,16 @@ backend. Every write is idempotent where a replay could repeat it: creating a ru
 that exists, or logging a param with the value it already has, is a no-op.
 
 Errors: raise `BackendUnavailable` for what may pass (connection refused, timeouts,
-HTTP 429 and 5xx, a locked database); the logger retries those with backoff and
-spills to the journal. Any other exception is a permanent rejection of that batch;
+HTTP 429 and 5xx, a locked database), with `retry_after` set when the backend said how
+long to wait (an HTTP Retry-After header: `retry_after_seconds` reads it); the logger
+retries those with backoff and spills to the journal. Any other exception is a
+permanent rejection of that batch;
 the logger also keeps it in the journal (never a silent drop) and warns once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -29,7 +32,16 @@ class BackendError(Exception):
 
 
 class BackendUnavailable(BackendError):
-    """A backend could not be reached, or asked us to slow down: worth retrying."""
+    """A backend could not be reached, or asked us to slow down: worth retrying.
+
+    `retry_after`: the seconds the backend asked us to wait before trying again (HTTP
+    Retry-After on a 429 or 503), or None; the logger waits that long, or, when that is
+    past its retry deadline, spills and probes the backend no sooner.
+    """
+
+    def __init__(self, *args: object, retry_after: Optional[float] = None):
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class CredentialsRefused(BackendUnavailable):
@@ -40,6 +52,32 @@ class CredentialsRefused(BackendUnavailable):
     The logger keeps the records in its journal, and they are sent once the backend takes
     them (its next probe, the next autolog process, or `autolog sync`).
     """
+
+
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from an HTTP `Retry-After` header: delta-seconds ("120") or an HTTP
+    date; None when absent or unreadable. `now`: the current time (epoch seconds), for dates."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        import email.utils
+        import time
+
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT
+            import datetime
+
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class StoreNotFound(BackendError):

@@ -25,7 +25,9 @@ with backoff and spills to its journal, so this backend's own requests run with 
 retries inside MLflow and short timeouts (only on threads inside this backend: the
 user's own `mlflow` calls keep MLflow's settings). `MLFLOW_HTTP_REQUEST_MAX_RETRIES`
 and `MLFLOW_HTTP_REQUEST_TIMEOUT`, when the user sets them, are honoured. Connection
-errors, timeouts, HTTP 429 and 5xx raise `BackendUnavailable`; refused credentials
+errors, timeouts, HTTP 429 and 5xx raise `BackendUnavailable` (with the server's
+`Retry-After`, on a 429 or 503 that has one, as its `retry_after`: the logger waits that
+long before it asks again); refused credentials
 (401, 403) raise `CredentialsRefused`, which the logger treats as an outage that retrying
 now will not end (records kept in the journal, sent once the server takes them); other
 4xx are permanent `BackendError`s (`RunNotFound` for a missing run).
@@ -54,6 +56,7 @@ from autolog.backends.base import (
     BatchLimits,
     CredentialsRefused,
     RunNotFound,
+    retry_after_seconds,
 )
 from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart
 
@@ -120,7 +123,10 @@ def _install_http_policy() -> None:
 
     MLflow reads its retry and timeout settings from the environment at each request;
     changing the environment would change them for the user's own MLflow calls too. The
-    wrapper applies ours only on a thread that is inside one of this backend's calls.
+    wrapper applies ours only on a thread that is inside one of this backend's calls. There it
+    also asks for the last answer rather than urllib3's RetryError when retries run out
+    (MLflow turns a non-200 answer into its own exception all the same), so that the status
+    and the Retry-After header of a 429 or 503 reach `_classify`.
     """
     global _installed
     with _install_lock:
@@ -132,13 +138,24 @@ def _install_http_policy() -> None:
 
         def _with_autolog_policy(method, url, max_retries, backoff_factor, backoff_jitter, retry_codes,
                                  *args, **kwargs):
-            if getattr(_policy, "depth", 0):
-                if "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ:
-                    max_retries = _DEFAULT_MAX_RETRIES
-                    backoff_factor = 0
-                if "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ:
-                    kwargs["timeout"] = _DEFAULT_TIMEOUT
-            return original(method, url, max_retries, backoff_factor, backoff_jitter, retry_codes, *args, **kwargs)
+            if not getattr(_policy, "depth", 0):
+                return original(method, url, max_retries, backoff_factor, backoff_jitter, retry_codes,
+                                *args, **kwargs)
+            if "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ:
+                max_retries = _DEFAULT_MAX_RETRIES
+                backoff_factor = 0
+            if "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ:
+                kwargs["timeout"] = _DEFAULT_TIMEOUT
+            if args:  # raise_on_status, the first parameter after retry_codes
+                args = (False,) + args[1:]
+            else:
+                kwargs["raise_on_status"] = False
+            _policy.retry_after = None
+            response = original(method, url, max_retries, backoff_factor, backoff_jitter, retry_codes,
+                                *args, **kwargs)
+            if getattr(response, "status_code", None) in (429, 503):
+                _policy.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            return response
 
         _with_autolog_policy.__wrapped__ = original  # type: ignore[attr-defined]
         rest_utils._get_http_response_with_retries = _with_autolog_policy
@@ -149,12 +166,13 @@ def _install_http_policy() -> None:
 def _calling(what: str, run_id: Optional[str] = None):
     """Our HTTP policy on, and MLflow's exceptions turned into the backend protocol's."""
     _policy.depth = getattr(_policy, "depth", 0) + 1
+    _policy.retry_after = None
     try:
         yield
     except BackendError:
         raise
     except Exception as exc:  # noqa: BLE001 - classified below, re-raised as ours
-        raise _classify(exc, what, run_id) from exc
+        raise _classify(exc, what, run_id, getattr(_policy, "retry_after", None)) from exc
     finally:
         _policy.depth -= 1
 
@@ -169,7 +187,10 @@ def _http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
-def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendError:
+def _classify(exc: BaseException, what: str, run_id: Optional[str],
+              retry_after: Optional[float] = None) -> BackendError:
+    """MLflow's exception as the backend protocol's; `retry_after`: the Retry-After of the
+    server's last answer (a 429 or 503), carried on a BackendUnavailable."""
     import requests
 
     message = f"MLflow {what} failed: {exc}"
@@ -181,7 +202,7 @@ def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendEr
     for item in chain:
         if isinstance(item, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                              requests.exceptions.RetryError, ConnectionError, TimeoutError)):
-            return BackendUnavailable(message)
+            return BackendUnavailable(message, retry_after=retry_after)
     error_code = getattr(exc, "error_code", "") or ""
     status = _http_status(exc) if isinstance(exc, RestException) else None
     for item in chain:  # artifact uploads raise requests' HTTPError with the response
@@ -195,13 +216,13 @@ def _classify(exc: BaseException, what: str, run_id: Optional[str]) -> BackendEr
                 status = int(code)
                 break
     if status is not None and (status == 429 or status >= 500):
-        return BackendUnavailable(message)
+        return BackendUnavailable(message, retry_after=retry_after)
     if status in (401, 403) or error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return CredentialsRefused(
             f"{message} (credentials refused: check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD "
             f"or MLFLOW_TRACKING_TOKEN, and the user's permissions on the server)")
     if error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR"):
-        return BackendUnavailable(message)
+        return BackendUnavailable(message, retry_after=retry_after)
     if "database is locked" in str(exc):
         return BackendUnavailable(message)
     if run_id is not None and error_code == "RESOURCE_DOES_NOT_EXIST":

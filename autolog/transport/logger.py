@@ -8,10 +8,13 @@ the order they were logged: a run's creation, its batches, its artifacts and its
 reach the backend in that order.
 
 When the queue holds `max_queue_size` records the caller waits for room
-(back-pressure), it is never dropped. A failing write is retried with backoff for
-`retry_seconds`; if the backend stays down the logger spills everything to the
-journal (autolog/transport/journal.py) and goes on spilling, probing the backend now and
-then, until a replay of the whole journal succeeds; then it writes directly again.
+(back-pressure), it is never dropped. A failing write is retried for `retry_seconds`,
+with capped exponential backoff and jitter (`retry_delay`), or after the time the
+backend asked for (`BackendUnavailable.retry_after`, from HTTP Retry-After); if the
+backend stays down the logger spills everything to the journal
+(autolog/transport/journal.py) and goes on spilling, probing the backend now and then
+(never before the time it asked for), until a replay of the whole journal succeeds;
+then it writes directly again.
 
 `flush(timeout)` waits until everything logged before it is written or spilled, and
 honours its deadline. At interpreter exit the logger flushes with a bounded timeout
@@ -37,6 +40,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import random
 import shutil
 import sys
 import threading
@@ -59,12 +63,30 @@ from autolog.transport.journal import (
 
 log = logging.getLogger("autolog")
 
-_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: the first retry waits about this long; each further one up to twice as long, at most _BACKOFF_CAP_S
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_CAP_S = 10.0
 _PROBE_FIRST_S = 1.0
 _PROBE_MAX_S = 30.0
 
 # marks the worker thread so that patched calls made by a backend never re-enter autolog
 worker_thread_local = threading.local()
+
+
+def retry_delay(attempt: int, retry_after: Optional[float] = None,
+                rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number `attempt` (0 for the first retry) of a write.
+
+    What the backend asked for when it said (`retry_after`, HTTP Retry-After). Otherwise
+    capped exponential backoff with jitter: a random point in the upper half of
+    min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt), so that the loggers of many
+    processes that failed together do not come back together, and a retry never waits
+    less than half the time the previous ceiling allowed.
+    """
+    if retry_after is not None:
+        return max(0.0, float(retry_after))
+    ceiling = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2.0 ** min(attempt, 32))
+    return ceiling / 2 + rand() * ceiling / 2
 
 
 def on_worker_thread() -> bool:
@@ -120,6 +142,10 @@ class BatchingLogger:
         self._thread: Optional[threading.Thread] = None
         self._stop = False
         self._abandoned = False  # exit gave up on the worker; it must not write any more
+        # the records the worker took from the queue and `_inflight_pos`, the first of them not
+        # yet written; the worker holds `_taking` while it moves records from the queue to this
+        # list (they are in neither meanwhile), so that whoever holds it sees them in one place
+        self._taking = threading.Lock()
         self._inflight: list = []
         self._inflight_pos = 0
         self._inline: Optional[list] = None  # records logged by deferred work, on the worker
@@ -192,15 +218,22 @@ class BatchingLogger:
             self._after_fork_in_child()
         if on_worker_thread():
             return True
-        if not self._queue and self._idle():
+        if not self._queue and self._settled():
             return True
         done = threading.Event()
         self.enqueue(("f", done))
         self._wake.set()
         return done.wait(timeout)
 
-    def _idle(self) -> bool:
-        return self._inflight_pos >= len(self._inflight)
+    def _settled(self) -> bool:
+        """Nothing queued, nothing in flight. False while the worker is taking records from the
+        queue (it holds `_taking`): then the caller asks the worker instead (a flush marker)."""
+        if not self._taking.acquire(blocking=False):
+            return False
+        try:
+            return not self._queue and self._inflight_pos >= len(self._inflight)
+        finally:
+            self._taking.release()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -220,7 +253,8 @@ class BatchingLogger:
         return stats
 
     def pending(self) -> int:
-        return len(self._queue) + max(0, len(self._inflight) - self._inflight_pos)
+        with self._taking:
+            return len(self._queue) + max(0, len(self._inflight) - self._inflight_pos)
 
     # -- the worker ----------------------------------------------------------
     def _run(self) -> None:
@@ -245,9 +279,10 @@ class BatchingLogger:
             records = []
             queue = self._queue
             limit = self.max_queue_size
-            while queue and len(records) < limit:
-                records.append(queue.popleft())
-            self._inflight, self._inflight_pos = records, 0
+            with self._taking:
+                while queue and len(records) < limit:
+                    records.append(queue.popleft())
+                self._inflight, self._inflight_pos = records, 0
             with self._space:
                 self._space.notify_all()
             self._process(records, track=True)
@@ -288,6 +323,8 @@ class BatchingLogger:
             else:
                 if kind in "fx":
                     self._received -= 1
+                if self._abandoned:  # exit gave up on the worker and spilled the rest itself
+                    return
                 if pending:
                     self._send_batches(pending)
                     pending, size = {}, 0
@@ -421,20 +458,23 @@ class BatchingLogger:
             self._spill([encode()], count)
             return False
         deadline = time.monotonic() + self.retry_seconds
-        last: Optional[BaseException] = None
-        for delay in (0.0,) + _BACKOFF * 100:
-            if delay:
-                if self._stop or self._abandoned or time.monotonic() + delay > deadline:
-                    break
-                self.stats.retried += 1
-                time.sleep(delay)
+        attempt = 0
+        while True:
             try:
                 op()
             except CredentialsRefused as exc:
-                last = exc  # asking again now gets the same answer: keep it for later
+                last: BaseException = exc  # asking again now gets the same answer: keep it for later
                 break
             except (BackendUnavailable, RunNotFound) as exc:
                 last = exc  # a missing run may be created by another process's logger soon
+                delay = retry_delay(attempt, getattr(exc, "retry_after", None))
+                attempt += 1
+                # a wait past the deadline (a long Retry-After included) is not taken: the records
+                # are spilled, and the backend is probed again once that wait is over
+                if self._stop or self._abandoned or time.monotonic() + delay > deadline:
+                    break
+                self.stats.retried += 1
+                self._pause(delay)
                 continue
             except Exception as exc:  # noqa: BLE001 - refused for good: journal it aside
                 if create:
@@ -446,6 +486,10 @@ class BatchingLogger:
         self._mark_down(last)
         self._spill([encode()], count)
         return False
+
+    def _pause(self, seconds: float) -> None:
+        """The worker's wait between two tries of a write (a method, so tests can watch it)."""
+        time.sleep(seconds)
 
     def _mark_down(self, exc: Optional[BaseException]) -> None:
         if not self._down:
@@ -459,7 +503,7 @@ class BatchingLogger:
             )
         self._down = True
         self._probe_interval = _PROBE_FIRST_S
-        self._next_probe = time.monotonic() + self._probe_interval
+        self._next_probe = time.monotonic() + max(self._probe_interval, _asked_wait(exc))
 
     def _probe(self) -> None:
         """Try to replay the journal; on success write directly again."""
@@ -478,7 +522,8 @@ class BatchingLogger:
         if result is not None:
             self.stats.replayed += result.sent
         self._probe_interval = min(_PROBE_MAX_S, self._probe_interval * 2)
-        self._next_probe = time.monotonic() + self._probe_interval
+        asked = _asked_wait(result.unavailable if result is not None else None)
+        self._next_probe = time.monotonic() + max(self._probe_interval, asked)
 
     def _spill(self, ops: list, count: int) -> None:
         try:
@@ -520,9 +565,10 @@ class BatchingLogger:
     def _abandon_and_spill(self) -> None:
         """The worker did not finish in time (a hung backend): spill its remaining work from here."""
         self._abandoned = True
-        leftover = list(self._inflight[self._inflight_pos:]) + list(self._queue)
-        self._queue.clear()
-        self._inflight, self._inflight_pos = [], 0
+        with self._taking:  # held only while records move from the queue, never during I/O
+            leftover = list(self._inflight[self._inflight_pos:]) + list(self._queue)
+            self._queue.clear()
+            self._inflight, self._inflight_pos = [], 0
         self._down = True
         if leftover:
             ops, count = _encode_records(leftover, self)
@@ -547,6 +593,12 @@ class BatchingLogger:
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
             mp_util.Finalize(None, self.close, exitpriority=10)
+
+
+def _asked_wait(exc: Optional[BaseException]) -> float:
+    """The seconds a backend asked us to wait before trying again (HTTP Retry-After), or 0."""
+    seconds = getattr(exc, "retry_after", None)
+    return float(seconds) if seconds is not None else 0.0
 
 
 def _chunks(metrics: list, params: list, tags: list, limits):

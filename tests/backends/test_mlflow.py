@@ -504,3 +504,111 @@ def _train_through_an_outage(server, mlflow_experiment, MlflowClient) -> None:
     assert found.data.tags["phase"] == "during the outage"
     history = client.get_metric_history(found.info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(300))
+
+
+class ThrottlingProxy:
+    """A real HTTP server on 127.0.0.1 in front of an MLflow server: it answers the first
+    `throttle` requests with `status` and a `Retry-After` header, as a rate-limiting reverse
+    proxy does, and forwards every later one. Keeps (received, answered, method, path, status)
+    of each request, times from time.monotonic()."""
+
+    def __init__(self, upstream: str, throttle: int, retry_after: str = "1", status: int = 429):
+        import http.server
+        import urllib.parse
+
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.throttle = throttle
+        self.retry_after = retry_after
+        self.status = status
+        self.seen: list[tuple[float, float, str, str, int]] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                received = time.monotonic()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy.lock:
+                    throttled = proxy.throttle > 0
+                    proxy.throttle -= int(throttled)
+                if throttled:
+                    status, headers, payload = proxy.status, {"Retry-After": proxy.retry_after}, json.dumps(
+                        {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}).encode()
+                else:
+                    status, headers, payload = proxy.forward(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                with proxy.lock:
+                    proxy.seen.append((received, time.monotonic(), self.command, self.path, status))
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="throttling-proxy", daemon=True)
+
+    def forward(self, method: str, path: str, headers: dict, body: bytes):
+        import http.client
+
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        try:
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+            conn.request(method, path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            kept = {k: v for k, v in response.getheaders()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server")}
+            return response.status, kept, payload
+        finally:
+            conn.close()
+
+    def __enter__(self) -> "ThrottlingProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttling_server_is_retried_after_the_time_it_asks(mlflow_server, mlflow_experiment, mlflow_client,
+                                                                monkeypatch, status):
+    """Issue 10, bug 2: HTTP 429/503 with Retry-After from in front of a real MLflow server. The
+    logger waits what the server asked for (not its own 50 ms backoff) and loses nothing."""
+    with ThrottlingProxy(mlflow_server.url, throttle=2, retry_after="1", status=status) as proxy:
+        monkeypatch.setenv("AUTOLOG_TRACKING_URI", proxy.url)
+        monkeypatch.setenv("AUTOLOG_RETRY_SECONDS", "30")
+        with autolog.start_run("throttled", experiment=mlflow_experiment) as run:
+            for step in range(20):
+                autolog.log_metric("loss", 1.0 / (step + 1), step=step)
+        assert autolog.flush(60)
+        logger = runs.logger_for()
+        stats = logger.snapshot_stats()
+        assert stats.retried == 2 and stats.spilled == 0 and stats.rejected == 0 and stats.dropped == 0
+        seen = list(proxy.seen)
+    throttled = [i for i, entry in enumerate(seen) if entry[4] == status]
+    assert throttled == [0, 1]
+    for index in throttled:  # the next request came no sooner than Retry-After after the answer
+        assert seen[index + 1][0] - seen[index][1] >= 1.0
+    found = mlflow_run_of(mlflow_client, mlflow_experiment, run.run_id)
+    assert found.info.status == "FINISHED"
+    assert sorted(m.step for m in mlflow_client.get_metric_history(found.info.run_id, "loss")) == list(range(20))
+
+
+def test_retry_after_reaches_the_backend_protocol(mlflow_server, mlflow_experiment):
+    with ThrottlingProxy(mlflow_server.url, throttle=1, retry_after="7") as proxy:
+        backend = MlflowBackend(proxy.url)
+        with pytest.raises(BackendUnavailable) as info:
+            backend.create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "throttled", 0))
+        assert info.value.retry_after == 7.0
+        backend.create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "let-through", 0))  # then forwarded

@@ -8,19 +8,22 @@ poll loop with a generous deadline; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import random
 import threading
 import time
 
 import pytest
 
 from autolog import config
-from autolog.backends.base import BackendUnavailable
+from autolog.backends.base import BackendUnavailable, retry_after_seconds
 from autolog.backends.memory import InMemoryBackend
 from autolog.entities import RunStart, RunStatus
 from autolog.transport.journal import Journal
-from autolog.transport.logger import BatchingLogger
+from autolog.transport import logger as logger_module
+from autolog.transport.logger import BatchingLogger, retry_delay
 
 RUN = "a" * 32
 OTHER = "b" * 32
@@ -456,3 +459,159 @@ def test_a_backend_outage_warns_once(make_logger, caplog):
     assert len(warnings) == 1
     assert "not answering" in warnings[0].getMessage() and "memory:warn-once" in warnings[0].getMessage()
     assert logger.snapshot_stats().spilled == 101
+
+
+
+class PausingQueue(collections.deque):
+    """The logger's queue, pausing the worker right after the pop that empties it, when armed:
+    the records taken are then neither in the queue nor yet in the worker's in-flight list.
+    `progress` is set when a flush marker is queued (a flush that waits for the worker)."""
+
+    def __init__(self):
+        super().__init__()
+        self.armed = False
+        self.paused = threading.Event()  # the worker is inside the window
+        self.release = threading.Event()  # the test lets it go on
+        self.progress = threading.Event()
+
+    def popleft(self):
+        record = super().popleft()
+        if self.armed and not self:
+            self.armed = False
+            self.paused.set()
+            self.release.wait()
+        return record
+
+    def append(self, record):
+        super().append(record)
+        if record[0] == "f":
+            self.progress.set()
+
+
+def test_flush_waits_for_records_the_worker_has_taken_but_not_written(make_logger):
+    """Bug 1 of issue 10: between the worker's last pop and its marking the records in flight,
+    the queue is empty and the previous in-flight list is done, and flush() said True with
+    nothing written. The worker is held in that window; a flush from another thread must then
+    wait for the worker (queue its marker) rather than return."""
+    logger, backend = make_logger(flush_interval=60.0, max_batch_size=3, max_queue_size=100)
+    queue = logger._queue = PausingQueue()
+    create(logger)
+    assert logger.flush(30)  # the worker runs, and its in-flight list is all done
+    queue.armed = True
+    for step in range(3):
+        metric(logger, step)  # the third fills a batch: the worker wakes and takes all three
+    assert queue.paused.wait(30)
+    outcome = {}
+
+    def flush_now():
+        outcome["flushed"] = logger.flush(30)
+        outcome["written_by_then"] = len(points(backend))
+        queue.progress.set()  # flush returned without waiting for the worker
+
+    flusher = threading.Thread(target=flush_now)
+    flusher.start()
+    assert queue.progress.wait(30)  # flush returned, or it waits on its marker
+    queue.release.set()
+    flusher.join(30)
+    assert outcome == {"flushed": True, "written_by_then": 3}
+
+
+# -- the retry schedule (bug 2 of issue 10) ----------------------------------------------------
+def test_the_retry_schedule_backs_off_exponentially_to_a_cap_and_stays_there():
+    low = [retry_delay(n, rand=lambda: 0.0) for n in range(60)]
+    high = [retry_delay(n, rand=lambda: 1.0) for n in range(60)]
+    assert low[0] == pytest.approx(0.025) and high[0] == pytest.approx(0.05)
+    for n in range(1, 60):  # each ceiling twice the last until the cap; never back to the start
+        assert high[n] == pytest.approx(min(2 * high[n - 1], logger_module._BACKOFF_CAP_S))
+        assert low[n] >= low[n - 1]
+    assert high[-1] == logger_module._BACKOFF_CAP_S
+    assert min(low[20:]) == pytest.approx(logger_module._BACKOFF_CAP_S / 2)  # capped, not cycling
+
+
+def test_the_retry_schedule_is_jittered_within_its_bounds():
+    rng = random.Random(7)
+    for attempt in range(12):
+        ceiling = min(logger_module._BACKOFF_CAP_S, logger_module._BACKOFF_FIRST_S * 2 ** attempt)
+        delays = {retry_delay(attempt, rand=rng.random) for _ in range(50)}
+        assert len(delays) > 1  # two loggers that failed together do not retry together
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+
+
+def test_the_retry_schedule_takes_what_the_backend_asked_for():
+    assert retry_delay(0, retry_after=3.0) == 3.0
+    assert retry_delay(9, retry_after=0.0) == 0.0
+    assert retry_delay(2, retry_after=-1.0) == 0.0
+
+
+def test_retry_after_header_values():
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds(" 0 ") == 0.0
+    assert retry_after_seconds("-5") == 0.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("") is None
+    assert retry_after_seconds("soon") is None
+    # an HTTP date: seconds from `now`
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412450.0) == 30.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412500.0) == 0.0
+
+
+class PauseRecordingLogger(BatchingLogger):
+    """Keeps the waits between retries instead of sleeping them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pauses: list[float] = []
+
+    def _pause(self, seconds):
+        self.pauses.append(seconds)
+
+
+def test_the_logger_waits_what_the_backend_asks_for(tmp_path):
+    backend = InMemoryBackend("memory:retry-after")
+    backend.fail_with = BackendUnavailable("HTTP 429", retry_after=1.5)
+    backend.fail_remaining = 3
+    logger = PauseRecordingLogger(backend, journal=Journal(backend.uri, folder=str(tmp_path / "j")),
+                                  flush_interval=0.05, retry_seconds=30.0)
+    try:
+        create(logger)
+        metric(logger, 0)
+        assert logger.flush(30)
+        assert logger.pauses == [1.5, 1.5, 1.5]
+        assert logger.snapshot_stats().spilled == 0
+        assert [m.step for m in points(backend)] == [0]
+    finally:
+        logger.close(timeout=10)
+
+
+def test_the_logger_backs_off_without_retry_after(tmp_path):
+    backend = InMemoryBackend("memory:backoff")
+    backend.fail_with = BackendUnavailable("HTTP 503")
+    backend.fail_remaining = 8
+    logger = PauseRecordingLogger(backend, journal=Journal(backend.uri, folder=str(tmp_path / "j")),
+                                  flush_interval=0.05, retry_seconds=600.0)
+    try:
+        create(logger)
+        assert logger.flush(30)
+        assert len(logger.pauses) == 8
+        for attempt, pause in enumerate(logger.pauses):
+            ceiling = min(logger_module._BACKOFF_CAP_S, logger_module._BACKOFF_FIRST_S * 2 ** attempt)
+            assert ceiling / 2 <= pause <= ceiling
+        assert "create_run" in [method for method, _ in backend.calls]
+    finally:
+        logger.close(timeout=10)
+
+
+def test_a_retry_after_past_the_deadline_spills_and_probes_no_sooner(tmp_path):
+    backend = InMemoryBackend("memory:retry-after-long")
+    backend.fail_with = BackendUnavailable("HTTP 503", retry_after=120.0)
+    logger = PauseRecordingLogger(backend, journal=Journal(backend.uri, folder=str(tmp_path / "j")),
+                                  flush_interval=0.05, retry_seconds=5.0)
+    try:
+        before = time.monotonic()
+        create(logger)
+        assert logger.flush(30)
+        assert logger.pauses == []  # not waited for on the worker: past the retry deadline
+        assert logger.snapshot_stats().spilled == 1
+        assert logger._down and logger._next_probe >= before + 120.0
+    finally:
+        backend.fail_with = None
+        logger.close(timeout=10)
