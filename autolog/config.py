@@ -51,6 +51,7 @@ class Settings:
     exclude: tuple = ()
     log_models: bool = True
     log_checkpoints: bool = True
+    keep_last_checkpoints: Optional[int] = None  # None: every checkpoint; K: the last K of each run
     log_input_examples: bool = False
     log_model_signatures: bool = True
     log_datasets: bool = True
@@ -83,6 +84,7 @@ ENVIRONMENT = {
     "exclude": ("AUTOLOG_EXCLUDE", tuple),
     "log_models": ("AUTOLOG_LOG_MODELS", bool),
     "log_checkpoints": ("AUTOLOG_LOG_CHECKPOINTS", bool),
+    "keep_last_checkpoints": ("AUTOLOG_KEEP_LAST_CHECKPOINTS", int),
     "log_input_examples": ("AUTOLOG_LOG_INPUT_EXAMPLES", bool),
     "log_plots": ("AUTOLOG_LOG_PLOTS", bool),
     "silent": ("AUTOLOG_SILENT", bool),
@@ -139,10 +141,10 @@ def _check(settings: Settings) -> None:
         raise ValueError(f"system_metrics_interval must be > 0 seconds, not {settings.system_metrics_interval}")
     if settings.max_model_size_mb is not None and settings.max_model_size_mb < 0:
         raise ValueError(f"max_model_size_mb must be >= 0, not {settings.max_model_size_mb}")
-    if settings.log_every_n_steps is not None and (
-            isinstance(settings.log_every_n_steps, bool) or not isinstance(settings.log_every_n_steps, int)
-            or settings.log_every_n_steps < 1):
-        raise ValueError(f"log_every_n_steps must be a whole number >= 1 or None, not {settings.log_every_n_steps!r}")
+    for name in ("log_every_n_steps", "keep_last_checkpoints"):
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number >= 1 or None, not {value!r}")
     if not isinstance(settings.extra_tags, Mapping):
         raise TypeError(f"extra_tags must be a mapping of tag name to value, not {type(settings.extra_tags).__name__}")
     object.__setattr__(settings, "extra_tags", {str(k): str(v) for k, v in settings.extra_tags.items()})
