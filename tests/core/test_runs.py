@@ -3,6 +3,7 @@ calls and the runs they pick, resume, per-thread run context, handing a run to o
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -264,3 +265,117 @@ def test_runs_left_active_end_at_exit_as_finished():
     runs._at_exit()  # what the interpreter runs at exit (checked for real in test_processes.py)
     runs._state.loggers.clear()  # closed by the exit hook
     assert autolog.get_run(run.run_id).status == "FINISHED"
+
+
+# -- one way to end a run (issue 10, bug 3) ------------------------------------------------------
+@pytest.fixture
+def ended_runs():
+    """The runs the run-end hooks saw, in order."""
+    seen: list = []
+    runs.add_run_hooks(on_end=seen.append)
+    yield seen
+    sys.modules[runs.add_run_hooks.__module__]._run_end_hooks.remove(seen.append)
+
+
+def test_run_end_ends_the_run_as_end_run_does(ended_runs):
+    run = autolog.start_run("ended by its handle")
+    autolog.log_metric("before", 1.0)
+    run.end()
+    assert autolog.active_run() is None
+    autolog.log_metric("after", 2.0)  # a new run, as with no run at all: not the ended one
+    fresh = autolog.active_run()
+    assert fresh is not None and fresh.run_id != run.run_id
+    autolog.end_run()
+    again = autolog.start_run("started again")  # nothing is "already active"
+    assert autolog.active_run() is again
+    again.end()
+    run.end()  # a second end does nothing
+    autolog.end_run()  # nor does end_run() with nothing active
+    assert ended_runs == [run, fresh, again]  # each run's end hooks ran once
+    stored = autolog.get_run(run.run_id)
+    assert stored.status == "FINISHED" and stored.metrics == {"before": 1.0}
+    assert autolog.get_run(fresh.run_id).metrics == {"after": 2.0}
+
+
+def test_run_end_inside_its_with_block_and_of_a_child(ended_runs):
+    with autolog.start_run("parent") as parent:
+        child = autolog.start_run("child", nested=True)
+        child.end("FAILED")
+        assert autolog.active_run() is parent  # the child left the stack, the parent is active again
+        autolog.log_metric("parent_metric", 1.0)
+        parent.end()
+        assert autolog.active_run() is None
+    # leaving the block after run.end() ends nothing a second time
+    assert ended_runs == [child, parent]
+    assert autolog.get_run(child.run_id).status == "FAILED"
+    stored = autolog.get_run(parent.run_id)
+    assert stored.status == "FINISHED" and stored.metrics == {"parent_metric": 1.0}
+
+
+# -- a helper thread's own run (issue 10, bug 4) ---------------------------------------------------
+def test_a_helper_thread_starts_its_own_run_while_the_main_thread_has_one():
+    both_active = threading.Barrier(3, timeout=60)  # main, the helper with a run, the one without
+    logged = threading.Barrier(3, timeout=60)
+    seen: dict = {}
+    errors: list = []
+
+    def with_its_own_run():
+        try:
+            with autolog.start_run("helper's own") as own:
+                seen["own"] = own
+                seen["own_active"] = autolog.active_run()
+                both_active.wait()
+                autolog.log_metric("helper_metric", 2.0)
+                logged.wait()
+            seen["after_own"] = autolog.active_run()  # back to the main thread's run
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def without_a_run():
+        try:
+            both_active.wait()
+            seen["inherited"] = autolog.active_run()
+            autolog.log_metric("inherited_metric", 3.0)  # into the main thread's run
+            logged.wait()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    with autolog.start_run("main") as main:
+        helpers = [threading.Thread(target=with_its_own_run), threading.Thread(target=without_a_run)]
+        for t in helpers:
+            t.start()
+        both_active.wait()
+        assert autolog.active_run() is main  # the helper's run is not the main thread's
+        logged.wait()
+        for t in helpers:
+            t.join(60)
+        assert errors == []
+        autolog.log_metric("main_metric", 1.0)
+    own = seen["own"]
+    assert seen["own_active"] is own and own is not main
+    assert seen["inherited"] is main and seen["after_own"] is main
+    stored_own = autolog.get_run(own.run_id)
+    assert stored_own.parent_run_id is None  # a run of its own, not a child of the main thread's
+    assert stored_own.status == "FINISHED"
+    assert stored_own.metrics == {"helper_metric": 2.0}
+    stored_main = autolog.get_run(main.run_id)
+    assert stored_main.metrics == {"main_metric": 1.0, "inherited_metric": 3.0}
+    assert stored_main.status == "FINISHED"
+
+
+def test_a_helper_thread_with_its_own_run_still_refuses_a_second():
+    with autolog.start_run("main"):
+        outcome = {}
+
+        def helper():
+            with autolog.start_run("first") as first:
+                try:
+                    autolog.start_run("second")
+                except RuntimeError as exc:
+                    outcome["error"] = str(exc)
+                outcome["first"] = first
+
+        t = threading.Thread(target=helper)
+        t.start()
+        t.join(60)
+    assert outcome["first"].run_id in outcome["error"] and "already active in this thread" in outcome["error"]
