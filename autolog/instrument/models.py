@@ -12,11 +12,28 @@ format, so both `autolog.load_model(run_id)` and `mlflow.pyfunc.load_model(
       python_env.yaml, conda.yaml
       ...                the flavor's own files (e.g. model.pkl)
 
-An integration describes its format with a `ModelFlavor`: `snapshot(model)` runs on
-the training thread and must return a consistent copy (the user may refit the same
-object right after); `save(snapshot, path)` runs on the logger's worker, writes the
-files and returns the `flavors` entries of MLmodel. The version of the library is
-known, so requirements are written directly (no subprocess to infer them).
+An integration describes its format with a `ModelFlavor`, and supplies only what is
+its own: the flavor `name` in MLmodel, the `library` pinned in requirements.txt, the
+`loader` ("module:function" taking the model folder) that `autolog.load_model` calls,
+and `save(snapshot, path)`, which runs on the logger's worker, writes the model's files
+and returns the `flavors` entries of MLmodel (the native flavor, and `python_function`
+with MLflow's `loader_module` where the model can predict, so `mlflow.pyfunc.load_model`
+reads it). Everything else is written here: MLmodel (run id, signature, input example,
+the python_function environment), requirements.txt, python_env.yaml, conda.yaml; the
+size limit; the delivery and the registration.
+
+`snapshot(model)` runs on the training thread and must return a consistent copy (the
+user may refit the same object right after). By default it is the model's pickle
+(`snapshots.pickle_model`, cloudpickle where pickle refuses), which `save` writes out as
+it is (`snapshot.data`); a flavor with a native format of its own (a booster's raw
+bytes, a Keras file) overrides it. `snapshot_size` (for `max_model_size_mb`) knows bytes,
+a pickle, an object with a `size` and a file or folder path; a flavor overrides it only
+for another kind of snapshot. The version of the library is known, so requirements are
+written directly (no subprocess to infer them).
+
+The size limit: `log_model(..., max_size_mb=None)` takes `autolog(max_model_size_mb=...)`
+(environment: `AUTOLOG_MAX_MODEL_SIZE_MB`); a model over it is not logged, the run gets
+the tag `autolog.model_skipped` saying why, and one warning per flavor is logged.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from importlib import metadata
 from typing import Any, Iterable, Optional
 
 from autolog.instrument import containment
+from autolog.instrument.snapshots import PickledModel, pickle_model
 
 MODEL_ARTIFACT_PATH = "model"
 MLMODEL_FILE = "MLmodel"
@@ -45,14 +63,47 @@ class ModelFlavor:
     requirements: tuple = ()  # other distributions the model needs to load (pinned when installed)
 
     def snapshot(self, model: Any) -> Any:
-        raise NotImplementedError
+        """A consistent copy of `model`, taken on the training thread: its pickle by default."""
+        return model if isinstance(model, PickledModel) else pickle_model(model)
 
     def snapshot_size(self, snapshot: Any) -> Optional[int]:
-        return len(snapshot) if isinstance(snapshot, (bytes, bytearray)) else None
+        """Bytes the model will take, for `max_model_size_mb`; None when not known."""
+        return snapshot_size(snapshot)
 
     def save(self, snapshot: Any, path: str) -> dict:
         """Write the model's files under `path`; return MLmodel's flavors dict."""
         raise NotImplementedError
+
+
+def snapshot_size(snapshot: Any) -> Optional[int]:
+    """The size of the usual kinds of snapshot: bytes, a `PickledModel` (or any object whose
+    `data` is bytes), an object with an integer `size`, a file or folder path."""
+    if isinstance(snapshot, (bytes, bytearray, memoryview)):
+        return len(snapshot)
+    data = getattr(snapshot, "data", None)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return len(data)
+    size = getattr(snapshot, "size", None)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    if isinstance(snapshot, (str, os.PathLike)):
+        return _size_on_disk(os.fspath(snapshot))
+    return None
+
+
+def _size_on_disk(path: str) -> Optional[int]:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    if not os.path.isdir(path):
+        return None
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:
+                continue
+    return total
 
 
 def pinned(distributions: Iterable[str]) -> list[str]:
@@ -121,10 +172,15 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
               max_size_mb: Optional[float] = None, on_logged=None) -> bool:
     """Snapshot `model` now (training thread), write and deliver it on the worker.
 
-    Returns False when the model was skipped for its size (tagged on the run, not silent).
-    `on_logged(run, artifact_path)` is called on the worker once the folder is handed over
-    (the MLflow backend registers models from there).
+    `max_size_mb=None` means `autolog(max_model_size_mb=...)` (env AUTOLOG_MAX_MODEL_SIZE_MB;
+    no limit when that is unset too). Returns False when the model was skipped for its size
+    (tagged on the run, not silent). `on_logged(run, artifact_path)` is called on the worker
+    once the folder is handed over (the MLflow backend registers models from there).
     """
+    if max_size_mb is None:
+        from autolog.runs import settings
+
+        max_size_mb = settings().max_model_size_mb
     snapshot = flavor.snapshot(model)
     size = flavor.snapshot_size(snapshot)
     if max_size_mb is not None and size is not None and size > max_size_mb * 1024 * 1024:

@@ -1,0 +1,119 @@
+"""log_model for any flavor: a flavor that supplies only its name, library, loader and `save`
+gives a model folder that autolog.load_model and mlflow.pyfunc.load_model both read; the size
+limit comes from `autolog(max_model_size_mb=...)` / AUTOLOG_MAX_MODEL_SIZE_MB when not passed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import textwrap
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.linear_model import LinearRegression
+
+import autolog
+from autolog import runs
+from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel, snapshot_size
+from autolog.instrument.snapshots import PickledModel, pickle_model
+
+
+class MinimalFlavor(ModelFlavor):
+    """Only what is the flavor's own: the default snapshot (a pickle) and size are the toolkit's."""
+
+    name = "sklearn"
+    library = "scikit-learn"
+    loader = "autolog_test_minimal_flavor:load"
+
+    def save(self, snapshot: PickledModel, path: str) -> dict:
+        with open(os.path.join(path, "model.pkl"), "wb") as fh:
+            fh.write(snapshot.data)
+        return {
+            "python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"},
+            "sklearn": {"pickled_model": "model.pkl", "sklearn_version": sklearn.__version__,
+                        "serialization_format": snapshot.serialization_format, "code": None},
+        }
+
+
+@pytest.fixture
+def loader_module(tmp_path, monkeypatch):
+    (tmp_path / "autolog_test_minimal_flavor.py").write_text(textwrap.dedent("""
+        import os, pickle
+        def load(folder):
+            with open(os.path.join(folder, "model.pkl"), "rb") as fh:
+                return pickle.load(fh)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def fitted():
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    return LinearRegression().fit(X, X[:, 0] * 2 + 1), X
+
+
+def test_a_flavor_with_only_save_and_loader_gives_a_model_both_loaders_read(loader_module, tmp_path):
+    model, X = fitted()
+    with autolog.start_run() as run:
+        assert log_model(run, model, MinimalFlavor()) is True
+        model.fit(X, X[:, 1])  # refit right after: the snapshot was taken at the call
+    assert autolog.flush(60)
+    expected = LinearRegression().fit(X, X[:, 0] * 2 + 1).predict(X)
+    np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), expected)
+    folder = runs._reader().download_artifacts(run.run_id, "model", tempfile.mkdtemp(dir=tmp_path))
+    meta = read_mlmodel(folder)
+    assert meta["autolog"]["flavor"] == "sklearn" and meta["run_id"] == run.run_id
+    assert meta["flavors"]["python_function"]["env"] == {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
+    with open(os.path.join(folder, "requirements.txt"), encoding="utf-8") as fh:
+        assert fh.read() == f"scikit-learn=={sklearn.__version__}\n"
+    import mlflow.pyfunc
+
+    np.testing.assert_allclose(mlflow.pyfunc.load_model(folder).predict(X), expected)
+
+
+def test_the_size_limit_comes_from_the_settings_when_not_passed(caplog):
+    model, _ = fitted()
+    runs.set_settings(runs.settings().replace(max_model_size_mb=0.0001))
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        with autolog.start_run() as skipped:
+            assert log_model(skipped, model, MinimalFlavor()) is False
+            assert log_model(skipped, model, MinimalFlavor()) is False
+    with autolog.start_run() as explicit:  # a limit passed by the integration wins
+        assert log_model(explicit, model, MinimalFlavor(), max_size_mb=10) is True
+    assert autolog.flush(60)
+    reason = autolog.get_run(skipped.run_id).tags[TAG_MODEL_SKIPPED]
+    assert "over max_model_size_mb=0.0001" in reason
+    assert runs._reader().list_artifacts(skipped.run_id) == []
+    assert len([r for r in caplog.records if "max_model_size_mb" in r.getMessage()]) == 1
+    assert [a.path for a in runs._reader().list_artifacts(explicit.run_id)] == ["model"]
+
+
+def test_the_size_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv("AUTOLOG_MAX_MODEL_SIZE_MB", "0.0001")
+    autolog.autolog(integrations=[])
+    model, _ = fitted()
+    with autolog.start_run() as run:
+        assert log_model(run, model, MinimalFlavor()) is False
+    assert TAG_MODEL_SKIPPED in autolog.get_run(run.run_id).tags
+
+
+def test_no_limit_by_default():
+    model, _ = fitted()
+    with autolog.start_run() as run:
+        assert log_model(run, model, MinimalFlavor()) is True
+
+
+def test_snapshot_size_of_the_usual_snapshots(tmp_path):
+    class Sized:
+        size = 123
+
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    (tmp_path / "folder" / "a").write_bytes(b"x" * 10)
+    (tmp_path / "folder" / "sub" / "b").write_bytes(b"x" * 5)
+    assert snapshot_size(b"12345") == 5
+    assert snapshot_size(pickle_model([1, 2])) == len(pickle_model([1, 2]).data)
+    assert snapshot_size(Sized()) == 123
+    assert snapshot_size(str(tmp_path / "folder" / "a")) == 10
+    assert snapshot_size(tmp_path / "folder") == 15
+    assert snapshot_size(object()) is None
