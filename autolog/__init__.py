@@ -27,6 +27,7 @@ from autolog.runs import (
     TrainingCall,
     active_run,
     attach,
+    child_run,
     end_run,
     export_run_context,
     flush,
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 _run_stack = _runs.lifecycle._stack  # the active-run stack, read by log_metric's fast path
 
 __all__ = [
-    "autolog", "start_run", "end_run", "active_run", "last_run", "log_param", "log_params",
+    "autolog", "start_run", "child_run", "end_run", "active_run", "last_run", "log_param", "log_params",
     "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact", "log_artifacts", "log_text",
     "flush", "get_run", "search_runs", "load_model", "attach", "export_run_context", "enabled_integrations",
     "ActiveRun", "TrainingCall", "Run", "RunStatus", "Experiment", "Metric", "Param",

@@ -12,10 +12,16 @@ result is returned; the original's own exception always passes through unchanged
 The wrapper is skipped entirely (the original called directly) when autolog has
 been disabled since, or on the logger's worker thread.
 
-Integrations patch when their library is imported: `when_imported("sklearn", fn)`
-uses wrapt's post-import hooks, which fire at once if the library is already
-imported. Hooks cannot be unregistered, so each one checks that its integration is
-still wanted before patching.
+Integrations patch when their library is imported. Inside `patch()`,
+`patcher.when_imported("sklearn.metrics", fn)` calls `fn(module)` now if the module is
+imported, else right after its import, and only while that patcher is active: once
+autolog is disabled the callback is dropped. Underneath, `when_imported` uses wrapt's
+post-import hooks, which cannot be unregistered; the engine's own hook (one per
+integration, for the life of the process) checks that its integration is still wanted.
+
+A patcher is safe to use from any thread: `wrap` and `revert` take its lock, and `wrap`
+does nothing once the patcher has been reverted, so a class patched lazily (on first use,
+on import) while another thread disables autolog never leaves a stray patch behind.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Optional
 
 import wrapt
 
@@ -50,34 +56,67 @@ class Patch:
         return f"<Patch {name}.{self.attribute}>"
 
 
-class Patcher:
-    """The patches of one integration."""
+def _no_peers() -> Mapping[str, str]:
+    return {}
 
-    def __init__(self, integration: str):
+
+class Patcher:
+    """The patches of one integration, and what its `patch()` may ask of the engine.
+
+    `peers` (given by the engine) returns `{name: module}` of every enabled integration.
+    """
+
+    def __init__(self, integration: str, peers: Callable[[], Mapping[str, str]] = _no_peers):
         self.integration = integration
         self.patches: list[Patch] = []
         self._keys: set[tuple[int, str]] = set()
+        self._import_hooks: list[tuple[str, "_WhileActive"]] = []
+        self._peers = peers
+        self._lock = threading.RLock()
         self.active = True
 
     def wrap(self, owner: Any, path: str, wrapper: Callable) -> bool:
-        """Wrap `owner.<path>` (`path` may be dotted: "Class.method"). False if already wrapped."""
+        """Wrap `owner.<path>` (`path` may be dotted: "Class.method"). False if already
+        wrapped, or if this patcher has been reverted (autolog was disabled meanwhile)."""
         parent = owner
         *parents, attribute = path.split(".")
         for name in parents:
             parent = getattr(parent, name)
         key = (id(parent), attribute)
-        if key in self._keys:
-            return False
-        namespace = vars(parent)
-        had_own = attribute in namespace
-        original = namespace[attribute] if had_own else _MISSING
-        if not had_own and not hasattr(parent, attribute):
-            raise AttributeError(f"{parent!r} has no attribute {attribute!r} to patch")
-        wrapt.wrap_function_wrapper(parent, attribute, self._safe(wrapper))
-        installed = vars(parent)[attribute]
-        self.patches.append(Patch(parent, attribute, had_own, original, installed))
-        self._keys.add(key)
+        with self._lock:
+            if key in self._keys or not self.active:
+                return False
+            namespace = vars(parent)
+            had_own = attribute in namespace
+            original = namespace[attribute] if had_own else _MISSING
+            if not had_own and not hasattr(parent, attribute):
+                raise AttributeError(f"{parent!r} has no attribute {attribute!r} to patch")
+            wrapt.wrap_function_wrapper(parent, attribute, self._safe(wrapper))
+            installed = vars(parent)[attribute]
+            self.patches.append(Patch(parent, attribute, had_own, original, installed))
+            self._keys.add(key)
         return True
+
+    def when_imported(self, module_name: str, callback: Callable[[Any], None]) -> None:
+        """Call `callback(module)` now if `module_name` is imported, else right after its
+        import; only while this patcher is active (after `revert` it never fires). An error
+        in the callback is contained and reported."""
+        hook = _WhileActive(self, callback)
+        with self._lock:
+            if not self.active:
+                return
+            self._import_hooks.append((module_name, hook))
+        when_imported(module_name, hook)
+
+    def other_integration_for(self, module_name: str) -> Optional[str]:
+        """The name of another enabled integration whose library is the top-level package of
+        `module_name` (e.g. "xgboost" for "xgboost.sklearn"), or None. sklearn leaves the
+        scikit-learn API of such a library to that library's own integration."""
+        package = module_name.partition(".")[0]
+        for name, module in self._peers().items():
+            if name != self.integration and module.partition(".")[0] == package:
+                return name
+        return None
 
     def is_wrapped(self, owner: Any, path: str) -> bool:
         parent = owner
@@ -87,18 +126,23 @@ class Patcher:
         return (id(parent), attribute) in self._keys
 
     def revert(self) -> None:
-        """Undo every patch, newest first: the original objects are back."""
-        self.active = False
-        for patch in reversed(self.patches):
-            try:
-                if patch.had_own:
-                    setattr(patch.parent, patch.attribute, patch.original)
-                elif patch.attribute in vars(patch.parent):
-                    delattr(patch.parent, patch.attribute)
-            except Exception as exc:  # noqa: BLE001 - undo the others even if one fails
-                containment.report(f"{self.integration}: undoing {patch!r}", exc)
-        self.patches.clear()
-        self._keys.clear()
+        """Undo every patch, newest first: the original objects are back; import callbacks
+        registered with `when_imported` are dropped."""
+        with self._lock:
+            self.active = False
+            for patch in reversed(self.patches):
+                try:
+                    if patch.had_own:
+                        setattr(patch.parent, patch.attribute, patch.original)
+                    elif patch.attribute in vars(patch.parent):
+                        delattr(patch.parent, patch.attribute)
+                except Exception as exc:  # noqa: BLE001 - undo the others even if one fails
+                    containment.report(f"{self.integration}: undoing {patch!r}", exc)
+            self.patches.clear()
+            self._keys.clear()
+            hooks, self._import_hooks = self._import_hooks, []
+        for module_name, hook in hooks:
+            _forget(module_name, hook)
 
     def _safe(self, wrapper: Callable) -> Callable:
         patcher = self
@@ -122,6 +166,20 @@ class Patcher:
                 return wrapped(*args, **kwargs)
 
         return safe_wrapper
+
+
+class _WhileActive:
+    """An import callback of one patcher: it runs only while that patcher is active."""
+
+    __slots__ = ("patcher", "callback")
+
+    def __init__(self, patcher: Patcher, callback: Callable[[Any], None]):
+        self.patcher = patcher
+        self.callback = callback
+
+    def __call__(self, module: Any) -> None:
+        if self.patcher.active:
+            self.callback(module)
 
 
 class _OriginalCall:
@@ -150,6 +208,12 @@ class _OriginalCall:
         return getattr(self.wrapped, name)
 
 
+def original_of(wrapped: Callable) -> Callable:
+    """The function a wrapper was handed as `wrapped`, without the engine's call-once guard
+    (for reading its signature; call `wrapped` itself, which the guard watches)."""
+    return wrapped.wrapped if type(wrapped) is _OriginalCall else wrapped
+
+
 # -- import hooks ----------------------------------------------------------------------
 _hook_lock = threading.Lock()
 _hooked: dict[str, list[Callable[[Any], None]]] = {}
@@ -171,6 +235,13 @@ def when_imported(module_name: str, callback: Callable[[Any], None]) -> None:
         wrapt.register_post_import_hook(_dispatch, module_name)  # fires now if already imported
     elif module_name in sys.modules:
         _call(callback, sys.modules[module_name])
+
+
+def _forget(module_name: str, callback: Callable[[Any], None]) -> None:
+    with _hook_lock:
+        callbacks = _hooked.get(module_name, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
 
 
 def _dispatch(module: Any) -> None:

@@ -2,7 +2,7 @@
 
 - `handle.py`: `ActiveRun`, the handle every logging call goes through;
 - `lifecycle.py`: settings, one logger per tracking URI, per-thread run stacks, starting
-  and ending runs, reading them back, exit and fork;
+  and ending runs (`start_run`, `child_run`, `end_run`), reading them back, exit and fork;
 - `handover.py`: handing a run to another process (a token, `AUTOLOG_RUN_CONTEXT`);
 - `training.py`: the run of a training call (the outermost-call guard).
 """
@@ -19,6 +19,7 @@ from autolog.runs.lifecycle import (
     _state,
     active_run,
     add_run_hooks,
+    child_run,
     end_run,
     flush,
     generate_run_name,
@@ -35,7 +36,7 @@ from autolog.runs.training import TAG_INTEGRATION, InsideTrainingCall, TrainingC
 
 __all__ = [
     "ActiveRun", "RunStatus", "TrainingCall", "InsideTrainingCall", "training_call_in_progress",
-    "active_run", "add_run_hooks", "attach", "end_run", "export_run_context", "flush", "generate_run_name",
+    "active_run", "add_run_hooks", "attach", "child_run", "end_run", "export_run_context", "flush", "generate_run_name",
     "get_run", "last_run", "logger_for", "run_or_start", "search_runs", "set_settings", "settings", "start_run",
     "now_ms", "DEFAULT_EXPERIMENT", "ENV_RUN_CONTEXT", "TAG_ERROR", "TAG_INTEGRATION", "TAG_RUN_OWNER",
     "_at_exit", "_end", "_reader", "_state",

@@ -21,14 +21,15 @@ import random
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Mapping, Optional
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from autolog import config
 from autolog.backends import BackendUnavailable, BatchLimits, get_backend, resolve_tracking_uri
 from autolog.backends.base import StoreNotFound
 from autolog.entities import Run, RunStart, RunStatus
 from autolog.instrument import containment
-from autolog.runs.handle import ActiveRun, now_ms
+from autolog.runs.handle import TAG_ERROR, ActiveRun, now_ms
 from autolog.transport.logger import BatchingLogger
 from autolog.validation import MAX_TAG_VALUE_LENGTH, check_key, value_to_text
 
@@ -162,11 +163,16 @@ def start_run(run_name: Optional[str] = None, *, experiment: Optional[str] = Non
             "end it with autolog.end_run(), or pass nested=True to start a child run"
         )
     parent = active_run() if nested else None
-    s = _state.settings
     logger = logger_for(tracking_uri)
-    uri = logger.backend.uri
     if run_id is not None:
-        return _resume(run_id, logger, uri, owner)
+        return _resume(run_id, logger, logger.backend.uri, owner)
+    return _new_run(run_name, experiment, parent, tags, owner, logger, nested)
+
+
+def _new_run(run_name: Optional[str], experiment: Optional[str], parent: Optional[ActiveRun],
+             tags: Optional[Mapping[str, Any]], owner: str, logger: BatchingLogger, nested: bool) -> ActiveRun:
+    """Make a run (a child of `parent` when given), record its start, put it on this thread's stack."""
+    s = _state.settings
     experiment_name = experiment or s.experiment or (parent.experiment_name if parent else None) or DEFAULT_EXPERIMENT
     all_tags = dict(s.extra_tags)
     if tags:
@@ -177,7 +183,7 @@ def start_run(run_name: Optional[str] = None, *, experiment: Optional[str] = Non
         run_id=uuid.uuid4().hex,
         run_name=str(run_name) if run_name else generate_run_name(),
         experiment_name=str(experiment_name),
-        tracking_uri=uri,
+        tracking_uri=logger.backend.uri,
         parent_run_id=parent.run_id if parent is not None else None,
         owner=owner,
         start_time=now_ms(),
@@ -190,6 +196,43 @@ def start_run(run_name: Optional[str] = None, *, experiment: Optional[str] = Non
         with containment.contained("a run-start hook"):
             hook(run)
     return run
+
+
+@contextmanager
+def child_run(name: Optional[str] = None, *, tags: Optional[Mapping[str, Any]] = None,
+              parent: Optional[ActiveRun] = None) -> Iterator[ActiveRun]:
+    """A child run of `parent` (default: the active run of this thread), active inside the
+    `with` block and ended when it leaves: FINISHED, or FAILED (KILLED on KeyboardInterrupt)
+    when the block raises, the exception passing on unchanged.
+
+        with autolog.start_run(run_name="sweep"):
+            for lr in (0.1, 0.01):
+                with autolog.child_run(f"lr={lr}", tags={"lr": lr}) as child:
+                    model.fit(X, y)       # logs into the child run
+
+    With no parent and no active run it is a run of its own, as `start_run(nested=True)`.
+    Started inside a training call (an integration's hook: the candidates of a search) it
+    is autolog's run (`autolog.run_owner` = autolog), else the user's, so that the first
+    training call inside it logs into it.
+    """
+    from autolog.runs.training import training_call_in_progress
+
+    if parent is None:
+        parent = active_run()
+    elif parent.end_time is not None:
+        raise ValueError(f"child_run: the parent run {parent.run_id} ({parent.run_name}) has ended")
+    owner = "autolog" if training_call_in_progress() is not None else "user"
+    logger = parent._logger if parent is not None else logger_for()
+    run = _new_run(name, None, parent, tags, owner, logger, nested=True)
+    try:
+        yield run
+    except BaseException as exc:
+        status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+        with containment.contained("tagging a failed child run"):
+            run.set_tag(TAG_ERROR, f"{type(exc).__name__}: {exc}")
+        _end(run, status)
+        raise
+    _end(run, RunStatus.FINISHED)
 
 
 def _resume(run_id: str, logger: BatchingLogger, uri: str, owner: str) -> ActiveRun:

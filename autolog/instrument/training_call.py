@@ -1,0 +1,251 @@
+"""The training-call wrapper: one flat object every integration patches its training calls with.
+
+An integration subclasses `TrainingWrapper`, overrides the hooks it needs, and hands an
+instance to `patcher.wrap(owner, "Model.fit", wrapper)`. For each call the wrapper
+
+1. lets the call through untouched when it must not log: inside another training call
+   (any integration's: a fit inside a fit is logged once, at the outermost call), on the
+   logger's worker thread, when `should_log(call)` says no, or when the run choice of
+   `runs.TrainingCall` gives no run (`exclusive` with a user's run active);
+2. picks the run (`runs.TrainingCall`: the user's active run for the first training call
+   in it, else a new run named `run_name(call)` with `run_tags(call)`, a child run when a
+   run is active; a new run ends with the call, FAILED or KILLED when the call raises);
+3. runs `before(call)`, the original exactly once, then `after(call)` or, when the original
+   raised, `failed(call, exc)`, each hook contained: an error in one is reported once per
+   kind and training goes on. The user's result is returned and the user's exception
+   propagates unchanged.
+
+Hooks talk through the `Call`: `call.arguments` (bound by signature), `call.run`,
+`call.state` (shared by the hooks of one call), `call.result`. A `before` hook may give the
+original other arguments by REPLACING `call.args` / `call.kwargs` with new objects (a
+copied list of callbacks with one more in it), never by changing the user's objects; if
+`before` raises, the original runs with the arguments the user passed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import wrapt
+
+from autolog.instrument import containment
+from autolog.instrument.patching import original_of
+from autolog.runs.handle import ActiveRun
+from autolog.runs.training import TrainingCall, training_call_in_progress
+from autolog.transport.logger import on_worker_thread
+
+if TYPE_CHECKING:
+    from autolog.instrument.snapshots import TrainingActivity
+
+__all__ = ["Call", "TrainingWrapper", "call_arguments"]
+
+
+class Call:
+    """One training call, handed to the hooks of a `TrainingWrapper`."""
+
+    __slots__ = ("wrapped", "instance", "args", "kwargs", "run", "state", "result", "_bind_defaults", "_bound")
+
+    def __init__(self, wrapped: Callable, instance: Any, args: tuple, kwargs: dict, bind_defaults: bool = False):
+        self.wrapped = wrapped
+        self.instance = instance
+        self.args = args
+        self.kwargs = kwargs
+        self.run: Optional[ActiveRun] = None
+        self.state: dict = {}
+        self.result: Any = None
+        self._bind_defaults = bind_defaults
+        self._bound: Optional[tuple] = None  # (args, kwargs, arguments) of the last binding
+
+    @property
+    def arguments(self) -> dict:
+        """The call's arguments by parameter name (`self` and `*args` left out, `**kwargs`
+        merged in; defaults applied when the wrapper has `bind_defaults`). Bound again when a
+        hook has replaced `args` or `kwargs`. Raises TypeError when the call does not fit the
+        signature (the original will raise it too)."""
+        bound = self._bound
+        if bound is None or bound[0] is not self.args or bound[1] is not self.kwargs:
+            arguments = call_arguments(self.wrapped, self.args, self.kwargs, defaults=self._bind_defaults)
+            self._bound = bound = (self.args, self.kwargs, arguments)
+        return bound[2]
+
+    def describe(self) -> str:
+        """`Class.method` (or the function's name), for messages."""
+        name = _name_of(self.wrapped)
+        owner = self.instance if isinstance(self.instance, type) else type(self.instance)
+        return name if self.instance is None else f"{owner.__name__}.{name}"
+
+    def __repr__(self) -> str:
+        return f"<Call {self.describe()} run={getattr(self.run, 'run_id', None)}>"
+
+
+class TrainingWrapper:
+    """Instantiate (or subclass) and pass the instance to `patcher.wrap`: it is the wrapt wrapper.
+
+    Class attributes: `integration` (the name runs are tagged with), `bind_defaults`
+    (`call.arguments` includes the defaults of the parameters not passed), `activity`
+    (an optional `snapshots.TrainingActivity` marked busy while a logged call runs, so the
+    worker does heavy post-training work between calls, not during them).
+    """
+
+    integration: str = ""
+    bind_defaults: bool = False
+    activity: Optional["TrainingActivity"] = None
+
+    def __init__(self, integration: Optional[str] = None):
+        if integration is not None:
+            self.integration = integration
+        if not self.integration:
+            raise ValueError(f"{type(self).__name__} needs an integration name")
+
+    # -- hooks an integration overrides ---------------------------------------------------
+    def should_log(self, call: Call) -> bool:
+        """False for calls that are not the user's training calls (e.g. made by the library
+        itself); such calls run untouched."""
+        return True
+
+    def run_name(self, call: Call) -> str:
+        """The name of an autolog-made run (a short random suffix is added)."""
+        instance = call.instance
+        if instance is not None and not isinstance(instance, type):
+            return type(instance).__name__
+        return _name_of(call.wrapped)
+
+    def run_tags(self, call: Call) -> dict:
+        """Tags of an autolog-made run (besides `autolog.integration`)."""
+        return {}
+
+    def before(self, call: Call) -> None:
+        """Before the original; `call.run` is set. May replace `call.args` / `call.kwargs`."""
+
+    def after(self, call: Call) -> None:
+        """After the original returned; `call.result` is set."""
+
+    def failed(self, call: Call, exc: BaseException) -> None:
+        """After the original raised `exc` (which then propagates unchanged)."""
+
+    # -- the wrapper ----------------------------------------------------------------------
+    def __call__(self, wrapped, instance, args, kwargs):
+        if training_call_in_progress() is not None or on_worker_thread():
+            return wrapped(*args, **kwargs)  # a fit inside a fit: the outer call logs
+        call = Call(wrapped, instance, args, dict(kwargs), self.bind_defaults)
+        if not self._decide(call):
+            return wrapped(*args, **kwargs)
+        name = self._name(call)
+        tags = self._tags(call)
+        with TrainingCall(self.integration, name, tags) as guard:
+            if guard.run is None:
+                return wrapped(*args, **kwargs)
+            call.run = guard.run
+            if self.activity is None:
+                return self._logged(call, args, kwargs)
+            with self.activity:
+                return self._logged(call, args, kwargs)
+
+    def _logged(self, call: Call, args: tuple, kwargs: dict):
+        if not self._hook("before", self.before, call):
+            call.args, call.kwargs = args, kwargs  # the user's own arguments, as passed
+        try:
+            result = call.result = call.wrapped(*call.args, **call.kwargs)
+        except BaseException as exc:
+            self._hook("failed", self.failed, call, exc)
+            raise
+        self._hook("after", self.after, call)
+        return result  # the original's own result, whatever a hook did to call.result
+
+    def _hook(self, label: str, hook: Callable, call: Call, *more) -> bool:
+        try:
+            hook(call, *more)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the user's training goes on
+            containment.report(f"{self.integration}: {label} {call.describe()}", exc)
+            return False
+
+    def _decide(self, call: Call) -> bool:
+        try:
+            return bool(self.should_log(call))
+        except Exception as exc:  # noqa: BLE001 - not knowing is "do not log"
+            containment.report(f"{self.integration}: should_log {call.describe()}", exc)
+            return False
+
+    def _name(self, call: Call) -> str:
+        try:
+            return str(self.run_name(call))
+        except Exception as exc:  # noqa: BLE001
+            containment.report(f"{self.integration}: run_name {call.describe()}", exc)
+            return TrainingWrapper.run_name(self, call)
+
+    def _tags(self, call: Call) -> dict:
+        try:
+            return dict(self.run_tags(call) or {})
+        except Exception as exc:  # noqa: BLE001
+            containment.report(f"{self.integration}: run_tags {call.describe()}", exc)
+            return {}
+
+
+# -- binding a call's arguments ---------------------------------------------------------------
+def call_arguments(wrapped: Callable, args: tuple, kwargs: dict, *, defaults: bool = False) -> dict:
+    """The arguments of `wrapped(*args, **kwargs)` by parameter name, as `Call.arguments`.
+
+    `wrapped` is what a wrapt wrapper receives: a bound method (`model.fit`), wrapt's
+    partial of the function with the instance (`Model.fit(model, ...)` through the class),
+    or a plain function. The instance (`self` / `cls`) and `*args` are left out, `**kwargs` merged in.
+    Raises TypeError when the call does not fit the signature. A callable without a
+    readable signature gives just `kwargs`.
+    """
+    function, leading = _function_and_leading(original_of(wrapped))
+    signature = _signature(function)
+    if signature is None:
+        return dict(kwargs)
+    bound = signature.bind_partial(*leading, *args, **kwargs)
+    if defaults:
+        bound.apply_defaults()
+    parameters = signature.parameters
+    out: dict = {}
+    for index, (name, value) in enumerate(bound.arguments.items()):
+        kind = parameters[name].kind
+        if index < len(leading) or kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            for key, item in value.items():
+                out.setdefault(key, item)
+        else:
+            out[name] = value
+    return out
+
+
+def _name_of(wrapped: Callable) -> str:
+    function, _ = _function_and_leading(original_of(wrapped))
+    return getattr(function, "__name__", None) or type(function).__name__
+
+
+def _function_and_leading(target: Callable) -> tuple[Callable, tuple]:
+    """(the plain function, the arguments bound in front of the call's own)."""
+    if isinstance(target, wrapt.PartialCallableObjectProxy):  # Model.fit(model, ...): wrapt's partial
+        if not target._self_kwargs:
+            return target.__wrapped__, target._self_args
+        return target, ()
+    function = getattr(target, "__func__", None)
+    if function is not None:  # a bound method: model.fit, Model.from_config
+        return function, (target.__self__,)
+    if isinstance(target, functools.partial) and not target.keywords:
+        return target.func, target.args
+    return target, ()
+
+
+def _signature(function: Callable) -> Optional[inspect.Signature]:
+    try:
+        return _cached_signature(function)
+    except TypeError:  # an unhashable callable object: read it each time
+        return _read_signature(function)
+
+
+def _read_signature(function: Callable) -> Optional[inspect.Signature]:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+
+
+_cached_signature = functools.lru_cache(maxsize=4096)(_read_signature)
