@@ -13,3 +13,30 @@
 - `datasets.py`: what MLflow's `log_input` records about training and evaluation data;
 - `role.py`: is this process the primary one of its job (rank 0 / chief / driver)?
 """
+
+# What an integration author imports, by name from here (loaded on first use, so that
+# importing one module of this package does not import the others).
+_EXPORTS = {
+    "Integration": "autolog.instrument.integration",
+    "register_integration": "autolog.instrument.integration",
+    "unregister_integration": "autolog.instrument.integration",
+    "Patcher": "autolog.instrument.patching",
+    "Call": "autolog.instrument.training_call",
+    "TrainingWrapper": "autolog.instrument.training_call",
+    "call_arguments": "autolog.instrument.training_call",
+    "flatten": "autolog.instrument.params",
+    "is_scalar_number": "autolog.instrument.params",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autolog.instrument' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + list(_EXPORTS))

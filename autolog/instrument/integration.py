@@ -2,21 +2,22 @@
 
 An integration is one class in one module of `integrations/` (installed as
 `autolog.integrations`): a `name`, the `module` whose import triggers it, the
-`requires` string of the versions it is tested on, and `patch(patcher)`. Third
-parties register theirs under the entry-point group `autolog.integrations`; the
-built-ins are registered the same way, and also listed here so that a source
-checkout without entry points finds them.
+`requires` string of the versions it is tested on, and `patch(patcher)`. Built-ins
+and third parties alike are found through the entry-point group `autolog.integrations`;
+`register_integration(name, "module:Class")` adds one at run time (tests, code that
+cannot ship entry points). Nothing else in the core names an integration or its
+library: the libraries whose versions runs record come from `libraries()`.
 
 The engine keeps one `Patcher` per enabled integration. Enabling twice is harmless.
 An installed library of an unsupported version is skipped with a warning, or an
 error when the user named that integration in `autolog(integrations=[...])`.
+Requirements and versions are read with `packaging`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import re
 import threading
 from importlib import metadata
 from typing import Any, Optional
@@ -28,23 +29,24 @@ log = logging.getLogger("autolog")
 
 ENTRY_POINT_GROUP = "autolog.integrations"
 
-BUILTIN = {
-    "sklearn": "autolog.integrations.sklearn:SklearnIntegration",
-    "statsmodels": "autolog.integrations.statsmodels:StatsmodelsIntegration",
-}
-
 
 class Integration:
     name: str = ""
     module: str = ""  # the import that triggers patching, e.g. "sklearn"
-    requires: str = ""  # e.g. "scikit-learn>=1.3"
+    requires: str = ""  # one requirement string, e.g. "scikit-learn>=1.3"
 
     def patch(self, patcher: Patcher) -> None:
         raise NotImplementedError
 
-    # -- version check ------------------------------------------------------
+    # -- the library and its versions -------------------------------------------------
     def distribution(self) -> str:
-        return _split_requirement(self.requires)[0] if self.requires else self.module
+        """The distribution (pip name) of the library: from `requires`, else `module`."""
+        return _requirement(self.requires).name if self.requires else self.module.partition(".")[0]
+
+    def libraries(self) -> dict[str, str]:
+        """{top-level module: distribution} of the libraries whose versions a run records
+        when they are imported. One by default; an integration of two libraries says so."""
+        return {self.module.partition(".")[0]: self.distribution()}
 
     def installed_version(self) -> Optional[str]:
         try:
@@ -53,67 +55,92 @@ class Integration:
             return None
 
     def supports(self, version: Optional[str]) -> bool:
+        """Does `version` meet `requires`? Pre-releases count; a version string that is not
+        PEP 440 (a local build) cannot be judged and is let through."""
         if not self.requires or version is None:
             return True
-        return version_satisfies(version, _split_requirement(self.requires)[1])
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            parsed = Version(version)
+        except InvalidVersion:
+            log.debug("autolog: %s version %r is not PEP 440; not checked against %s",
+                      self.distribution(), version, self.requires)
+            return True
+        return _requirement(self.requires).specifier.contains(parsed, prereleases=True)
 
 
-# -- version strings -------------------------------------------------------------------
-_REQ_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$")
+def _requirement(text: str):
+    from packaging.requirements import InvalidRequirement, Requirement
 
-
-def _split_requirement(requirement: str) -> tuple[str, str]:
-    match = _REQ_RE.match(requirement)
-    if not match:
-        raise ValueError(f"bad requirement {requirement!r}")
-    return match.group(1), match.group(2).strip()
-
-
-def _version_tuple(version: str) -> tuple:
-    parts = []
-    for piece in re.split(r"[.+\-]", version):
-        number = re.match(r"\d+", piece)
-        if not number:
-            break
-        parts.append(int(number.group()))
-    while parts and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
-def version_satisfies(version: str, specifiers: str) -> bool:
-    """Does `version` meet `specifiers` like ">=1.3,<2"? (numeric release parts only)"""
-    have = _version_tuple(version)
-    for spec in filter(None, (s.strip() for s in specifiers.split(","))):
-        match = re.match(r"(>=|<=|==|!=|>|<|~=)\s*(.+)", spec)
-        if not match:
-            raise ValueError(f"bad version specifier {spec!r}")
-        op, want = match.group(1), _version_tuple(match.group(2))
-        ok = {
-            ">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want,
-            "==": have == want, "!=": have != want,
-            "~=": have >= want and have[: max(1, len(want) - 1)] == want[: max(1, len(want) - 1)],
-        }[op]
-        if not ok:
-            return False
-    return True
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise ValueError(f"bad requirement {text!r}: {exc}") from None
 
 
 # -- the registry ------------------------------------------------------------------------
+_registered: dict[str, str] = {}  # run-time registrations, name -> "module:Class"
+_registry_lock = threading.Lock()
+_libraries: Optional[dict[str, str]] = None  # libraries() of the registry as it is, until it changes
+
+
+def register_integration(name: str, target: str) -> None:
+    """Register the integration class `target` ("module:Class") under `name`, as an entry
+    point would. A run-time registration takes the place of an entry point of that name."""
+    module_name, colon, attr = target.partition(":")
+    if not name or not module_name or not colon or not attr:
+        raise ValueError(f"register_integration needs a name and a 'module:Class' target, not {name!r}, {target!r}")
+    global _libraries
+    with _registry_lock:
+        _registered[name] = target
+        _libraries = None
+
+
+def unregister_integration(name: str) -> None:
+    """Undo `register_integration(name, ...)`: the integration is disabled (its patches
+    reverted) and no longer known, unless an entry point of that name remains."""
+    global _libraries
+    engine.disable(name)
+    with _registry_lock:
+        _registered.pop(name, None)
+        _libraries = None
+
+
 def available() -> dict[str, str]:
-    """name -> "module:Class" of every known integration (built-in and plugins)."""
-    found = dict(BUILTIN)
+    """name -> "module:Class" of every known integration (entry points, then run-time ones)."""
+    found: dict[str, str] = {}
     try:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             found.setdefault(ep.name, ep.value)
     except Exception as exc:  # noqa: BLE001 - broken metadata of another package
         containment.report("reading integration entry points", exc)
+    with _registry_lock:
+        found.update(_registered)
     return found
 
 
 def load(target: str) -> type:
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def libraries() -> dict[str, str]:
+    """{top-level module: distribution} of the libraries of every known integration (their
+    integration modules are imported, which imports no library). Computed once, and again
+    after a run-time registration; an integration that cannot be loaded is left out."""
+    global _libraries
+    found = _libraries
+    if found is not None:
+        return found
+    found = {}
+    for name, target in sorted(available().items()):
+        try:
+            found.update(load(target)().libraries())
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the others
+            log.debug("autolog: the libraries of integration %s are unknown: %r", name, exc)
+    _libraries = found
+    return found
 
 
 class Engine:
@@ -123,6 +150,10 @@ class Engine:
         self.lock = threading.RLock()
         self.wanted: dict[str, Integration] = {}
         self.patchers: dict[str, Patcher] = {}
+
+    def wanted_modules(self) -> dict[str, str]:
+        """{name: module} of the enabled integrations (what a `Patcher` tells its integration)."""
+        return {name: integration.module for name, integration in list(self.wanted.items())}
 
     def enable(self, names: Optional[tuple], exclude: tuple) -> list[str]:
         """Make exactly the selected integrations wanted; return their names."""
@@ -173,7 +204,7 @@ class Engine:
             integration = self.wanted.get(name)
             if integration is None or name in self.patchers:
                 return
-            patcher = Patcher(name)
+            patcher = Patcher(name, peers=self.wanted_modules)
             self.patchers[name] = patcher
             try:
                 integration.patch(patcher)

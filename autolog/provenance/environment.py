@@ -4,7 +4,8 @@
 GPU names NVML reports (`autolog.env.*`).
 
 `requirements()`: the ML framework distributions imported in this process (the modules
-of `autolog.source._LIBRARIES`), their dependencies found in `importlib.metadata`
+of `autolog.provenance.source.libraries()`: every registered integration's library, numpy
+and pandas), their dependencies found in `importlib.metadata`
 (requirements without an `extra ==` marker, resolved recursively, at most
 `MAX_DISTRIBUTIONS`), and autolog itself, pinned `name==version`. Nothing is imported
 and no subprocess runs: it is read from installed metadata, on the logger's worker.
@@ -34,9 +35,9 @@ def canonical(name: str) -> str:
 
 def imported_frameworks() -> list[str]:
     """Distribution names of the ML libraries imported in this process (imports nothing)."""
-    from autolog.provenance.source import _LIBRARIES
+    from autolog.provenance.source import libraries
 
-    return sorted({dist for module, dist in _LIBRARIES.items() if module in sys.modules})
+    return sorted({dist for module, dist in libraries().items() if module in sys.modules})
 
 
 def _requirement_names(dist: metadata.Distribution) -> list[str]:

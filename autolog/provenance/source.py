@@ -47,21 +47,18 @@ TAG_PYTHON = "autolog.python_version"
 TAG_AUTOLOG = "autolog.version"
 TAG_LIBRARY_PREFIX = "autolog.library."
 
-# libraries whose version is worth a tag when they are already imported (never imported here)
-_LIBRARIES = {
-    "sklearn": "scikit-learn",
-    "statsmodels": "statsmodels",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "torch": "torch",
-    "lightning": "lightning",
-    "pytorch_lightning": "pytorch-lightning",
-    "pyspark": "pyspark",
-    "numpy": "numpy",
-    "pandas": "pandas",
-}
+# data libraries nearly every training script imports; the ML libraries come from the
+# registered integrations (`libraries()`), so a new integration needs no edit here
+_DATA_LIBRARIES = {"numpy": "numpy", "pandas": "pandas"}
+
+
+def libraries() -> dict:
+    """{top-level module: distribution} whose versions are recorded when imported: the
+    libraries of every registered integration, and numpy and pandas (never imported here)."""
+    from autolog.instrument.integration import libraries as integration_libraries
+
+    return {**_DATA_LIBRARIES, **integration_libraries()}
+
 
 _lock = threading.Lock()
 _cached: Optional[dict] = None
@@ -123,7 +120,7 @@ def library_versions() -> dict:
     from importlib import metadata
 
     tags = {}
-    for module, dist in _LIBRARIES.items():
+    for module, dist in libraries().items():
         if module in sys.modules:
             version = _versions.get(dist)  # metadata.version scans sys.path: a few ms per call and run
             if version is None:

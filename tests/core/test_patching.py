@@ -2,8 +2,8 @@
 
 The toy library has a model whose `fit` calls another class's inherited `fit` (a fit
 inside a fit), a classmethod, a staticmethod and a module function. A test integration
-(one class, the shape of every real one) is registered in `autolog.integration.BUILTIN`
-for the test. The checks are the engine's promises: post-import hooks (enable before or
+(one class, the shape of every real one) is registered for the test with
+`register_integration` (as an entry point would), and unregistered after it. The checks are the engine's promises: post-import hooks (enable before or
 after the import), identity restored by disable (`vars()` snapshots; an inherited
 method's attribute deleted, not set), enable twice patches once, the re-entrancy guard,
 contained wrapper errors that never change the user's result or exception, one warning
@@ -131,7 +131,7 @@ class Toy:
         (tmp_path / f"{self.int_name}.py").write_text(INTEGRATION.format(module=self.lib_name))
         monkeypatch.syspath_prepend(str(tmp_path))
         importlib.invalidate_caches()
-        monkeypatch.setattr(integration_module, "BUILTIN", {"toy": f"{self.int_name}:ToyIntegration"})
+        integration_module.register_integration("toy", f"{self.int_name}:ToyIntegration")
 
     def import_lib(self):
         return importlib.import_module(self.lib_name)
@@ -141,6 +141,7 @@ class Toy:
         return importlib.import_module(self.int_name)
 
     def cleanup(self):
+        integration_module.unregister_integration("toy")
         for name in (self.lib_name, self.int_name):
             sys.modules.pop(name, None)
 

@@ -1,79 +1,59 @@
 """`autolog(disable=True)` puts back every patched attribute: identity, not just behaviour.
 
-One parametrised test for every integration: snapshot `vars()` of everything the
-integration may patch, enable, train (so that lazily patched classes are patched too),
-check that something was patched, disable, and check that every attribute is the very
-object it was and that training logs nothing any more. To add an integration, add one
-entry to INTEGRATIONS: (name, owners, train), where `owners()` imports the library and
-returns the classes and modules to watch and `train()` makes one training call.
+One parametrised test for every registered integration (the entry-point group
+`autolog.integrations`, read when the tests are collected): snapshot `vars()` of
+everything the integration may patch, enable, train (so that lazily patched classes are
+patched too), check that something was patched, disable, and check that every attribute
+is the very object it was and that training logs nothing any more.
+
+The convention an integration follows to join it (nothing to add here): its test module,
+`tests/integrations/test_<name>.py`, defines
+
+- `identity_owners() -> list`: imports the library (`pytest.importorskip`, so the test is
+  skipped where the library is not installed) and returns the classes and modules whose
+  `vars()` to watch;
+- `identity_train() -> None`: makes one training call of each kind the integration logs.
+
+A registered integration without that module or those two functions fails this test,
+loudly: a new integration cannot forget it.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
 
 import pytest
 
 import autolog
 from autolog import runs
+from autolog.instrument.integration import available
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def sklearn_owners() -> list:
-    pytest.importorskip("sklearn")
-    import sklearn.metrics
-    import sklearn.model_selection
-    import sklearn.model_selection._validation
-    import sklearn.utils.parallel
-    from sklearn.base import BaseEstimator
-    from sklearn.utils import all_estimators
-
-    owners = {BaseEstimator, sklearn.metrics, sklearn.model_selection, sklearn.model_selection._validation,
-              sklearn.utils.parallel._FuncWrapper}
-    for _, cls in all_estimators():
-        owners.update(c for c in cls.__mro__ if c is not object)
-    return list(owners)
-
-
-def sklearn_train() -> None:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score
-    from sklearn.model_selection import cross_val_score
-
-    X, y = [[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]], [0, 0, 0, 1, 1, 1]
-    model = LogisticRegression().fit(X, y)
-    accuracy_score(y, model.predict(X))
-    model.score(X, y)
-    cross_val_score(LogisticRegression(), X, y, cv=2)
-
-
-def statsmodels_owners() -> list:
-    pytest.importorskip("statsmodels")
-    import statsmodels.api  # noqa: F401 - defines the model classes
-    import statsmodels.tsa.api  # noqa: F401
-    from statsmodels.base.model import Model
-
-    owners, stack = [], [Model]  # every model class: fit is patched where it is defined
-    while stack:
-        cls = stack.pop()
-        owners.append(cls)
-        stack.extend(cls.__subclasses__())
-    return owners
-
-
-def statsmodels_train() -> None:
-    import numpy as np
-    import statsmodels.api as sm
-    from statsmodels.tsa.arima.model import ARIMA
-
-    X = sm.add_constant(np.arange(12.0))
-    y = 2.0 * np.arange(12.0) + np.sin(np.arange(12.0))
-    sm.OLS(y, X).fit()
-    sm.Logit((np.sin(1.3 * np.arange(12.0)) > 0).astype(float), X).fit(disp=0)
-    ARIMA(y, order=(1, 0, 0)).fit()
-
-
-INTEGRATIONS = [
-    ("sklearn", sklearn_owners, sklearn_train),
-    ("statsmodels", statsmodels_owners, statsmodels_train),
-]
+def _test_module(name: str):
+    """tests/integrations/test_<name>.py, imported under a name of its own (once)."""
+    path = os.path.join(HERE, f"test_{name}.py")
+    if not os.path.isfile(path):
+        pytest.fail(f"integration {name!r} is registered but has no test module {path} "
+                    "defining identity_owners() and identity_train()")
+    module_name = f"autolog_identity_test_{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)  # a module-level importorskip skips here
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    missing = [f for f in ("identity_owners", "identity_train") if not callable(getattr(module, f, None))]
+    if missing:
+        pytest.fail(f"{path} must define {' and '.join(missing)}() for the disable-identity test")
+    return module
 
 
 # pickle's own per-class cache (copyreg._slotnames), written the first time any instance
@@ -104,9 +84,22 @@ def _count_runs() -> int:
         return 0
 
 
-@pytest.mark.parametrize("name, owners, train", INTEGRATIONS, ids=[i[0] for i in INTEGRATIONS])
-def test_disable_restores_identity_and_stops_logging(name, owners, train):
-    watched = owners()
+def test_every_builtin_integration_is_registered():
+    assert {"sklearn", "statsmodels"} <= set(available())
+
+
+def test_an_integration_without_its_identity_functions_fails_loudly():
+    with pytest.raises(pytest.fail.Exception, match="has no test module"):
+        _test_module("no_such_integration")
+    with pytest.raises(pytest.fail.Exception, match="must define identity_owners and identity_train"):
+        _test_module("disable_identity")  # this module: a test module without the two functions
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_disable_restores_identity_and_stops_logging(name):
+    module = _test_module(name)
+    train = module.identity_train
+    watched = module.identity_owners()
     before = _snapshot(watched)
 
     autolog.autolog(integrations=[name])

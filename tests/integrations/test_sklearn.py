@@ -603,8 +603,7 @@ def test_estimators_of_a_library_with_its_own_integration_are_left_to_it(clf_dat
     is logged by that integration, once, not by this one."""
     import types
 
-    from autolog.instrument import integration as integration_module
-    from autolog.instrument.integration import Integration
+    from autolog.instrument.integration import Integration, register_integration, unregister_integration
 
     X, y = clf_data
     library = types.ModuleType("fakeboost")
@@ -636,14 +635,17 @@ def test_estimators_of_a_library_with_its_own_integration_are_left_to_it(clf_dat
 
     library.FakeboostIntegration = FakeboostIntegration
     monkeypatch.setitem(sys.modules, "fakeboost", library)
-    monkeypatch.setitem(integration_module.BUILTIN, "fakeboost", "fakeboost:FakeboostIntegration")
-    autolog.autolog(integrations=["sklearn", "fakeboost"])
-    library.BoostClassifier().fit(X, y)
-    run = only_run()
-    assert run.tags["logged_by"] == "fakeboost" and "estimator_name" not in run.tags
-    autolog.autolog(integrations=["sklearn"])  # without its own integration, sklearn's logs it
-    library.BoostClassifier().fit(X, y)
-    assert all_runs()[0].tags["estimator_name"] == "BoostClassifier"
+    register_integration("fakeboost", "fakeboost:FakeboostIntegration")
+    try:
+        autolog.autolog(integrations=["sklearn", "fakeboost"])
+        library.BoostClassifier().fit(X, y)
+        run = only_run()
+        assert run.tags["logged_by"] == "fakeboost" and "estimator_name" not in run.tags
+        autolog.autolog(integrations=["sklearn"])  # without its own integration, sklearn's logs it
+        library.BoostClassifier().fit(X, y)
+        assert all_runs()[0].tags["estimator_name"] == "BoostClassifier"
+    finally:
+        unregister_integration("fakeboost")
 
 
 def test_post_fit_work_waits_while_another_fit_runs(clf_data, monkeypatch):
@@ -713,3 +715,32 @@ def test_statsmodels_inside_an_sklearn_wrapper_is_one_run(reg_data):
     run = only_run()
     assert run.tags["estimator_name"] == "OLSRegressor" and run.tags["autolog.integration"] == "sklearn"
     assert "training_r2_score" in run.metrics
+
+
+# -- the disable-identity test (tests/integrations/test_disable_identity.py) -------------------------
+def identity_owners() -> list:
+    """Everything the integration may patch: every estimator class and its bases, the
+    metrics and model-selection modules, joblib's dispatch helper."""
+    import sklearn.metrics
+    import sklearn.model_selection
+    import sklearn.model_selection._validation
+    import sklearn.utils.parallel
+    from sklearn.utils import all_estimators
+
+    owners = {BaseEstimator, sklearn.metrics, sklearn.model_selection, sklearn.model_selection._validation,
+              sklearn.utils.parallel._FuncWrapper}
+    for _, cls in all_estimators():
+        owners.update(c for c in cls.__mro__ if c is not object)
+    return list(owners)
+
+
+def identity_train() -> None:
+    """A fit, a prediction scored by a metric, a score, a cross-validation."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import cross_val_score
+
+    X, y = [[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]], [0, 0, 0, 1, 1, 1]
+    model = LogisticRegression().fit(X, y)
+    accuracy_score(y, model.predict(X))
+    model.score(X, y)
+    cross_val_score(LogisticRegression(), X, y, cv=2)

@@ -374,3 +374,20 @@ def test_fit_called_through_the_class_logs_its_arguments(data):
     model = sm.OLS(y, X)
     sm.OLS.fit(model, method="qr")
     assert the_run().params["method"] == "qr"
+
+
+# -- the disable-identity test (tests/integrations/test_disable_identity.py) -------------------------
+def identity_owners() -> list:
+    """Every model class (fit is patched where it is defined, `__init__` on Model)."""
+    import statsmodels.tsa.api  # noqa: F401 - defines the time-series model classes
+
+    return model_classes()
+
+
+def identity_train() -> None:
+    """OLS, Logit and ARIMA fits."""
+    X = sm.add_constant(np.arange(12.0))
+    y = 2.0 * np.arange(12.0) + np.sin(np.arange(12.0))
+    sm.OLS(y, X).fit()
+    sm.Logit((np.sin(1.3 * np.arange(12.0)) > 0).astype(float), X).fit(disp=0)
+    ARIMA(y, order=(1, 0, 0)).fit()
