@@ -36,7 +36,9 @@ with the file the copy read, before and after it; a file changed meanwhile is no
 delivered (a torn checkpoint is worse than none): a warning says so, once per
 integration. An integration that knows it is about to rewrite a captured path calls
 `wait_for_checkpoint(path)` first; that returns at once when the copy is done (the
-usual case: a 200 MB copy takes about 0.1 s here, an epoch much longer).
+usual case: a 200 MB copy takes about 0.2 s here, an epoch much longer). The logger's
+worker, when it reaches a checkpoint's delivery before its copy is done, waits for it, so
+`autolog.flush()` returns with the checkpoints delivered.
 
 At most `MAX_PENDING_COPIES` snapshots are copied or waiting to be copied at once; a
 capture beyond that waits until the oldest copy is done (back-pressure, never a drop).
@@ -131,10 +133,10 @@ class _Entry:
     """One file of a snapshot: where to read it (the hard link, else the file itself), where to
     copy it, and the (inode, size, mtime_ns) it had at the capture."""
 
-    __slots__ = ("read_from", "rel", "key", "linked")
+    __slots__ = ("read_from", "rel", "key")
 
-    def __init__(self, read_from: str, rel: str, key: tuple, linked: bool):
-        self.read_from, self.rel, self.key, self.linked = read_from, rel, key, linked
+    def __init__(self, read_from: str, rel: str, key: tuple):
+        self.read_from, self.rel, self.key = read_from, rel, key
 
 
 class _Snapshot:
@@ -169,26 +171,33 @@ class _Snapshot:
         step = None if step is None else int(step)
         snapshot = cls(run, source, name, is_dir, run.staging_dir(), step,
                        dict(metrics) if metrics else {}, integration)
-        links = os.path.join(snapshot.staging, _LINKS)
-        snapshot.staging_device = os.stat(snapshot.staging).st_dev
-        if is_dir:
-            for folder, dirs, files in os.walk(source):
-                dirs.sort()
-                rel_folder = os.path.relpath(folder, source)
-                rel_folder = "" if rel_folder == "." else rel_folder
-                snapshot.dirs.extend(os.path.join(rel_folder, d) for d in dirs)
-                for file_name in sorted(files):
-                    snapshot._add(os.path.join(folder, file_name), os.path.join(rel_folder, file_name), links)
-        else:
-            snapshot._add(source, name, links)
+        try:
+            snapshot._link_files()
+        except BaseException:
+            shutil.rmtree(snapshot.staging, ignore_errors=True)
+            raise
         return snapshot
+
+    def _link_files(self) -> None:
+        links = os.path.join(self.staging, _LINKS)
+        self.staging_device = os.stat(self.staging).st_dev
+        if not self.is_dir:
+            self._add(self.source, self.name, links)
+            return
+        for folder, dirs, files in os.walk(self.source):
+            dirs.sort()
+            rel_folder = os.path.relpath(folder, self.source)
+            rel_folder = "" if rel_folder == "." else rel_folder
+            self.dirs.extend(os.path.join(rel_folder, d) for d in dirs)
+            for file_name in sorted(files):
+                self._add(os.path.join(folder, file_name), os.path.join(rel_folder, file_name), links)
 
     def _add(self, file_path: str, rel: str, links: str) -> None:
         st = os.stat(file_path)
         link = _hard_link(file_path, os.path.join(links, rel), (st.st_dev, self.staging_device))
         if link is not None:
             st = os.stat(link)  # the inode linked (the path may have been replaced meanwhile)
-        self.entries.append(_Entry(link or file_path, rel, _key(st), link is not None))
+        self.entries.append(_Entry(link or file_path, rel, _key(st)))
 
     # on the copier thread
     def copy(self) -> None:
