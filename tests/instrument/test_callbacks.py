@@ -132,17 +132,6 @@ def train_xgboost(callbacks):
     return booster.predict(dtrain), evals_result
 
 
-def test_a_raising_xgboost_callback_leaves_training_unchanged(contained_errors):
-    expected_predictions, expected_history = train_xgboost([])
-    callback = RaisingXGBoostCallback()
-    predictions, history = train_xgboost([callback])
-    np.testing.assert_array_equal(predictions, expected_predictions)
-    assert history == expected_history and len(history["train"]["logloss"]) == 8
-    assert is_turned_off(callback)
-    assert [(where, str(exc)) for where, exc in contained_errors] == [
-        ("xgboost: RaisingXGBoostCallback.before_training", "before_training")]
-
-
 # -- LightGBM ---------------------------------------------------------------------------------
 @contained_callback("lightgbm")
 class RaisingLightGBMCallback:
@@ -163,14 +152,21 @@ def train_lightgbm(callbacks):
     return booster.predict(X), history
 
 
-def test_a_raising_lightgbm_callback_leaves_training_unchanged(contained_errors):
-    expected_predictions, expected_history = train_lightgbm([])
-    callback = RaisingLightGBMCallback()
-    predictions, history = train_lightgbm([callback])
+@pytest.mark.parametrize("train,make_callback,metric,where,message", [
+    (train_xgboost, RaisingXGBoostCallback, "logloss", "xgboost: RaisingXGBoostCallback.before_training",
+     "before_training"),
+    (train_lightgbm, RaisingLightGBMCallback, "binary_logloss", "lightgbm: RaisingLightGBMCallback.__call__",
+     "iteration 0"),
+], ids=["xgboost", "lightgbm"])
+def test_a_raising_boosting_callback_leaves_training_unchanged(contained_errors, train, make_callback, metric,
+                                                               where, message):
+    expected_predictions, expected_history = train([])
+    callback = make_callback()
+    predictions, history = train([callback])
     np.testing.assert_array_equal(predictions, expected_predictions)
-    assert history == expected_history and len(history["train"]["binary_logloss"]) == 8
-    assert [(where, str(exc)) for where, exc in contained_errors] == [
-        ("lightgbm: RaisingLightGBMCallback.__call__", "iteration 0")]
+    assert history == expected_history and len(history["train"][metric]) == 8
+    assert is_turned_off(callback)
+    assert [(w, str(exc)) for w, exc in contained_errors] == [(where, message)]
 
 
 # -- Lightning --------------------------------------------------------------------------------
