@@ -48,7 +48,7 @@ _run_stack = _runs.lifecycle._stack  # the active-run stack, read by log_metric'
 
 __all__ = [
     "autolog", "start_run", "child_run", "end_run", "active_run", "last_run", "log_param", "log_params",
-    "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact", "log_artifacts", "log_text",
+    "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact", "log_artifacts", "log_text", "log_input",
     "flush", "get_run", "search_runs", "load_model", "attach", "export_run_context", "enabled_integrations",
     "ActiveRun", "TrainingCall", "Run", "RunStatus", "Experiment", "Metric", "Param",
 ]
@@ -173,3 +173,19 @@ def log_artifacts(local_dir: str, artifact_path: Optional[str] = None) -> None:
 
 def log_text(text: str, artifact_file: str) -> None:
     _runs.run_or_start().log_text(text, artifact_file)
+
+
+def log_input(dataset: Any, context: Optional[str] = "train", name: Optional[str] = None, *,
+              targets: Any = None) -> None:
+    """Record a dataset the run used, as `mlflow.log_input` does (the MLflow UI's Datasets column).
+
+    `dataset`: a pandas DataFrame, a numpy array, a scipy sparse matrix, a list, or an MLflow
+    Dataset (`mlflow.data.from_pandas(...)`); `targets`: y, for array data; `context`: the
+    input tag `mlflow.data.context` ("train", "eval", ...); `name`: default the caller's
+    variable name. Name, digest, schema and profile are computed off this thread (see
+    docs/api.md); recorded whatever `autolog(log_datasets=...)` says. TypeError for data no
+    dataset can be made of.
+    """
+    from autolog.instrument import datasets
+
+    datasets.log_input(_runs.run_or_start(), dataset, targets=targets, context=context, name=name)

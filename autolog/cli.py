@@ -5,6 +5,7 @@
     autolog compare RUN RUN... [--only-diff] [--json]
     autolog plot RUN... --metric KEY [--metric KEY2] -o FILE.png
     autolog sync --to URI [--from URI] [--journal DIR ...] [--experiment NAME] [--dry-run] [--json]
+    autolog ui [--store PATH] [--port P] [--host 127.0.0.1] [-- MLFLOW SERVER ARGS]
 
 Every command reads the store through the Backend protocol's reading side, so it works
 on any tracking URI (`--tracking-uri`, else AUTOLOG_TRACKING_URI, MLFLOW_TRACKING_URI,
@@ -19,6 +20,8 @@ import argparse
 import datetime
 import json
 import math
+import os
+import pathlib
 import shutil
 import sys
 from collections import Counter
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_runs)
 
-    p = sub.add_parser("show", parents=[common], help="one run: params, metrics, tags, artifacts")
+    p = sub.add_parser("show", parents=[common], help="one run: params, metrics, tags, datasets, artifacts")
     p.add_argument("run", metavar="RUN", help="a run id or a unique prefix of one")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_show)
@@ -112,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="count what would be sent, send nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_sync)
+
+    p = sub.add_parser("ui", parents=[common], help="the MLflow UI on a local store (needs autolog[mlflow])",
+                       description="Start the MLflow UI on a local autolog store, read in place through the "
+                                   "autolog:/// tracking-store plugin. Arguments after -- go to `mlflow server`.")
+    p.add_argument("--store", metavar="PATH", help="the store folder (default: the tracking URI, ./autolog-runs)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="the port (default 5000, as `mlflow ui`)")
+    p.add_argument("mlflow_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_ui)
     return parser
 
 
@@ -386,6 +398,9 @@ def cmd_show(args) -> int:
              [[k, format_number(p["value"], 8), p["step"]] for k, p in points.items()])
     _section("Tags", ["key", "value"],
              [[k, _cut(" ".join(str(run.tags[k]).split()), MAX_TAG_VALUE)] for k in sorted(run.tags)])
+    _section("Datasets", ["name", "digest", "context", "profile", "source"],
+             [[i.dataset.name, i.dataset.digest, i.context or "", _profile_text(i.dataset.profile), i.dataset.source_type]
+              for i in run.inputs])
     _section("Artifacts", ["path", "size"],
              [[a["path"] + ("/" if a["is_dir"] else ""), _size(a["size"]) if not a["is_dir"] else ""]
               for a in artifacts])
@@ -397,6 +412,23 @@ def _section(title: str, headers: list[str], rows: list) -> None:
     print(f"{title} ({len(rows)})" if rows else f"{title}: none")
     if rows:
         print(format_table(headers, rows, max_cell=max(MAX_CELL, MAX_TAG_VALUE)))
+
+
+def _profile_text(profile: Optional[str]) -> str:
+    """A dataset's profile, short: "1000 rows x 12" for a table, "1000x4 (+ targets 1000)" for arrays."""
+    try:
+        data = json.loads(profile) if profile else {}
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    if "num_rows" in data:
+        rows, elements = data.get("num_rows"), data.get("num_elements")
+        columns = f" x {elements // rows}" if isinstance(elements, int) and isinstance(rows, int) and rows else ""
+        return f"{rows} rows{columns}"
+    shapes = [("x".join(str(d) for d in data[f"{part}_shape"]), part) for part in ("features", "targets")
+              if isinstance(data.get(f"{part}_shape"), list)]
+    return " + ".join(shape if part == "features" else f"targets {shape}" for shape, part in shapes)
 
 
 def _size(size: Optional[int]) -> str:
@@ -551,11 +583,94 @@ def _sync_summary(report) -> str:
                      f"{'would be ' if report.dry_run else ''}completed, {report.runs_skipped} already there"
                      + (f", {report.runs_failed} refused" if report.runs_failed else ""))
         lines.append(f"records:  {report.metric_points} metric points, {report.params} params, "
-                     f"{report.tags} tags, {report.artifacts} artifact file{'s' if report.artifacts != 1 else ''}")
+                     f"{report.tags} tags, "
+                     + (f"{report.datasets} dataset input{'s' if report.datasets != 1 else ''}, " if report.datasets else "")
+                     + f"{report.artifacts} artifact file{'s' if report.artifacts != 1 else ''}")
     lines.append(f"journals: {report.journal_records} records {'pending' if report.dry_run else 'replayed'} "
                  f"from {len(report.journals)} journal{'s' if len(report.journals) != 1 else ''}"
                  + (f", {report.journal_rejected} rejected" if report.journal_rejected else ""))
     return "\n".join(lines)
+
+
+# -- ui ---------------------------------------------------------------------------------------
+
+UI_START_TIMEOUT_S = 120.0
+
+
+def cmd_ui(args) -> int:
+    import importlib.util
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from autolog.backends import backend_kind
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise CliError("autolog ui runs the MLflow UI, which needs MLflow: pip install 'autolog[mlflow]'")
+    uri = args.store or resolve_tracking_uri(getattr(args, "tracking_uri", None))
+    if backend_kind(uri) != "local":
+        raise CliError(f"autolog ui shows a local store; {uri} is an MLflow tracking URI: open that server's own UI "
+                       f"(or `mlflow ui --backend-store-uri {uri}`)")
+    missing = missing_store(uri)
+    if missing is not None:
+        raise CliError(f"no autolog store at {missing}")
+    from autolog.backends import local_path_of
+
+    folder = os.path.abspath(os.path.expanduser(local_path_of(uri)))
+    store = "autolog://" + pathlib.Path(folder).as_uri()[len("file://"):]
+    extra = [a for a in args.mlflow_args if a != "--"]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+               "--host", args.host, "--port", str(args.port), "--workers", "1", *extra]
+    address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    print(f"starting the MLflow UI on {folder} ...", file=sys.stderr, flush=True)
+    # MLflow's own output goes to stderr; stdout carries only the address, for scripts
+    server = subprocess.Popen(command, stdout=sys.stderr, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` stops the server too
+    try:
+        deadline = time.monotonic() + UI_START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                raise CliError(f"mlflow server exited with code {server.returncode} (is port {args.port} in use? "
+                               f"try --port)")
+            try:
+                with urllib.request.urlopen(f"{address}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise CliError(f"the MLflow UI did not answer at {address} within {UI_START_TIMEOUT_S:.0f} s")
+            time.sleep(0.25)  # polling a starting server
+        print(f"MLflow UI on {folder}: {address}", flush=True)
+        print("(read-only; press Ctrl-C to stop)", file=sys.stderr, flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_group(server)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_group(process) -> None:
+    """SIGTERM to the server's process group (uvicorn runs in a child of it), then SIGKILL."""
+    import signal
+    import subprocess
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

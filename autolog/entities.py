@@ -1,4 +1,4 @@
-"""The things a tracking backend stores: experiments, runs, params, metrics, tags.
+"""The things a tracking backend stores: experiments, runs, params, metrics, tags, dataset inputs.
 
 Plain frozen dataclasses shared by the run API, the batching logger, every backend
 and the CLI. Times are integer milliseconds since the epoch (MLflow's convention),
@@ -134,6 +134,36 @@ class RunStart:
     tags: dict = field(default_factory=dict)
 
 
+#: the input tag that says what a run did with a dataset ("train", "eval"), MLflow's name for it
+CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as MLflow's `log_input` records it (mlflow.entities.Dataset), made by
+    autolog/instrument/datasets.py. `source`, `schema` and `profile` are JSON text in MLflow's
+    formats; a run keeps one input per (name, digest)."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: Optional[str] = None
+    profile: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset a run used, with the input's tags (`mlflow.data.context`: "train", "eval")."""
+
+    dataset: Dataset
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def context(self) -> Optional[str]:
+        return self.tags.get(CONTEXT_TAG)
+
+
 @dataclass(frozen=True)
 class ArtifactInfo:
     path: str  # relative to the run's artifact root, "/"-separated
@@ -157,6 +187,7 @@ class Run:
     metrics: dict = field(default_factory=dict)  # key -> last value (highest step, then latest time)
     tags: dict = field(default_factory=dict)
     artifact_uri: Optional[str] = None
+    inputs: list = field(default_factory=list)  # DatasetInput, in the order first logged
 
     @property
     def duration_ms(self) -> Optional[int]:

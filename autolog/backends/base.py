@@ -1,14 +1,15 @@
 """The backend protocol: the one small interface every tracking store implements.
 
 Writing side (called only from the BatchingLogger's worker thread, or from
-`autolog sync`): `create_run`, `log_batch`, `end_run`, `log_artifact`, `flush`,
-`shutdown`. Reading side (called by the run API, the CLI and `load_model`):
+`autolog sync`): `create_run`, `log_batch`, `end_run`, `log_artifact`, `log_inputs`,
+`flush`, `shutdown`. Reading side (called by the run API, the CLI and `load_model`):
 `get_run`, `search_runs`, `list_experiments`, `get_metric_history`,
 `list_artifacts`, `download_artifacts`.
 
 Run ids are made by autolog (uuid4 hex) so the training thread never waits for a
 backend. Every write is idempotent where a replay could repeat it: creating a run
-that exists, or logging a param with the value it already has, is a no-op.
+that exists, logging a param with the value it already has, or a dataset input the run
+has already (same name and digest), is a no-op.
 
 Errors: raise `BackendUnavailable` for what may pass (connection refused, timeouts,
 HTTP 429 and 5xx, a locked database), with `retry_after` set when the backend said how
@@ -24,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
-from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart
+from autolog.entities import ArtifactInfo, DatasetInput, Experiment, Metric, Param, Run, RunStart
 
 
 class BackendError(Exception):
@@ -128,6 +129,13 @@ class Backend:
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
         """Copy a file or a folder into the run's artifacts, under `artifact_path`."""
+        raise NotImplementedError
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        """Record datasets the run used (MLflow's `log_inputs`): one input per (name, digest)
+        and run; an input the run has already is left as it is (its first tags stay). A
+        backend that does not store datasets leaves this out: the logger then warns once and
+        records none."""
         raise NotImplementedError
 
     def flush(self) -> None:

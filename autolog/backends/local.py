@@ -2,7 +2,7 @@
 
 Layout of a store directory (``./autolog-runs`` unless told otherwise)::
 
-    <dir>/autolog.db                                 runs, params, metrics, tags
+    <dir>/autolog.db                                 runs, params, metrics, tags, dataset inputs
     <dir>/artifacts/<experiment_id>/<run_id>/...     files logged with log_artifact
 
 The directory and the schema are made on the first write; reading a store that does
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import operator
 import os
@@ -35,10 +36,11 @@ from typing import Iterable, Iterator, Optional, Sequence
 from autolog.backends import local_path_of
 from autolog.backends.base import (Backend, BackendError, BackendUnavailable, BatchLimits, RunNotFound,
                                    StoreNotFound)
-from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus, metric_columns
+from autolog.entities import (ArtifactInfo, Dataset, DatasetInput, Experiment, Metric, Param, Run, RunStart, RunStatus,
+                              metric_columns)
 
 #: the schema this code reads and writes; an older store is migrated on open, a newer one refused
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_FILE = "autolog.db"
 ARTIFACTS_DIR = "artifacts"
 BUSY_TIMEOUT_S = 30.0
@@ -91,6 +93,12 @@ _SCHEMA = (
     """CREATE TABLE artifacts (
         run_id TEXT NOT NULL, path TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER,
         PRIMARY KEY (run_id, path)) WITHOUT ROWID""",
+    # schema 3: the datasets a run used (MLflow's dataset inputs), one per (name, digest) and
+    # run, in the order first logged (rowid); `tags` is the input's tags as a JSON object
+    """CREATE TABLE dataset_inputs (
+        run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
+        source_type TEXT NOT NULL, source TEXT NOT NULL, schema TEXT, profile TEXT, tags TEXT NOT NULL,
+        UNIQUE (run_id, name, digest))""",
 )
 
 _INSERT_CHUNK = ("INSERT INTO metric_chunks (run_id, key, count, min_step, max_step, steps, vals, timestamps)"
@@ -111,6 +119,11 @@ _UPSERT_TAG = """
     INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)
     ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value
 """
+_INSERT_INPUT = """
+    INSERT INTO dataset_inputs (run_id, name, digest, source_type, source, schema, profile, tags)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name, digest) DO NOTHING
+"""
+_SELECT_INPUTS = "SELECT run_id, name, digest, source_type, source, schema, profile, tags FROM dataset_inputs"
 _UPSERT_ARTIFACT = """
     INSERT INTO artifacts (run_id, path, is_dir, size) VALUES (?, ?, ?, ?)
     ON CONFLICT (run_id, path) DO UPDATE SET is_dir = excluded.is_dir, size = excluded.size
@@ -399,6 +412,15 @@ class LocalStore(Backend):
                 raise RunNotFound(run_id)
             conn.executemany(_UPSERT_ARTIFACT, [(run_id, rel, is_dir, size) for rel, is_dir, size in copied])
 
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        """Record the datasets the run used; one per (name, digest), the first tags kept (as MLflow)."""
+        rows = [(run_id, d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+                 d.dataset.schema, d.dataset.profile, json.dumps(dict(d.tags), sort_keys=True)) for d in datasets]
+        with self._write() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+            conn.executemany(_INSERT_INPUT, rows)
+
     def _artifact_dir(self, run_id: str) -> str:
         with self._read() as conn:
             row = conn.execute("SELECT artifact_uri FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -425,6 +447,8 @@ class LocalStore(Backend):
                 (key, _nan_if_null(value))
                 for key, value in conn.execute("SELECT key, value FROM latest_metrics WHERE run_id = ?", (run_id,))
             )
+            run.inputs.extend(_input_from_row(row) for row in conn.execute(
+                f"{_SELECT_INPUTS} WHERE run_id = ? ORDER BY rowid", (run_id,)))
             return run
 
     def _run_from_row(self, row: tuple) -> Run:
@@ -487,6 +511,9 @@ class LocalStore(Backend):
                 ):
                     if run_id in found:
                         getattr(found[run_id], field)[key] = _nan_if_null(value) if field == "metrics" else value
+            for row in conn.execute(f"{_SELECT_INPUTS} WHERE run_id IN ({selected}) ORDER BY rowid", args):
+                if row[0] in found:
+                    found[row[0]].inputs.append(_input_from_row(row))
             return list(found.values())
 
     def list_experiments(self) -> list[Experiment]:
@@ -622,6 +649,11 @@ def _pack_metrics(run_id: str, metrics: Sequence[Metric]) -> tuple[list, list]:
     return chunk_rows, latest_rows
 
 
+def _input_from_row(row: tuple) -> DatasetInput:
+    _, name, digest, source_type, source, schema, profile, tags = row
+    return DatasetInput(Dataset(name, digest, source_type, source, schema, profile), json.loads(tags))
+
+
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Version 1 kept one row per point in `metrics`; pack them into metric_chunks."""
     conn.execute(_SCHEMA[_SCHEMA_CHUNKS])
@@ -650,9 +682,15 @@ def _write_migrated(conn: sqlite3.Connection, rows: list) -> None:
     conn.executemany(_INSERT_CHUNK, chunk_rows)
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 3 adds the table of dataset inputs (empty: no dataset was recorded before)."""
+    conn.execute(_SCHEMA[_SCHEMA_INPUTS])
+
+
 _SCHEMA_CHUNKS = next(i for i, statement in enumerate(_SCHEMA) if "CREATE TABLE metric_chunks" in statement)
+_SCHEMA_INPUTS = next(i for i, statement in enumerate(_SCHEMA) if "CREATE TABLE dataset_inputs" in statement)
 #: version -> the function that takes a store from it to the next version
-_MIGRATIONS = {1: _migrate_1_to_2}
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def _param_rows(run_id: str, params: Sequence[Param]) -> list[tuple]:

@@ -15,7 +15,7 @@ import threading
 from typing import Iterable, Optional, Sequence
 
 from autolog.backends.base import Backend, BackendError, BatchLimits, RunNotFound
-from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart, RunStatus
+from autolog.entities import ArtifactInfo, DatasetInput, Experiment, Metric, Param, Run, RunStart, RunStatus
 
 
 class InMemoryBackend(Backend):
@@ -118,6 +118,18 @@ class InMemoryBackend(Backend):
             else:
                 os.makedirs(dest, exist_ok=True)
                 shutil.copy2(local_path, os.path.join(dest, os.path.basename(local_path)))
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        with self._lock:
+            self._maybe_fail()
+            self.calls.append(("log_inputs", run_id))
+            run = self._run(run_id)
+            have = {(i.dataset.name, i.dataset.digest) for i in run.inputs}
+            for item in datasets:
+                key = (item.dataset.name, item.dataset.digest)
+                if key not in have:
+                    have.add(key)
+                    run.inputs.append(item)
 
     # -- reading ---------------------------------------------------------
     def get_run(self, run_id: str) -> Run:

@@ -32,6 +32,10 @@ long before it asks again); refused credentials
 now will not end (records kept in the journal, sent once the server takes them); other
 4xx are permanent `BackendError`s (`RunNotFound` for a missing run).
 
+Datasets. `log_inputs` is MLflow's own (`MlflowClient.log_inputs` with its `DatasetInput`
+and `InputTag` entities), so the UI's Datasets column lists them; a run read back carries
+them as `Run.inputs`.
+
 Models. A folder with an `MLmodel` file is uploaded as it is (MLflow's Model format,
 written by autolog/instrument/models.py) and recorded in the run's `mlflow.log-model.history` tag;
 `register_model` adds it to MLflow's model registry (`registered_model_name`).
@@ -58,9 +62,13 @@ from autolog.backends.base import (
     RunNotFound,
     retry_after_seconds,
 )
-from autolog.entities import ArtifactInfo, Experiment, Metric, Param, Run, RunStart
+from autolog.backends.mlflow_tags import mlflow_source_tags  # noqa: F401  (also re-exported from here)
+from autolog.entities import ArtifactInfo, Dataset, DatasetInput, Experiment, Metric, Param, Run, RunStart
 
 # an ImportError here becomes the registry's BackendError naming the extra `autolog[mlflow]`
+from mlflow.entities import Dataset as _MlflowDataset
+from mlflow.entities import DatasetInput as _MlflowDatasetInput
+from mlflow.entities import InputTag as _MlflowInputTag
 from mlflow.entities import Metric as _MlflowMetric
 from mlflow.entities import Param as _MlflowParam
 from mlflow.entities import RunTag as _MlflowRunTag
@@ -71,16 +79,6 @@ from mlflow.tracking import MlflowClient
 TAG_RUN_ID = "autolog.run_id"
 TAG_PARENT_RUN_ID = "autolog.parent_run_id"
 TAG_MLFLOW_RUN_ID = "autolog.mlflow_run_id"  # only in runs read back, never stored
-
-# autolog's source tags -> MLflow's (the autolog ones are kept as well)
-_MLFLOW_TAGS = {
-    "autolog.source.script": "mlflow.source.name",
-    "autolog.source.git.commit": "mlflow.source.git.commit",
-    "autolog.source.git.branch": "mlflow.source.git.branch",
-    "autolog.source.git.remote": "mlflow.source.git.repoURL",
-    "autolog.user": "mlflow.user",
-    "autolog.integration": "mlflow.autologging",
-}
 
 # MLflow's REST log-batch limits (mlflow/utils/validation.py: MAX_METRICS_PER_BATCH,
 # MAX_PARAMS_TAGS_PER_BATCH, MAX_ENTITIES_PER_BATCH)
@@ -99,12 +97,22 @@ _SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATAB
 _REDACTED = "***"
 
 
-def mlflow_source_tags(tags: dict) -> dict:
-    """MLflow's names for the autolog source tags in `tags` that MLflow's own are not set for."""
-    out = {theirs: tags[ours] for ours, theirs in _MLFLOW_TAGS.items() if ours in tags and theirs not in tags}
-    if ("autolog.source.script" in tags or "autolog.source.command" in tags) and "mlflow.source.type" not in tags:
-        out["mlflow.source.type"] = "LOCAL"
-    return out
+def to_mlflow_inputs(datasets: Iterable[DatasetInput]) -> list:
+    """autolog's dataset inputs as MLflow's entities (`mlflow.entities.DatasetInput`)."""
+    return [_MlflowDatasetInput(
+        dataset=_MlflowDataset(name=d.dataset.name, digest=d.dataset.digest, source_type=d.dataset.source_type,
+                               source=d.dataset.source, schema=d.dataset.schema, profile=d.dataset.profile),
+        tags=[_MlflowInputTag(key=str(k), value=str(v)) for k, v in d.tags.items()],
+    ) for d in datasets]
+
+
+def from_mlflow_inputs(dataset_inputs: Iterable) -> list[DatasetInput]:
+    """MLflow's `run.inputs.dataset_inputs` as autolog's `DatasetInput`s."""
+    return [DatasetInput(
+        Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+                d.dataset.schema or None, d.dataset.profile or None),
+        {t.key: t.value for t in d.tags},
+    ) for d in dataset_inputs]
 
 
 def mlflow_store_uri(uri: str) -> str:
@@ -465,6 +473,11 @@ class MlflowBackend(Backend):
                 containment.warn_once("mlflow model history", "the model of run %s is on the server but not in "
                                       "its mlflow.log-model.history tag: %s", run_id, exc)
 
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        mlflow_id = self.mlflow_run_id(run_id)
+        with _calling(f"logging the datasets of run {run_id}", run_id):
+            self.client.log_inputs(mlflow_id, datasets=to_mlflow_inputs(datasets))
+
     def _upload_mlmodel_with_run_id(self, mlflow_id: str, path: str, artifact_path: Optional[str]) -> bool:
         """Upload a copy of autolog's MLmodel file at `path` that names MLflow's run id instead of
         autolog's, as MLflow's own log_model writes it (`Model.load(...).run_id`); the local file
@@ -546,6 +559,7 @@ class MlflowBackend(Backend):
             metrics=dict(data.metrics),
             tags=tags,
             artifact_uri=info.artifact_uri,
+            inputs=from_mlflow_inputs(getattr(getattr(mlflow_run, "inputs", None), "dataset_inputs", None) or ()),
         )
 
     def get_run(self, run_id: str) -> Run:

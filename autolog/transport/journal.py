@@ -16,7 +16,7 @@ one metric batch.
 The operations (`op` field): `create` (a RunStart), `batch` (metrics, params, tags
 of one run), `end`, `artifact` (a staged local path), `register` (a model folder of a
 run, already logged as an artifact, to register under a name in the backend's model
-registry).
+registry), `inputs` (the datasets a run used: MLflow's Dataset fields and the input's tags).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import uuid
 from typing import Iterable, Iterator, Optional
 
 from autolog.backends.base import Backend, BackendError, BackendUnavailable
-from autolog.entities import Metric, Param, RunStart
+from autolog.entities import Dataset, DatasetInput, Metric, Param, RunStart
 
 try:  # POSIX; on other systems segments are not locked (one writer per process still holds)
     import fcntl
@@ -104,6 +104,16 @@ def encode_register(run_id: str, artifact_path: str, name: str) -> dict:
     return {"op": "register", "run_id": run_id, "artifact_path": artifact_path, "name": name}
 
 
+def encode_inputs(run_id: str, datasets: Iterable[DatasetInput]) -> dict:
+    return {"op": "inputs", "run_id": run_id,
+            "datasets": [dict(vars(d.dataset), tags=dict(d.tags)) for d in datasets]}
+
+
+def decode_inputs(op: dict) -> list[DatasetInput]:
+    return [DatasetInput(Dataset(d["name"], d["digest"], d["source_type"], d["source"], d.get("schema"),
+                                 d.get("profile")), d.get("tags") or {}) for d in op["datasets"]]
+
+
 def apply(op: dict, backend: Backend) -> None:
     """Send one journal operation to a backend."""
     kind = op["op"]
@@ -135,6 +145,8 @@ def apply(op: dict, backend: Backend) -> None:
             raise BackendError(f"the backend {backend.uri} has no model registry: the model {op['artifact_path']!r} "
                                f"cannot be registered as {op['name']!r}")
         register(op["run_id"], op["artifact_path"], op["name"])
+    elif kind == "inputs":
+        backend.log_inputs(op["run_id"], decode_inputs(op))
     else:
         raise ValueError(f"unknown journal operation {kind!r}")
 
@@ -143,6 +155,8 @@ def record_count(op: dict) -> int:
     """How many records (metric points, params, tags, ...) an operation carries."""
     if op["op"] == "batch":
         return len(op["metrics"]) + len(op["params"]) + len(op["tags"])
+    if op["op"] == "inputs":
+        return len(op["datasets"])
     return 1
 
 

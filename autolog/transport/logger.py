@@ -29,6 +29,7 @@ Records are tuples whose first item says what they are:
     ("a", run_id, local_path, artifact_path, owned)  artifact (owned: delete after delivery)
     ("e", run_id, status, end_time)            end a run
     ("r", run_id, artifact_path, name)         register a logged model folder in the model registry
+    ("i", run_id, dataset_inputs)              datasets the run used (a tuple of DatasetInput)
     ("x", function)                            work to do on the worker (model writing,
                                                metrics computed off the training thread);
                                                what it logs is written in its place
@@ -58,6 +59,7 @@ from autolog.transport.journal import (
     encode_batch,
     encode_create,
     encode_end,
+    encode_inputs,
     encode_register,
 )
 
@@ -370,6 +372,8 @@ class BatchingLogger:
             self._send_artifact(*rec[1:])
         elif kind == "r":
             self._register(*rec[1:])
+        elif kind == "i":
+            self._log_inputs(rec[1], rec[2])
         elif kind == "x":
             self._run_deferred(rec[1])
         elif kind == "f":
@@ -447,6 +451,18 @@ class BatchingLogger:
             return
         self._send(run_id, lambda: registry(run_id, artifact_path, name),
                    lambda: encode_register(run_id, artifact_path, name), 1)
+
+    def _log_inputs(self, run_id: str, datasets: tuple) -> None:
+        """Dataset inputs go the way of any record; a backend that does not store them (a
+        third party's, from before `log_inputs`) is warned about once, and they are left out."""
+        def deliver():
+            try:
+                self.backend.log_inputs(run_id, datasets)
+            except NotImplementedError:
+                containment.warn_once(f"no datasets {self.backend.uri}", "the backend %s does not store datasets "
+                                      "(log_inputs): the datasets of the runs are not recorded", self.backend.uri)
+
+        self._send(run_id, deliver, lambda: encode_inputs(run_id, datasets), len(datasets))
 
     def _send(self, run_id: str, op: Callable[[], None], encode: Callable[[], dict], count: int,
               create: bool = False) -> bool:
@@ -663,6 +679,9 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             else:
                 ops.append(encode_register(rec[1], rec[2], rec[3]))
                 count += 1
+        elif kind == "i":
+            ops.append(encode_inputs(rec[1], rec[2]))
+            count += len(rec[2])
         elif kind == "x":
             # deferred work (a model to write) runs here, on the exiting thread, in order
             worker_thread_local.is_worker = True

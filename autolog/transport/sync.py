@@ -2,8 +2,8 @@
 
 `sync(source_uri, target_uri)` reads every run of the source through the Backend
 protocol's reading side and writes it into the target with the same autolog run id:
-params, tags, full metric histories (cut to the target's batch limits), artifact
-files, and the end status and time; parents before children. Then it replays the
+params, tags, full metric histories (cut to the target's batch limits), dataset
+inputs, artifact files, and the end status and time; parents before children. Then it replays the
 spill journals meant for the target (the records a logger kept on disk while the
 target was down), plus any journal folder named explicitly.
 
@@ -11,7 +11,7 @@ Running it twice creates nothing twice. A run already complete in the target (sa
 status and end time, as many points per metric key, every param, tag and artifact
 file present) is skipped; a run that is there but incomplete gets only what is
 missing: metric points are compared by (key, step, timestamp, value), params by key,
-tags by key and value, artifact files by path. Creating a run, params and tags are
+tags by key and value, dataset inputs by (name, digest), artifact files by path. Creating a run, params and tags are
 idempotent in every backend by contract, so a sync cut short is safe to repeat.
 """
 
@@ -58,6 +58,7 @@ class SyncReport:
     metric_points: int = 0
     params: int = 0
     tags: int = 0
+    datasets: int = 0
     artifacts: int = 0
     runs_ended: int = 0
     journals: list = field(default_factory=list)  # folders replayed
@@ -199,6 +200,7 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
         metrics = [m for key in sorted(histories) for m in histories[key]]
         params = [Param(k, v) for k, v in sorted(run.params.items())]
         tags = sorted(run.tags.items())
+        inputs = list(run.inputs)
         files = source_files
     else:
         sent = {key: {_point(m) for m in target.get_metric_history(run.run_id, key)} for key in histories}
@@ -210,12 +212,14 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
                                f"in the source" + (f" ({len(conflicts) - 1} more params differ)" if len(conflicts) > 1 else ""))
         params = [Param(k, v) for k, v in sorted(run.params.items()) if k not in existing.params]
         tags = [(k, v) for k, v in sorted(run.tags.items()) if existing.tags.get(k) != v]
+        known = {(i.dataset.name, i.dataset.digest) for i in existing.inputs}
+        inputs = [i for i in run.inputs if (i.dataset.name, i.dataset.digest) not in known]
         present = set(_artifact_files(target, run.run_id))
         files = [f for f in source_files if f not in present]
     needs_end = run.end_time is not None and (
         existing is None or existing.status != run.status or existing.end_time != run.end_time
     )
-    if existing is not None and not (metrics or params or tags or files or needs_end):
+    if existing is not None and not (metrics or params or tags or inputs or files or needs_end):
         report.runs_skipped += 1
         return
 
@@ -225,6 +229,13 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
                                        run.parent_run_id, {}))
         for m_chunk, p_chunk, t_chunk in batches(metrics, params, tags, target.limits):
             target.log_batch(run.run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk)
+        if inputs:
+            try:
+                target.log_inputs(run.run_id, inputs)
+            except NotImplementedError:
+                report.errors.append(f"run {run.run_id} ({run.run_name}): the target {target.uri} does not "
+                                     f"store datasets; {len(inputs)} dataset inputs not copied")
+                inputs = []
         if files:
             _copy_artifacts(run.run_id, files, source, target)
         if needs_end:
@@ -237,6 +248,7 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
     report.metric_points += len(metrics)
     report.params += len(params)
     report.tags += len(tags)
+    report.datasets += len(inputs)
     report.artifacts += len(files)
     report.runs_ended += int(needs_end)
 

@@ -20,7 +20,7 @@ import autolog
 from autolog.backends import BackendError, BackendUnavailable, RunNotFound, get_backend
 from autolog.backends import local as local_module
 from autolog.backends.local import SCHEMA_VERSION, LocalStore
-from autolog.entities import Metric, Param, RunStart, RunStatus
+from autolog.entities import CONTEXT_TAG, Dataset, DatasetInput, Metric, Param, RunStart, RunStatus
 
 
 def _now() -> int:
@@ -603,3 +603,57 @@ def test_the_public_api_reads_back_what_it_logged(store_dir):
     autolog.flush()
     got = LocalStore(store_dir).get_run(run.run_id)
     assert (got.params, got.metrics, got.status) == ({"a": "1"}, {"m": math.inf}, "FINISHED")
+
+
+# -- dataset inputs (schema 3) ------------------------------------------------------------------
+def _inputs(*specs):
+    return [DatasetInput(Dataset(name, digest, "code", '{"tags": {}}', '{"mlflow_colspec": []}', '{"num_rows": 3}'),
+                         {CONTEXT_TAG: context} if context else {}) for name, digest, context in specs]
+
+
+def test_dataset_inputs_round_trip_one_per_name_and_digest(store):
+    _start(store, "d" * 32)
+    store.log_inputs("d" * 32, _inputs(("X_train", "00000001", "train"), ("X_test", "00000002", "eval")))
+    # again, with another context, and a new one: the first input of a dataset stays (as MLflow)
+    store.log_inputs("d" * 32, _inputs(("X_train", "00000001", "eval"), ("X_train", "00000003", None)))
+    expected = _inputs(("X_train", "00000001", "train"), ("X_test", "00000002", "eval"), ("X_train", "00000003", None))
+    assert store.get_run("d" * 32).inputs == expected
+    _start(store, "e" * 32)
+    assert {r.run_id: r.inputs for r in store.search_runs()} == {"d" * 32: expected, "e" * 32: []}
+    with pytest.raises(RunNotFound):
+        store.log_inputs("f" * 32, _inputs(("X", "00000004", "train")))
+
+
+def test_a_version_2_store_is_migrated_to_keep_dataset_inputs(tmp_path):
+    path = str(tmp_path / "store")
+    writer = LocalStore(path)
+    _start(writer, "r1")
+    writer.log_batch("r1", params=[Param("lr", "0.1")])
+    writer.shutdown()
+    conn = sqlite3.connect(writer.db_path)  # as autolog with schema 2 left it: no dataset_inputs table
+    with conn:
+        conn.execute("DROP TABLE dataset_inputs")
+        conn.execute("UPDATE schema_version SET version = 2")
+    conn.close()
+
+    store = LocalStore(path)
+    assert store.get_run("r1").inputs == [] and store.get_run("r1").params == {"lr": "0.1"}
+    store.log_inputs("r1", _inputs(("X", "0000000a", "train")))
+    assert store.get_run("r1").inputs == _inputs(("X", "0000000a", "train"))
+    store.shutdown()
+    check = sqlite3.connect(writer.db_path)
+    try:
+        assert check.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(3,)]
+    finally:
+        check.close()
+
+
+def test_autolog_records_datasets_into_the_local_store(store_dir):
+    import numpy as np
+
+    X_train = np.arange(12.0).reshape(4, 3)
+    with autolog.start_run() as run:
+        autolog.log_input(X_train, context="train")
+    assert autolog.flush(30)
+    stored = LocalStore(store_dir).get_run(run.run_id)
+    assert [(i.dataset.name, i.context, i.dataset.source_type) for i in stored.inputs] == [("X_train", "train", "code")]

@@ -612,3 +612,53 @@ def test_retry_after_reaches_the_backend_protocol(mlflow_server, mlflow_experime
             backend.create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "throttled", 0))
         assert info.value.retry_after == 7.0
         backend.create_run(RunStart(uuid.uuid4().hex, mlflow_experiment, "let-through", 0))  # then forwarded
+
+
+# -- datasets: the MLflow UI's Datasets column -------------------------------------------------
+def test_datasets_reach_mlflow_as_mlflow_log_input_records_them(mlflow_uri, mlflow_experiment, mlflow_client):
+    import numpy as np
+    import pandas as pd
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.numpy_dataset import from_numpy
+
+    from autolog.instrument.datasets import describe
+
+    rng = np.random.default_rng(3)
+    X_train, y_train = rng.normal(size=(200, 4)), rng.integers(0, 2, size=200)
+    eval_frame = pd.DataFrame({"a": rng.normal(size=50), "label": ["yes", "no"] * 25})
+    with autolog.start_run("with data", experiment=mlflow_experiment) as run:
+        autolog.log_input(X_train, targets=y_train)
+        autolog.log_input(eval_frame, context="eval")
+        autolog.log_input(X_train, targets=y_train)  # again (a replay, a second fit): still one input
+    assert autolog.flush(60)
+
+    found = mlflow_client.get_run(mlflow_run_of(mlflow_client, mlflow_experiment, run.run_id).info.run_id)
+    inputs = found.inputs.dataset_inputs
+    assert [(d.dataset.name, [(t.key, t.value) for t in d.tags]) for d in inputs] == [
+        ("X_train", [("mlflow.data.context", "train")]), ("eval_frame", [("mlflow.data.context", "eval")])]
+    theirs = from_numpy(features=X_train, targets=y_train, source=CodeDatasetSource({})).to_dict()
+    train = inputs[0].dataset
+    assert (train.digest, train.source_type, train.schema, train.profile) == (
+        theirs["digest"], "code", theirs["schema"], theirs["profile"])
+    assert inputs[1].dataset.digest == describe(eval_frame).digest
+    assert json.loads(inputs[1].dataset.profile) == {"num_rows": 50, "num_elements": 100}
+    # and read back through autolog
+    assert [(i.dataset.name, i.context) for i in autolog.get_run(run.run_id).inputs] == [
+        ("X_train", "train"), ("eval_frame", "eval")]
+
+
+def test_sync_copies_dataset_inputs_once(mlflow_server, mlflow_experiment, mlflow_client, store_dir):
+    import numpy as np
+
+    from autolog.transport.sync import sync
+
+    features = np.arange(20.0).reshape(10, 2)
+    with autolog.start_run("offline with data", experiment=mlflow_experiment) as run:  # the local store
+        autolog.log_input(features)
+    assert autolog.flush(30)
+    first = sync(store_dir, mlflow_server.url)
+    assert first.ok and first.datasets == 1, first.to_json()
+    second = sync(store_dir, mlflow_server.url)
+    assert second.ok and second.datasets == 0 and second.runs_skipped == 1, second.to_json()
+    found = mlflow_client.get_run(mlflow_run_of(mlflow_client, mlflow_experiment, run.run_id).info.run_id)
+    assert [d.dataset.name for d in found.inputs.dataset_inputs] == ["features"]

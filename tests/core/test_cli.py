@@ -138,6 +138,29 @@ def test_show_names_the_parent_of_a_child(runs, capsys):
     assert f"parent        {runs['alpha']} (alpha)" in out
 
 
+def test_show_lists_the_runs_datasets(capsys):
+    import numpy as np
+    import pandas as pd
+
+    X_train = np.zeros((40, 3))
+    holdout = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    with autolog.start_run("with data") as run:
+        autolog.log_input(X_train, targets=np.zeros(40))
+        autolog.log_input(holdout, context="eval")
+    autolog.flush()
+    code, out, _ = _run(capsys, "show", run.run_id)
+    assert code == 0
+    section = next(s for s in out.split("\n\n") if s.startswith("Datasets")).splitlines()
+    assert section[0] == "Datasets (2)"
+    assert section[3].split() == ["X_train", autolog.get_run(run.run_id).inputs[0].dataset.digest, "train",
+                                  "40x3", "+", "targets", "40", "code"]
+    assert section[4].split()[0] == "holdout" and "eval" in section[4] and "2 rows x 2" in section[4]
+    code, out, _ = _run(capsys, "show", run.run_id, "--json")
+    inputs = json.loads(out)["inputs"]
+    assert [(i["dataset"]["name"], i["tags"]) for i in inputs] == [
+        ("X_train", {"mlflow.data.context": "train"}), ("holdout", {"mlflow.data.context": "eval"})]
+
+
 def test_show_json_is_complete(runs, capsys):
     code, out, _ = _run(capsys, "show", runs["alpha"], "--json")
     data = json.loads(out)

@@ -10,7 +10,7 @@ import pytest
 
 from autolog.backends.base import BackendUnavailable
 from autolog.backends.memory import InMemoryBackend
-from autolog.entities import Metric, Param, RunStart, RunStatus
+from autolog.entities import Dataset, DatasetInput, Metric, Param, RunStart, RunStatus
 from autolog.transport.journal import (
     Journal,
     all_journal_dirs,
@@ -18,6 +18,7 @@ from autolog.transport.journal import (
     encode_batch,
     encode_create,
     encode_end,
+    encode_inputs,
     journal_dir_for,
     journal_root,
     record_count,
@@ -205,3 +206,25 @@ def test_replay_into_the_local_store(journal, tmp_path):
         assert again.rejected == 0
     finally:
         store.shutdown()
+
+
+def sample_inputs():
+    train = Dataset("X_train", "0a1b2c3d", "code", '{"tags": {}}',
+                    '{"mlflow_tensorspec": {"features": "[]", "targets": null}}', '{"features_shape": [10, 2]}')
+    evaluation = Dataset("holdout", "4e5f6a7b", "code", '{"tags": {}}', None, None)
+    return [DatasetInput(train, {"mlflow.data.context": "train"}), DatasetInput(evaluation, {})]
+
+
+def test_dataset_inputs_round_trip_through_the_journal(journal):
+    backend = InMemoryBackend("memory:journal-inputs")
+    op = encode_inputs(RUN, sample_inputs())
+    assert op["op"] == "inputs" and record_count(op) == 2
+    assert json.loads(json.dumps(op)) == op  # plain JSON
+    journal.append([encode_create(RunStart(RUN, "exp", "with data", 1, None, {})), op])
+    result = journal.replay(backend)
+    assert result.sent == 3 and result.unavailable is None
+    assert backend.runs[RUN].inputs == sample_inputs()
+    # a second replay of the same inputs (at-least-once) adds nothing
+    journal.append([op])
+    journal.replay(backend)
+    assert backend.runs[RUN].inputs == sample_inputs()

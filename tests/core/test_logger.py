@@ -20,7 +20,7 @@ import pytest
 from autolog import config
 from autolog.backends.base import BackendUnavailable, retry_after_seconds
 from autolog.backends.memory import InMemoryBackend
-from autolog.entities import RunStart, RunStatus
+from autolog.entities import CONTEXT_TAG, Dataset, DatasetInput, RunStart, RunStatus
 from autolog.transport.journal import Journal
 from autolog.transport import logger as logger_module
 from autolog.transport.logger import BatchingLogger, retry_delay
@@ -615,3 +615,70 @@ def test_a_retry_after_past_the_deadline_spills_and_probes_no_sooner(tmp_path):
     finally:
         backend.fail_with = None
         logger.close(timeout=10)
+
+
+# -- dataset inputs: the "i" record ------------------------------------------------------------
+def dataset_inputs(*names):
+    return tuple(DatasetInput(Dataset(name, f"{index:08x}", "code", '{"tags": {}}', None, '{"num_rows": 3}'),
+                              {CONTEXT_TAG: "train"}) for index, name in enumerate(names))
+
+
+def test_dataset_inputs_are_written_in_order_with_the_runs_records(make_logger):
+    logger, backend = make_logger()
+    create(logger)
+    metric(logger, 0)
+    logger.enqueue(("i", RUN, dataset_inputs("X_train", "X_test")))
+    logger.enqueue(("e", RUN, RunStatus.FINISHED, 5))
+    assert logger.flush(10)
+    assert [i.dataset.name for i in backend.runs[RUN].inputs] == ["X_train", "X_test"]
+    assert [m for m, rid in backend.calls if rid == RUN] == ["create_run", "log_batch", "log_inputs", "end_run"]
+    assert logger.snapshot_stats().written == 5  # creation, a point, two datasets, the end
+
+
+def test_dataset_inputs_spilled_while_the_backend_is_down_are_replayed(make_logger, contained_errors):
+    backend = InMemoryBackend("memory:inputs-outage")
+    backend.fail_with = BackendUnavailable("connection refused")
+    logger, _ = make_logger(backend, retry_seconds=0.1)
+    create(logger)
+    logger.enqueue(("i", RUN, dataset_inputs("X_train")))
+    assert logger.flush(30)
+    assert logger.snapshot_stats().spilled == 2
+    with open(logger.journal.pending_segments()[0], encoding="utf-8") as fh:
+        ops = [json.loads(line) for line in fh]
+    assert [op["op"] for op in ops] == ["create", "inputs"]
+    assert ops[1]["datasets"][0]["name"] == "X_train" and ops[1]["datasets"][0]["tags"] == {CONTEXT_TAG: "train"}
+    backend.fail_with = None  # back: the worker's probe replays the journal
+    wait_until(lambda: logger.stats.replayed >= 2)
+    assert backend.runs[RUN].inputs == list(dataset_inputs("X_train"))
+    assert contained_errors == []
+
+
+def test_dataset_inputs_still_queued_at_a_hung_exit_are_spilled(make_logger):
+    logger, backend = make_logger(GatedBackend())
+    create(logger)
+    metric(logger, 0)
+    assert backend.entered.wait(20)  # the worker hangs inside the backend
+    logger.enqueue(("i", RUN, dataset_inputs("X_train")))
+    assert logger.close(timeout=0.1) is False
+    backend.gate.set()
+    Journal(backend.uri, folder=logger.journal.folder).replay(backend)
+    assert [i.dataset.name for i in backend.runs[RUN].inputs] == ["X_train"]
+
+
+def test_a_backend_without_datasets_is_warned_about_once(make_logger, caplog):
+    import logging
+
+    class NoDatasets(InMemoryBackend):
+        def log_inputs(self, run_id, datasets):
+            raise NotImplementedError
+
+    logger, backend = make_logger(NoDatasets("memory:no-datasets"))
+    create(logger)
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        for _ in range(3):
+            logger.enqueue(("i", RUN, dataset_inputs("X_train")))
+        metric(logger, 0)
+        assert logger.flush(10)
+    assert len([r for r in caplog.records if "does not store datasets" in r.getMessage()]) == 1
+    assert len(points(backend)) == 1  # the rest goes on
+    assert logger.snapshot_stats().rejected == 0
