@@ -1,0 +1,226 @@
+"""LightGBM: `lightgbm.train`, `lightgbm.cv` and the scikit-learn wrappers' `fit`.
+
+What is patched, when `lightgbm` is imported (see docs/integrations/lightgbm.md for what is logged):
+- `lightgbm.train` and `lightgbm.cv` (the package's attributes: `lgb.train(...)`);
+- `fit` of `LGBMModel`, `LGBMClassifier`, `LGBMRegressor` and `LGBMRanker`, and
+  `lightgbm.sklearn.train`, the wrappers' reference to `train`, so that a wrapper's fit is
+  one run with what `train` logs in it;
+- `Booster.save_model`: a model saved from a callback while a logged training call runs
+  is captured into the run's `checkpoints/`.
+
+The shared logic is in integrations/_gbdt.py; this module says only what is LightGBM's: its
+callback, its model format (model text for a Booster, a pickle for a wrapper, as
+mlflow.lightgbm writes them), its importance types and how it reports early stopping.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Mapping, Optional
+
+from autolog.instrument.callbacks import contained_callback
+from autolog.instrument.integration import Integration
+from autolog.instrument.models import ModelFlavor, read_mlmodel
+from autolog.instrument.patching import Patcher
+from autolog.instrument.snapshots import PickledModel, pickle_model
+from autolog.integrations import _gbdt
+
+NAME = "lightgbm"
+BOOSTER_FILE = "model.lgb"
+WRAPPER_FILE = "model.pkl"
+BOOSTER_CLASS = "lightgbm.basic.Booster"
+IMPORTANCE_TYPES = ("split", "gain")
+# after the user's callbacks (LightGBM gives those negative orders) and record_evaluation (20),
+# before early_stopping (30), which ends the last iteration by raising
+CALLBACK_ORDER = 25
+
+
+class LightGBMIntegration(Integration):
+    name = NAME
+    module = "lightgbm"
+    requires = "lightgbm>=4.0"
+
+    def patch(self, patcher: Patcher) -> None:
+        import lightgbm
+        import lightgbm.basic
+        import lightgbm.sklearn
+
+        patcher.wrap(lightgbm, "train", _gbdt.BoosterTraining(LIBRARY))
+        patcher.wrap(lightgbm, "cv", _gbdt.CrossValidation(LIBRARY))
+        patcher.wrap(lightgbm.sklearn, "train", _gbdt.TrainInsideFit(LIBRARY))
+        fit = _gbdt.WrapperFit(LIBRARY)
+        for cls in _wrapper_classes(lightgbm.sklearn):
+            patcher.wrap(cls, "fit", fit)
+        patcher.wrap(lightgbm.basic.Booster, "save_model", _gbdt.SavedDuringTraining(NAME, _last_iteration))
+
+
+def _wrapper_classes(module: Any) -> list:
+    """The classes of `lightgbm.sklearn` that define their own `fit` (LGBMModel and its subclasses)."""
+    base = module.LGBMModel
+    return [cls for cls in vars(module).values()
+            if isinstance(cls, type) and issubclass(cls, base) and "fit" in vars(cls)]
+
+
+def _last_iteration(booster: Any) -> Optional[int]:
+    done = booster.current_iteration()
+    return done - 1 if done else None
+
+
+# -- the callback ---------------------------------------------------------------------------------
+def iteration_metrics(evaluation_result_list) -> dict:
+    """This iteration's value of every metric of every validation set: `training-l2`,
+    `valid_1-binary_logloss`; in `cv`, `valid-auc-mean` and `valid-auc-stdv` (lightgbm.cv's
+    own suffixes)."""
+    out = {}
+    for item in evaluation_result_list:
+        key = f"{item[0]}-{_gbdt.metric_name(item[1])}"
+        std = item[4] if len(item) > 4 else None
+        if std is None:
+            out[key] = item[2]
+        else:
+            out[key + "-mean"], out[key + "-stdv"] = item[2], std
+    return out
+
+
+@contained_callback(NAME)
+class AutologCallback:
+    """Hands each iteration's metrics to autolog (LightGBM callbacks are plain callables)."""
+
+    def __init__(self, recorder: _gbdt.IterationRecorder):
+        self.recorder = recorder
+        self.order = CALLBACK_ORDER  # LightGBM reads the instance's own `order`
+
+    def __call__(self, env) -> None:
+        self.recorder.record(iteration_metrics(env.evaluation_result_list), env.iteration)
+
+
+# -- the library ---------------------------------------------------------------------------------
+class BoosterText:
+    """A Booster as LightGBM's model text (`model_to_string`), taken on the training thread."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+class PickledWrapper:
+    """A fitted wrapper pickled on the training thread (`snapshots.pickle_model`), and its class."""
+
+    __slots__ = ("pickled", "model_class")
+
+    def __init__(self, pickled: PickledModel, model_class: str):
+        self.pickled = pickled
+        self.model_class = model_class
+
+
+class LightGBMLibrary(_gbdt.Library):
+    name = NAME
+    # the arguments of train()/cv() that mlflow.lightgbm does not log as params (data and code)
+    train_unlogged = frozenset({"params", "train_set", "valid_sets", "valid_names", "fobj", "feval", "init_model",
+                                "learning_rates", "callbacks"})
+    cv_unlogged = frozenset({"params", "train_set", "folds", "fobj", "feval", "init_model", "fpreproc", "callbacks"})
+
+    def callback(self, recorder: _gbdt.IterationRecorder) -> Any:
+        return AutologCallback(recorder)
+
+    def early_stopping(self, booster: Any, arguments: Mapping, recorder: _gbdt.IterationRecorder):
+        """As mlflow.lightgbm: when the booster has a best iteration (early stopping was on),
+        `stopped_iteration` (iterations run), `best_iteration` (counted from 1), and the best
+        iteration's metrics again at step `stopped_iteration`."""
+        best = getattr(booster, "best_iteration", 0) or 0
+        if best <= 0 or not recorder.steps:
+            return None
+        ran = len(recorder.steps)
+        return _gbdt.EarlyStopping(ran, int(best), recorder.metrics_at(int(best) - 1) or {}, ran)
+
+    def snapshot(self, model: Any) -> Any:
+        from lightgbm import Booster
+
+        if isinstance(model, (BoosterText, PickledWrapper)):
+            return model
+        if isinstance(model, Booster):
+            return BoosterText(model.model_to_string())  # the best iteration's model, as save_model writes
+        cls = type(model)
+        return PickledWrapper(pickle_model(model), f"{cls.__module__}.{cls.__name__}")
+
+    def load(self, snapshot: Any) -> Any:
+        from lightgbm import Booster
+
+        if isinstance(snapshot, BoosterText):
+            return Booster(model_str=snapshot.text)
+        return snapshot.pickled.load()
+
+    def booster_of(self, model: Any) -> Any:
+        from lightgbm import Booster
+
+        return model if isinstance(model, Booster) else model.booster_
+
+    def importances(self, booster: Any) -> dict:
+        names = booster.feature_name()
+        return {importance_type: dict(zip(names, booster.feature_importance(importance_type=importance_type).tolist()))
+                for importance_type in IMPORTANCE_TYPES}
+
+
+LIBRARY = LightGBMLibrary()
+
+
+# -- the model flavor -----------------------------------------------------------------------------
+class LightGBMFlavor(ModelFlavor):
+    """As mlflow.lightgbm writes it: a Booster as `model.lgb` (model text), a wrapper as `model.pkl`
+    (pickle, or cloudpickle when pickle refuses), with MLflow's lightgbm and python_function
+    flavor entries, so `mlflow.lightgbm.load_model` and `mlflow.pyfunc.load_model` read it and
+    `autolog.load_model` gives back the Booster or the wrapper."""
+
+    name = NAME
+    library = "lightgbm"
+    loader = "autolog.integrations.lightgbm:load_model"
+
+    def __init__(self, requirements: tuple = ()):
+        self.requirements = requirements
+
+    def snapshot(self, model: Any) -> Any:
+        return LIBRARY.snapshot(model)
+
+    def snapshot_size(self, snapshot: Any) -> Optional[int]:
+        return len(snapshot.text.encode("utf-8")) if isinstance(snapshot, BoosterText) else len(snapshot.pickled.data)
+
+    def save(self, snapshot: Any, path: str) -> dict:
+        import lightgbm
+
+        if isinstance(snapshot, BoosterText):
+            data, model_class, serialization = BOOSTER_FILE, BOOSTER_CLASS, None
+            with open(os.path.join(path, data), "w", encoding="utf-8") as fh:
+                fh.write(snapshot.text)
+        else:
+            data, model_class = WRAPPER_FILE, snapshot.model_class
+            serialization = snapshot.pickled.serialization_format
+            with open(os.path.join(path, data), "wb") as fh:
+                fh.write(snapshot.pickled.data)
+        return {
+            "python_function": {"loader_module": "mlflow.lightgbm", "data": data},
+            NAME: {"lgb_version": lightgbm.__version__, "data": data, "model_class": model_class,
+                   "serialization_format": serialization, "skops_trusted_types": None, "code": None},
+        }
+
+
+LIBRARY.booster_flavor = LightGBMFlavor()
+LIBRARY.wrapper_flavor = LightGBMFlavor(requirements=("scikit-learn", "cloudpickle"))
+
+
+def load_model(folder: str) -> Any:
+    """The Booster or wrapper in a model folder written by `LightGBMFlavor` (or by mlflow.lightgbm
+    with the pickle or cloudpickle format)."""
+    flavor = (read_mlmodel(folder).get("flavors") or {}).get(NAME) or {}
+    path = os.path.join(folder, flavor.get("data", BOOSTER_FILE))
+    if flavor.get("model_class", BOOSTER_CLASS) == BOOSTER_CLASS:
+        import lightgbm
+
+        return lightgbm.Booster(model_file=path)
+    with open(path, "rb") as fh:
+        if flavor.get("serialization_format") == "cloudpickle":
+            import cloudpickle
+
+            return cloudpickle.load(fh)
+        return pickle.load(fh)
