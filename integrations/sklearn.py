@@ -22,8 +22,8 @@ at the outermost call. See docs/integrations/sklearn.md for what is logged.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
-import logging
 import os
 import pickle
 import sys
@@ -33,7 +33,9 @@ from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument import models
 from autolog.instrument.integration import Integration
-from autolog.instrument.patching import Patcher, when_imported
+from autolog.instrument.params import is_scalar_number
+from autolog.instrument.patching import Patcher
+from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
 from autolog.instrument.snapshots import (
     DataSnapshot,
     PickledModel,
@@ -43,15 +45,7 @@ from autolog.instrument.snapshots import (
     pickle_model,
     signature_of,
 )
-from autolog.integrations.sklearn_api import (
-    PostTrainingMetrics,
-    confusion_matrix_png,
-    estimator_params,
-    estimator_tags,
-    training_metrics,
-)
-
-log = logging.getLogger("autolog")
+from autolog.integrations.sklearn_api import PostTrainingMetrics, estimator_params, estimator_tags, log_training_metrics
 
 TRAINING_METHODS = ("fit", "fit_transform", "fit_predict")
 PREDICTION_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
@@ -74,11 +68,13 @@ class SklearnIntegration(Integration):
         from sklearn.base import BaseEstimator
 
         post_training.clear()
+        fit = Fit(patcher)
         for cls in _subclasses(BaseEstimator):
-            _patch_class(patcher, cls)
-        patcher.wrap(BaseEstimator, "__init_subclass__", _class_created(patcher))
-        for module_name, hook in _MODULE_HOOKS.items():
-            when_imported(module_name, hook)
+            _patch_class(patcher, fit, cls)
+        patcher.wrap(BaseEstimator, "__init_subclass__", _class_created(patcher, fit))
+        patcher.when_imported("sklearn.metrics", functools.partial(_patch_metrics, patcher))
+        patcher.when_imported("sklearn.model_selection", functools.partial(_patch_model_selection, patcher))
+        patcher.when_imported("sklearn.utils.parallel", functools.partial(_patch_parallel, patcher))
 
 
 def _subclasses(base: type) -> list:
@@ -91,7 +87,7 @@ def _subclasses(base: type) -> list:
     return list(found)
 
 
-def _patch_class(patcher: Patcher, cls: type) -> None:
+def _patch_class(patcher: Patcher, fit: "Fit", cls: type) -> None:
     """Wrap the training, prediction and score methods that `cls` and its bases define
     themselves (mixins such as ClassifierMixin are not BaseEstimator subclasses, yet they
     hold `score`, `fit_predict` and `fit_transform`). Each owner is wrapped once."""
@@ -101,7 +97,7 @@ def _patch_class(patcher: Patcher, cls: type) -> None:
         own = vars(owner)
         for name in TRAINING_METHODS:
             if name in own and not patcher.is_wrapped(owner, name):
-                patcher.wrap(owner, name, _TRAINING_WRAPPERS[name])
+                patcher.wrap(owner, name, fit)
         for name in PREDICTION_METHODS:
             if name in own and not patcher.is_wrapped(owner, name):
                 patcher.wrap(owner, name, _predict)
@@ -109,83 +105,43 @@ def _patch_class(patcher: Patcher, cls: type) -> None:
             patcher.wrap(owner, "score", _score)
 
 
-def _class_created(patcher: Patcher):
+def _class_created(patcher: Patcher, fit: "Fit"):
     def on_init_subclass(wrapped, instance, args, kwargs):
         result = wrapped(*args, **kwargs)
         if patcher.active and isinstance(instance, type):
             with containment.contained(f"sklearn: patching {instance.__qualname__}"):
-                _patch_class(patcher, instance)
+                _patch_class(patcher, fit, instance)
         return result
 
     return on_init_subclass
 
 
-def _current_patcher() -> Optional[Patcher]:
-    from autolog.instrument.integration import engine
-
-    patcher = engine.patched().get(SklearnIntegration.name)
-    return patcher if patcher is not None and patcher.active else None
-
-
-# -- binding arguments ---------------------------------------------------------------------------
-_signatures: dict = {}
-
-
-def _arguments(instance: Any, method: str, args: tuple, kwargs: dict) -> dict:
-    """The call's arguments by name, bound to the signature of `type(instance).<method>`."""
-    cls = type(instance)
-    key = (cls, method)
-    signature = _signatures.get(key)
-    if signature is None:
-        signature = inspect.signature(getattr(cls, method))
-        if len(_signatures) < 10_000:
-            _signatures[key] = signature
-    bound = signature.bind_partial(instance, *args, **kwargs)
-    arguments = dict(bound.arguments)
-    for name, param in signature.parameters.items():
-        if param.kind is inspect.Parameter.VAR_KEYWORD and isinstance(arguments.get(name), dict):
-            for k, v in arguments.pop(name).items():
-                arguments.setdefault(k, v)
-    return arguments
-
-
-def _first_argument(instance: Any, method: str, args: tuple, kwargs: dict) -> Any:
-    arguments = _arguments(instance, method, args, kwargs)
-    names = list(arguments)
-    return arguments[names[1]] if len(names) > 1 else None
+def _first_argument(wrapped: Any, args: tuple, kwargs: dict) -> Any:
+    return next(iter(call_arguments(wrapped, args, kwargs).values()), None)
 
 
 # -- fit -------------------------------------------------------------------------------------------
-def _training_wrapper(method: str):
-    def training_method(wrapped, instance, args, kwargs):
-        if (instance is None or isinstance(instance, type) or runs.training_call_in_progress() is not None
-                or _called_by_sklearn() or _has_own_integration(type(instance))):
-            return wrapped(*args, **kwargs)
-        with activity, runs.TrainingCall("sklearn", type(instance).__name__) as call:
-            if call.run is None:
-                return wrapped(*args, **kwargs)
-            result = wrapped(*args, **kwargs)
-            with containment.contained(f"sklearn: logging {type(instance).__name__}.{method}"):
-                _log_fit(call.run, instance, method, args, kwargs)
-            return result
+class Fit(TrainingWrapper):
+    """`fit`, `fit_transform` and `fit_predict` of an estimator: one run, logged after the call.
 
-    training_method.__name__ = f"autolog_sklearn_{method}"
-    return training_method
+    Not logged: calls made by scikit-learn itself, and estimators of a library that has an
+    enabled integration of its own (the scikit-learn API of xgboost or lightgbm), which
+    that integration logs in its own format."""
 
+    integration = "sklearn"
+    activity = activity
 
-_TRAINING_WRAPPERS = {name: _training_wrapper(name) for name in TRAINING_METHODS}
+    def __init__(self, patcher: Patcher):
+        super().__init__()
+        self.patcher = patcher
 
+    def should_log(self, call: Call) -> bool:
+        instance = call.instance
+        return (instance is not None and not isinstance(instance, type) and not _called_by_sklearn()
+                and self.patcher.other_integration_for(type(instance).__module__) is None)
 
-def _has_own_integration(cls: type) -> bool:
-    """Is `cls` from a library that has an enabled integration of its own (the scikit-learn
-    API of xgboost or lightgbm)? Then that integration logs it, in its own format."""
-    from autolog.instrument.integration import engine
-
-    package = cls.__module__.partition(".")[0]
-    if package == "sklearn":
-        return False
-    return any(integration.module.partition(".")[0] == package
-               for name, integration in list(engine.wanted.items()) if name != SklearnIntegration.name)
+    def after(self, call: Call) -> None:
+        _log_fit(call.run, call.instance, call.arguments)
 
 
 def _called_by_sklearn() -> bool:
@@ -204,15 +160,13 @@ def _called_by_sklearn() -> bool:
         del frame
 
 
-def _log_fit(run: runs.ActiveRun, estimator: Any, method: str, args: tuple, kwargs: dict) -> None:
+def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
     """On the training thread, only what needs the live objects: tags, the child runs of a
     search, and the two snapshots (the model as bytes, capped copies of the data). Params,
     metrics, plots and the model are logged from the snapshots on the logger's worker."""
     settings = runs.settings()
-    arguments = _arguments(estimator, method, args, kwargs)
-    names = list(arguments)
     # the data is `X` for nearly every estimator; text vectorizers call it `raw_documents`
-    X = arguments.get("X", arguments[names[1]] if len(names) > 1 else None)
+    X = arguments.get("X", next(iter(arguments.values()), None))
     y = arguments.get("y", arguments.get("Y"))
     sample_weight = arguments.get("sample_weight")
     tags = estimator_tags(estimator)
@@ -236,8 +190,6 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, method: str, args: tuple, kwar
 
 def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings,
                        loaded: dict) -> None:
-    from sklearn.base import is_classifier
-
     activity.wait()  # between fits, not during the next one
     model = loaded["model"] = snapshot.load()
     run.log_params(estimator_params(model), normalize=True)
@@ -245,16 +197,7 @@ def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Option
         with containment.contained("sklearn: logging the search results"):
             _log_search(run, model)
     if data is not None:
-        activity.wait()
-        metrics = training_metrics(model, data)
-        if metrics:
-            run.log_metrics(metrics, normalize=True)
-        if settings.log_plots and is_classifier(model):
-            activity.wait()
-            with containment.contained("sklearn: drawing the training confusion matrix"):
-                path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
-                if confusion_matrix_png(model, data, path):
-                    run.log_owned_artifact(path)
+        log_training_metrics(run, model, data, log_plots=settings.log_plots, activity=activity, integration="sklearn")
     if settings.log_models:
         activity.wait()
         signature = example = None
@@ -295,13 +238,10 @@ def _log_candidate_runs(parent: runs.ActiveRun, search: Any, max_runs: Optional[
     if max_runs is not None:
         order = order[:max_runs]
     for index in order:
-        child = runs.start_run(f"{parent.run_name}-candidate-{index}", nested=True, owner="autolog",
-                               tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": index})
-        try:
+        with runs.child_run(f"{parent.run_name}-candidate-{index}", parent=parent,
+                            tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": index}) as child:
             child.defer(lambda child=child, index=index: _fill_candidate_run(child, loaded, index),
                         label=f"sklearn: candidate {index} of run {parent.run_id}")
-        finally:
-            runs._end(child, runs.RunStatus.FINISHED)
 
 
 def _fill_candidate_run(child: runs.ActiveRun, loaded: dict, index: int) -> None:
@@ -327,30 +267,30 @@ def _log_search(run: runs.ActiveRun, search: Any) -> None:
 
 
 # -- cross-validation functions ----------------------------------------------------------------------
-def _cv_wrapper(function_name: str):
-    def cross_validation(wrapped, instance, args, kwargs):
-        if runs.training_call_in_progress() is not None:
-            return wrapped(*args, **kwargs)
+class CrossValidation(TrainingWrapper):
+    """`cross_validate`, `cross_val_score`, `cross_val_predict`: one run per call."""
+
+    integration = "sklearn"
+    activity = activity
+
+    def should_log(self, call: Call) -> bool:
         try:
-            arguments = inspect.signature(wrapped.wrapped).bind_partial(*args, **kwargs).arguments
+            call.arguments
         except TypeError:  # the caller's own mistake: the original raises it, unchanged
-            return wrapped(*args, **kwargs)
-        estimator = arguments.get("estimator")
-        with activity, runs.TrainingCall("sklearn", f"{function_name}-{type(estimator).__name__}") as call:
-            if call.run is None:
-                return wrapped(*args, **kwargs)
-            result = wrapped(*args, **kwargs)
-            with containment.contained(f"sklearn: logging {function_name}"):
-                _log_cross_validation(call.run, function_name, estimator, arguments, result)
-            return result
+            return False
+        return True
 
-    cross_validation.__name__ = f"autolog_sklearn_{function_name}"
-    return cross_validation
+    def run_name(self, call: Call) -> str:
+        return f"{call.wrapped.__name__}-{type(call.arguments.get('estimator')).__name__}"
+
+    def after(self, call: Call) -> None:
+        _log_cross_validation(call.run, call.wrapped.__name__, call.arguments, call.result)
 
 
-def _log_cross_validation(run: runs.ActiveRun, function_name: str, estimator: Any, arguments: dict, result: Any) -> None:
+def _log_cross_validation(run: runs.ActiveRun, function_name: str, arguments: dict, result: Any) -> None:
     import numpy as np
 
+    estimator = arguments.get("estimator")
     tags = estimator_tags(estimator) if estimator is not None else {}
     tags["autolog.sklearn_function"] = function_name
     run.set_tags(tags, normalize=True)
@@ -397,7 +337,7 @@ def _predict(wrapped, instance, args, kwargs):
     run, result = _evaluate(wrapped, instance, args, kwargs)
     if run is not None:
         with containment.contained("sklearn: recording a prediction for post-training metrics"):
-            dataset = _first_argument(instance, wrapped.__name__, args, kwargs)
+            dataset = _first_argument(wrapped, args, kwargs)
             post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
     return result
 
@@ -406,8 +346,8 @@ def _score(wrapped, instance, args, kwargs):
     run, result = _evaluate(wrapped, instance, args, kwargs)
     if run is not None:
         with containment.contained("sklearn: logging a post-training score"):
-            if _is_number(result):
-                dataset = _first_argument(instance, "score", args, kwargs)
+            if is_scalar_number(result):
+                dataset = _first_argument(wrapped, args, kwargs)
                 name = post_training.dataset_name(run, dataset)
                 run.log_metric(post_training.metric_key(run, f"{type(instance).__name__}_score", name), result,
                                normalize=True)
@@ -428,25 +368,14 @@ def _metric(wrapped, instance, args, kwargs):
     finally:
         _in_evaluation.reset(token)
     with containment.contained("sklearn: logging a post-training metric"):
-        if _is_number(result):
+        if is_scalar_number(result):
             run, dataset = source
             run.log_metric(post_training.metric_key(run, wrapped.__name__, dataset), result, normalize=True)
     return result
 
 
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    return getattr(value, "shape", None) == () and getattr(getattr(value, "dtype", None), "kind", "") in "iuf"
-
-
 # -- modules patched when they are imported -------------------------------------------------------------
-def _patch_metrics(module: Any) -> None:
-    patcher = _current_patcher()
-    if patcher is None:
-        return
+def _patch_metrics(patcher: Patcher, module: Any) -> None:
     for name in getattr(module, "__all__", ()):
         fn = getattr(module, name, None)
         if name in _NOT_METRICS or name.startswith("plot_") or not inspect.isfunction(fn):
@@ -454,22 +383,19 @@ def _patch_metrics(module: Any) -> None:
         patcher.wrap(module, name, _metric)
 
 
-def _patch_model_selection(module: Any) -> None:
-    patcher = _current_patcher()
-    if patcher is None:
-        return
+def _patch_model_selection(patcher: Patcher, module: Any) -> None:
     import sklearn.model_selection._validation as validation
 
+    cross_validation = CrossValidation()
     for owner in (module, validation):
         for name in CV_FUNCTIONS:
             if hasattr(owner, name):
-                patcher.wrap(owner, name, _CV_WRAPPERS[name])
+                patcher.wrap(owner, name, cross_validation)
 
 
-def _patch_parallel(module: Any) -> None:
-    patcher = _current_patcher()
+def _patch_parallel(patcher: Patcher, module: Any) -> None:
     func_wrapper = getattr(module, "_FuncWrapper", None)
-    if patcher is None or func_wrapper is None or not hasattr(func_wrapper, "with_config_and_warning_filters"):
+    if func_wrapper is None or not hasattr(func_wrapper, "with_config_and_warning_filters"):
         return
     patcher.wrap(func_wrapper, "with_config_and_warning_filters", _dispatched)
     patcher.wrap(func_wrapper, "__call__", _run_dispatched)
@@ -489,14 +415,6 @@ def _run_dispatched(wrapped, instance, args, kwargs):
         with runs.InsideTrainingCall():
             return wrapped(*args, **kwargs)
     return wrapped(*args, **kwargs)
-
-
-_CV_WRAPPERS = {name: _cv_wrapper(name) for name in CV_FUNCTIONS}
-_MODULE_HOOKS = {
-    "sklearn.metrics": _patch_metrics,
-    "sklearn.model_selection": _patch_model_selection,
-    "sklearn.utils.parallel": _patch_parallel,
-}
 
 
 # -- the model flavor ----------------------------------------------------------------------------------

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import weakref
 from typing import Any, Optional
 
-from autolog.instrument.snapshots import DataSnapshot, caller_variable_name
+from autolog.instrument import containment
+from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, caller_variable_name
 
 log = logging.getLogger("autolog")
 
@@ -202,6 +204,25 @@ def confusion_matrix_png(model: Any, data: DataSnapshot, path: str) -> bool:
     fig.tight_layout()
     fig.savefig(path, format="png")
     return True
+
+
+def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots: bool,
+                         activity: TrainingActivity, integration: str) -> None:
+    """On the worker: the training metrics of `model` on the data snapshot and, for a
+    classifier when `log_plots`, the training confusion matrix (`training_confusion_matrix.png`);
+    each between training calls (`activity.wait()`), the drawing contained."""
+    from sklearn.base import is_classifier
+
+    activity.wait()
+    metrics = training_metrics(model, data)
+    if metrics:
+        run.log_metrics(metrics, normalize=True)
+    if log_plots and is_classifier(model):
+        activity.wait()
+        with containment.contained(f"{integration}: drawing the training confusion matrix"):
+            path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
+            if confusion_matrix_png(model, data, path):
+                run.log_owned_artifact(path)
 
 
 

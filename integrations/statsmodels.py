@@ -24,8 +24,6 @@ the tables, the summary and the model file are made from that copy on the logger
 from __future__ import annotations
 
 import csv
-import functools
-import inspect
 import io
 import os
 import pickle
@@ -34,9 +32,11 @@ from typing import Any, Mapping, Optional
 
 from autolog import runs
 from autolog.instrument import containment
-from autolog.instrument.integration import Integration, engine
+from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, log_model, read_mlmodel
-from autolog.instrument.patching import Patcher, when_imported
+from autolog.instrument.params import is_scalar_number
+from autolog.instrument.patching import Patcher
+from autolog.instrument.training_call import Call, TrainingWrapper
 
 NAME = "statsmodels"
 MODEL_DATA = "model.statsmodels"  # the file name mlflow.statsmodels reads
@@ -64,44 +64,41 @@ class StatsmodelsIntegration(Integration):
     requires = "statsmodels>=0.14"
 
     def patch(self, patcher: Patcher) -> None:
-        global _classes
-        _classes = ModelClasses(patcher)
         # statsmodels' package import is tiny; its model classes load with statsmodels.api & co.
-        when_imported("statsmodels.base.model", _on_base_model_imported)
+        patcher.when_imported("statsmodels.base.model", ModelClasses(patcher).adopt_all)
 
 
 # -- finding and wrapping the model classes ------------------------------------------------
 class ModelClasses:
-    """The model classes one enabling of the integration has looked at, and its patcher."""
+    """The model classes one enabling of the integration has looked at, its patcher, and the
+    fit wrapper. (The patcher makes wrapping safe against a concurrent disable: after it is
+    reverted, `wrap` does nothing.)"""
 
     def __init__(self, patcher: Patcher):
         self.patcher = patcher
+        self.fit = Fit()
         self.seen: "weakref.WeakSet[type]" = weakref.WeakSet()
         self.base: Optional[type] = None
 
-    def adopt_all(self, base: type) -> None:
+    def adopt_all(self, module: Any) -> None:
         """Wrap `Model.__init__` and the fit methods of every model class defined so far."""
-        self.base = base
-        with engine.lock:
-            if not self.patcher.active:
-                return
-            self.patcher.wrap(base, "__init__", self._on_init)
-            stack = [base]
-            while stack:
-                cls = stack.pop()
-                self.adopt(cls)
-                stack.extend(cls.__subclasses__())
+        self.base = module.Model
+        self.patcher.wrap(self.base, "__init__", self._on_init)
+        stack = [self.base]
+        while stack:
+            cls = stack.pop()
+            self.adopt(cls)
+            stack.extend(cls.__subclasses__())
 
     def adopt(self, cls: type) -> None:
         """Wrap the `fit` methods that instances of `cls` call (the class that defines each)."""
-        with engine.lock:
-            if cls in self.seen or not self.patcher.active:
-                return
-            for method in FIT_METHODS:
-                owner = next((c for c in cls.__mro__ if method in vars(c)), None)
-                if owner is not None and issubclass(owner, self.base):
-                    self.patcher.wrap(owner, method, _fit)
-            self.seen.add(cls)
+        if cls in self.seen or not self.patcher.active:
+            return
+        for method in FIT_METHODS:
+            owner = next((c for c in cls.__mro__ if method in vars(c)), None)
+            if owner is not None and issubclass(owner, self.base):
+                self.patcher.wrap(owner, method, self.fit)
+        self.seen.add(cls)
 
     def _on_init(self, wrapped, instance, args, kwargs):
         cls = type(instance)
@@ -111,46 +108,40 @@ class ModelClasses:
         return wrapped(*args, **kwargs)
 
 
-_classes: Optional[ModelClasses] = None
-
-
-def _on_base_model_imported(module: Any) -> None:
-    classes = _classes
-    if classes is not None and classes.patcher.active:
-        classes.adopt_all(module.Model)
-
-
 # -- one fit -------------------------------------------------------------------------------
-def _fit(wrapped, instance, args, kwargs):
-    if instance is None:
-        return wrapped(*args, **kwargs)
-    with runs.TrainingCall(NAME, type(instance).__name__) as call:
-        run = call.run
-        if run is None:
-            return wrapped(*args, **kwargs)
-        with containment.contained(f"{NAME}: logging the params of {type(instance).__name__}.fit"):
-            run.log_params(_params(wrapped, instance, args, kwargs), normalize=True)
-        results = wrapped(*args, **kwargs)
-        with containment.contained(f"{NAME}: logging the results of {type(instance).__name__}.fit"):
-            if "nobs" not in run.params and _is_number(getattr(results, "nobs", None)):
-                run.log_param("nobs", _integral(results.nobs), normalize=True)  # discrete models set it in fit
-            _log_results(run, results)
-        return results
+class Fit(TrainingWrapper):
+    """`fit` / `fit_regularized` of a model: params before the call, results after it."""
+
+    integration = NAME
+    bind_defaults = True
+
+    def should_log(self, call: Call) -> bool:
+        return call.instance is not None
+
+    def before(self, call: Call) -> None:
+        call.run.log_params(_params(call), normalize=True)
+
+    def after(self, call: Call) -> None:
+        run, results = call.run, call.result
+        if "nobs" not in run.params and is_scalar_number(getattr(results, "nobs", None)):
+            run.log_param("nobs", _integral(results.nobs), normalize=True)  # discrete models set it in fit
+        _log_results(run, results)
 
 
-def _params(wrapped, instance, args, kwargs) -> dict:
-    params: dict = {}
-    # `model.fit(...)` gives a bound method; `OLS.fit(model, ...)` a partial of the function
-    function = getattr(wrapped, "__func__", None) or getattr(wrapped, "__wrapped__", None)
-    if inspect.isfunction(function):
-        params.update(_arguments(function, instance, args, kwargs))
+def _params(call: Call) -> dict:
+    """The fit's arguments with their defaults, then what the model says about itself."""
+    try:
+        params = dict(call.arguments)
+    except TypeError:  # the call itself is wrong; fit will say so
+        params = {}
+    instance = call.instance
     model = type(instance)
     params["model_class"] = f"{model.__module__}.{model.__qualname__}"
     formula = getattr(instance, "formula", None)
     if isinstance(formula, str):
         params["formula"] = formula
     nobs = getattr(instance, "nobs", None)
-    if _is_number(nobs):
+    if is_scalar_number(nobs):
         params["nobs"] = _integral(nobs)
     family = getattr(instance, "family", None)
     if family is not None and hasattr(family, "link"):
@@ -161,36 +152,6 @@ def _params(wrapped, instance, args, kwargs) -> dict:
         if value is not None and isinstance(value, (str, int, tuple)):
             params[name] = value
     return params
-
-
-@functools.lru_cache(maxsize=512)
-def _signature(function) -> Optional[inspect.Signature]:
-    try:
-        return inspect.signature(function)
-    except (TypeError, ValueError):
-        return None
-
-
-def _arguments(function, instance, args, kwargs) -> dict:
-    """The fit's arguments, defaults included; `**kwargs` flattened; `self` and `*args` left out."""
-    signature = _signature(function)
-    if signature is None:
-        return dict(kwargs)
-    try:
-        bound = signature.bind(instance, *args, **kwargs)
-    except TypeError:  # the call itself is wrong; fit will say so
-        return {}
-    bound.apply_defaults()
-    out: dict = {}
-    for index, (name, value) in enumerate(bound.arguments.items()):
-        kind = signature.parameters[name].kind
-        if index == 0 or kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            out.update(value)
-        else:
-            out[name] = value
-    return out
 
 
 def _log_results(run, results: Any) -> None:
@@ -241,34 +202,24 @@ def statistics(results: Any) -> dict[str, float]:
             value = getattr(inner, name)
         except Exception:  # noqa: BLE001 - not defined for this model (e.g. rsquared of a GLM)
             continue
-        if _is_number(value):
+        if is_scalar_number(value):
             found[name] = float(value)
     for source in (vars(inner), getattr(inner, "_cache", None) or {}):
         for name, value in source.items():
             if name.startswith("_") or name in found or name in NOT_STATISTICS or name.startswith("k_"):
                 continue
-            if _is_number(value):
+            if is_scalar_number(value):
                 found[name] = float(value)
     retvals = getattr(inner, "mle_retvals", None)
     if isinstance(retvals, dict):
         for name in ("converged", "iterations"):
-            if name in retvals and (_is_number(retvals[name]) or isinstance(retvals[name], bool)):
+            if name in retvals and (is_scalar_number(retvals[name]) or isinstance(retvals[name], bool)):
                 found[name] = float(retvals[name])
     return found
 
 
 def _integral(number: Any) -> Any:
     return int(number) if float(number).is_integer() else float(number)
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    return shape == () and dtype is not None and getattr(dtype, "kind", "") in "iuf"
 
 
 def coefficient_table(results: Any) -> str:
