@@ -101,3 +101,17 @@ def test_the_warning_names_the_integration(caplog, integration):
             StepMetrics(run, integration).log({"bad": "x"}, step=0)
     [record] = [r for r in caplog.records if "bad" in r.getMessage()]
     assert record.getMessage().startswith(f"autolog: {integration}: metric 'bad' is not logged")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_tensor_is_not_synchronised_on_the_caller():
+    """With a long kernel queued, `log` returns while the GPU is still busy (no .item() on the
+    caller); the worker reads the value once the kernel is done."""
+    stream = torch.cuda.current_stream()
+    with autolog.start_run() as run:
+        sink = StepMetrics(run, "torch")
+        torch.cuda._sleep(2_000_000_000)  # about a second of GPU time, queued
+        loss = torch.ones(4, device="cuda").sum()  # queued behind it
+        sink.log({"loss": loss}, step=1)
+        assert not stream.query()  # the caller did not wait for the GPU
+    assert history(run.run_id) == {"loss": [(1, 4.0)]}
