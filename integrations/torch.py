@@ -1,0 +1,330 @@
+"""PyTorch: plain training loops, which have no single call to wrap; and the `pytorch` model flavor.
+
+A plain loop is captured at the parts every loop uses (docs/integrations/torch.md):
+
+- `Tensor.backward`: the tensor it is called on is kept (a reference, nothing read);
+- every optimizer step (`Optimizer._optimizer_step_code`, which PyTorch itself calls after
+  each `step()` of every optimizer, with the global step hooks): at an optimizer's first step
+  in a run its class, its hyper-parameters and the number of parameters it optimizes are
+  logged as params; at its first step and every N steps after (N = `log_every_n_steps`, 50
+  when unset) its learning rates are logged, and, for the first optimizer of the run, the
+  loss of the last `backward()` (`loss`) and the step count (`optimizer_steps`), with
+  step = that optimizer's step count. Tensors are converted on the logger's worker
+  (`StepMetrics`): the loop never waits for a `.item()`;
+- `torch.save(obj, path)` while a run is active: the file lands in the run's `checkpoints/`
+  (`capture_checkpoint`); saving to a buffer or file object is left alone;
+- `SummaryWriter.add_scalar` / `add_scalars` / `add_hparams` (when tensorboard is
+  installed): mirrored as metrics (tag, global step) and params.
+
+Which run: the active run; with none, a run is started at the first optimizer step or
+TensorBoard scalar and ends at process exit: FINISHED, or FAILED (KILLED for Ctrl-C) when
+an exception ends the process (`sys.excepthook` is wrapped for that while such a run is
+open; `disable` puts it back). Nothing is captured inside another integration's training
+call (a Lightning `fit` logs itself), in a DataLoader worker, or in a process that is not
+the primary one of its job.
+
+The `pytorch` model flavor (`TorchFlavor`) writes what `mlflow.pytorch.save_model` writes
+with its default pickle format, so `mlflow.pyfunc.load_model` and `autolog.load_model`
+both read it; the Lightning integration logs its trained modules with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import sys
+import types
+import uuid
+import weakref
+from typing import Any, Iterable, Optional
+
+from autolog import runs
+from autolog.entities import RunStatus
+from autolog.instrument import containment
+from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
+from autolog.instrument.integration import Integration
+from autolog.instrument.models import ModelFlavor, read_mlmodel
+from autolog.instrument.params import flatten
+from autolog.instrument.patching import Patcher
+from autolog.instrument.role import is_primary_process
+from autolog.instrument.step_metrics import StepMetrics
+from autolog.instrument.training_call import call_arguments
+from autolog.runs.training import training_call_in_progress
+from autolog.validation import MAX_TAG_VALUE_LENGTH
+
+NAME = "torch"
+DEFAULT_EVERY_N_STEPS = 50  # plain loops, when log_every_n_steps is not set
+MODEL_DATA = "data"  # mlflow.pytorch's folder of the model file
+MODEL_FILE = "model.pth"
+PICKLE_MODULE_INFO = "pickle_module_info.txt"
+MLFLOW_PICKLE_MODULE = "mlflow.pytorch.pickle_module"  # what mlflow.pytorch's loader imports to unpickle
+
+
+class TorchIntegration(Integration):
+    name = NAME
+    module = "torch"
+    requires = "torch>=2.2"
+
+    def patch(self, patcher: Patcher) -> None:
+        import torch
+
+        loop = LoopCapture(patcher)
+        patcher.wrap(torch.Tensor, "backward", loop.on_backward)
+        # PyTorch calls this after every step of every optimizer (see Optimizer.profile_hook_step);
+        # a wrapper here is the global step post-hook, recorded by the patcher like every patch
+        patcher.wrap(torch.optim.Optimizer, "_optimizer_step_code", loop.on_step)
+        patcher.wrap(torch, "save", loop.on_save)
+        patcher.when_imported("torch.utils.tensorboard.writer", loop.patch_tensorboard)
+
+
+# -- the plain loop ------------------------------------------------------------------------------
+class LoopState:
+    """What one run has seen of the plain loop: its optimizers and their step counts."""
+
+    __slots__ = ("run", "logging", "every", "metrics", "steps", "lr_names", "primary", "primary_steps", "seen",
+                 "names_taken")
+
+    def __init__(self, run: Optional[runs.ActiveRun], logging: bool):
+        self.run = run
+        self.logging = logging
+        every = runs.settings().log_every_n_steps
+        self.every = every if every else DEFAULT_EVERY_N_STEPS
+        self.metrics = StepMetrics(run, NAME) if logging else None
+        self.steps: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+        self.lr_names: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
+        self.primary: Optional[weakref.ref] = None  # the first optimizer to step (still alive): the loss's
+        self.primary_steps: Optional[int] = None  # its step count: the step of the loss and checkpoints
+        self.seen = 0  # optimizers that stepped in this run (some may be gone)
+        self.names_taken: list = []  # their learning-rate metric names
+
+    def stepped(self, optimizer: Any, capture: "LoopCapture") -> None:
+        count = self.steps.get(optimizer, 0) + 1
+        self.steps[optimizer] = count
+        if count == 1:
+            self._first_step(optimizer)
+        primary = self.primary() is optimizer
+        if primary:
+            self.primary_steps = count
+        if count != 1 and count % self.every:
+            return
+        values: dict = {name: group.get("lr") for name, group in zip(self.lr_names[optimizer], optimizer.param_groups)}
+        if primary:
+            values["optimizer_steps"] = count
+            loss, capture.loss = capture.loss, None
+            if loss is not None:
+                values["loss"] = loss
+        self.metrics.log(values, step=count)
+
+    def _first_step(self, optimizer: Any) -> None:
+        index, self.seen = self.seen, self.seen + 1
+        if self.primary is None or self.primary() is None:
+            self.primary = weakref.ref(optimizer)
+        names = self.lr_names[optimizer] = lr_metric_names(optimizer, self.names_taken)
+        self.names_taken.extend(names)
+        self.run.log_params(optimizer_params(optimizer, index), normalize=True)
+
+
+class LoopCapture:
+    """The wrappers of the plain loop, and which run they log into."""
+
+    def __init__(self, patcher: Patcher):
+        self.patcher = patcher
+        self.current: Optional[LoopState] = None
+        self.auto_run: Optional[runs.ActiveRun] = None  # the run autolog started for the loop
+        self.loss: Any = None  # the tensor of the last backward(): a reference, read only when logged
+
+    # -- which run ----------------------------------------------------------------------------
+    def state(self, start: bool) -> Optional[LoopState]:
+        """The loop state of the active run, when this event is to be logged; a run is
+        started for it when `start` and none is active."""
+        if training_call_in_progress() is not None:
+            return None  # another integration's training call (Lightning's fit) logs itself
+        run = runs.active_run()
+        state = self.current
+        if state is not None and state.run is run and run is not None:
+            return state if state.logging else None
+        if run is None:
+            if not start or _in_dataloader_worker() or not is_primary_process():
+                return None
+            run = self._start_run()
+            logging = True
+        else:
+            exclusive = run.owner != "autolog" and runs.settings().exclusive
+            logging = not exclusive and not _in_dataloader_worker() and is_primary_process()
+        state = self.current = LoopState(run, logging)
+        return state if logging else None
+
+    def _start_run(self) -> runs.ActiveRun:
+        run = runs.start_run(f"torch-{uuid.uuid4().hex[:6]}", tags={runs.TAG_INTEGRATION: NAME}, owner="autolog")
+        self.auto_run = run
+        # the run ends at exit: FAILED when an exception ends the process, which only the
+        # interpreter's excepthook sees before the exit hooks run
+        self.patcher.wrap(sys, "excepthook", self.on_uncaught_exception)
+        return run
+
+    # -- the wrappers ---------------------------------------------------------------------------
+    def on_backward(self, wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        if training_call_in_progress() is None:
+            self.loss = instance  # StepMetrics detaches and converts it, when it is logged
+        return result
+
+    def on_step(self, wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        state = self.state(start=True)
+        if state is not None:
+            state.stepped(instance, self)
+        return result
+
+    def on_save(self, wrapped, instance, args, kwargs):
+        target = call_arguments(wrapped, args, kwargs).get("f")
+        path = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None  # not a buffer
+        if path is not None:
+            wait_for_checkpoint(path)  # a copy of an earlier save of this file may still be running
+        result = wrapped(*args, **kwargs)
+        if path is not None and not _in_dataloader_worker():
+            state = self.state(start=False)
+            if state is not None:
+                capture_checkpoint(state.run, path, step=state.primary_steps, integration=NAME)
+        return result
+
+    def on_uncaught_exception(self, wrapped, instance, args, kwargs):
+        run = self.auto_run
+        if run is not None and run.end_time is None and args:
+            exc_type, exc = args[0], args[1] if len(args) > 1 else None
+            with containment.contained(f"{NAME}: ending the run of the training loop"):
+                run.set_tag(runs.TAG_ERROR, f"{exc_type.__name__}: {exc}"[:MAX_TAG_VALUE_LENGTH], normalize=True)
+                run.end(RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED)
+        return wrapped(*args, **kwargs)
+
+    # -- TensorBoard ------------------------------------------------------------------------------
+    def patch_tensorboard(self, module: Any) -> None:
+        writer = module.SummaryWriter
+        self.patcher.wrap(writer, "add_scalar", self.on_add_scalar)
+        self.patcher.wrap(writer, "add_scalars", self.on_add_scalars)
+        self.patcher.wrap(writer, "add_hparams", self.on_add_hparams)
+
+    def on_add_scalar(self, wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        state = self.state(start=True)
+        if state is not None:
+            arguments = call_arguments(wrapped, args, kwargs)
+            state.metrics.log({arguments["tag"]: arguments.get("scalar_value")},
+                              step=arguments.get("global_step") or 0)
+        return result
+
+    def on_add_scalars(self, wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        state = self.state(start=True)
+        if state is not None:
+            arguments = call_arguments(wrapped, args, kwargs)
+            main_tag, values = arguments["main_tag"], arguments.get("tag_scalar_dict") or {}
+            state.metrics.log({f"{main_tag}/{tag}": value for tag, value in values.items()},
+                              step=arguments.get("global_step") or 0)
+        return result
+
+    def on_add_hparams(self, wrapped, instance, args, kwargs):
+        # its metrics reach add_scalar (of a writer it makes), and are logged there
+        state = self.state(start=True)
+        if state is not None:
+            hparams = call_arguments(wrapped, args, kwargs).get("hparam_dict")
+            if isinstance(hparams, dict):
+                state.run.log_params(flatten(hparams), normalize=True)
+        return wrapped(*args, **kwargs)
+
+
+def _in_dataloader_worker() -> bool:
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and data.get_worker_info() is not None
+
+
+# -- optimizers: shared with the Lightning integration --------------------------------------------
+def optimizer_params(optimizer: Any, index: int = 0) -> dict:
+    """An optimizer's class, its hyper-parameters (`defaults`) and the number of parameters it
+    optimizes. The first optimizer's names are MLflow's (`optimizer_name`, `lr`, `momentum`,
+    ...); the i-th after it has the prefix `optimizer_<i>.`."""
+    params: dict = {"optimizer_name": type(optimizer).__name__}
+    params.update(dict(getattr(optimizer, "defaults", None) or {}))
+    params["num_optimized_params"] = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    return params if index == 0 else flatten({f"optimizer_{index}": params}, max_depth=2)
+
+
+def lr_metric_names(optimizer: Any, taken: Iterable[str] = ()) -> list:
+    """The metric names of an optimizer's learning rates, one per param group, as Lightning's
+    LearningRateMonitor names them: `lr-Adam`, `lr-Adam/pg1`, `lr-Adam/pg2` for several groups,
+    `lr-Adam-1` for a second Adam."""
+    taken = set(taken)
+    base = f"lr-{type(optimizer).__name__}"
+    stem, n = base, 0
+    while any(name == stem or name.startswith(stem + "/") for name in taken):
+        n += 1
+        stem = f"{base}-{n}"
+    groups = len(optimizer.param_groups)
+    return [stem] if groups == 1 else [f"{stem}/pg{i + 1}" for i in range(groups)]
+
+
+# -- the pytorch model flavor --------------------------------------------------------------------
+class TorchFlavor(ModelFlavor):
+    """A whole `nn.Module`, pickled as `mlflow.pytorch.save_model` pickles it (with cloudpickle,
+    so a class defined in `__main__` loads elsewhere), in `data/model.pth`."""
+
+    name = "pytorch"
+    library = "torch"
+    loader = "autolog.integrations.torch:load_model"
+
+    def __init__(self, requirements: tuple = ()):
+        self.requirements = ("cloudpickle", *requirements)
+
+    def snapshot(self, model: Any) -> bytes:
+        if isinstance(model, bytes):
+            return model  # the integration pickled it already (and warned if it could not)
+        return pickle_module_bytes(model)
+
+    def save(self, snapshot: bytes, path: str) -> dict:
+        import torch
+
+        data = os.path.join(path, MODEL_DATA)
+        os.makedirs(data, exist_ok=True)
+        with open(os.path.join(data, MODEL_FILE), "wb") as fh:
+            fh.write(snapshot)
+        with open(os.path.join(data, PICKLE_MODULE_INFO), "w", encoding="utf-8") as fh:
+            fh.write(MLFLOW_PICKLE_MODULE)
+        return {
+            "pytorch": {"model_data": MODEL_DATA, "pytorch_version": str(torch.__version__), "code": None},
+            "python_function": {"loader_module": "mlflow.pytorch", "data": MODEL_DATA,
+                                "pickle_module_name": MLFLOW_PICKLE_MODULE, "code": None,
+                                "model_config": {"device": None}},
+        }
+
+
+def pickle_module_bytes(model: Any) -> bytes:
+    """`torch.save(model)` into bytes with cloudpickle's pickler, as mlflow.pytorch does."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(model, buffer, pickle_module=_cloudpickle_module())
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def _cloudpickle_module() -> types.SimpleNamespace:
+    """The `pickle_module` torch.save takes: cloudpickle's pickler under pickle's names, which is
+    what `mlflow.pytorch.pickle_module` is (without importing mlflow)."""
+    import cloudpickle
+
+    return types.SimpleNamespace(__name__=MLFLOW_PICKLE_MODULE, Pickler=cloudpickle.CloudPickler)
+
+
+def load_model(folder: str) -> Any:
+    """The module of a model folder written by this flavor (or by mlflow.pytorch), in eval mode.
+    Unpickling runs code from the file: load only models you trust."""
+    import torch
+
+    flavor = (read_mlmodel(folder).get("flavors") or {}).get("pytorch") or {}
+    path = os.path.join(folder, flavor.get("model_data", MODEL_DATA))
+    if os.path.isdir(path):
+        path = os.path.join(path, MODEL_FILE)
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    model.eval()
+    return model
