@@ -34,6 +34,7 @@ import functools
 import io
 import os
 import sys
+import threading
 import types
 import uuid
 import weakref
@@ -111,9 +112,10 @@ class LoopState:
         values: dict = {name: group.get("lr") for name, group in zip(self.lr_names[optimizer], optimizer.param_groups)}
         if primary:
             values["optimizer_steps"] = count
-            loss, capture.loss = capture.loss, None
+            loss = getattr(capture.thread, "loss", None)
             if loss is not None:
                 values["loss"] = loss
+                capture.thread.loss = None
         self.metrics.log(values, step=count)
 
     def _first_step(self, optimizer: Any) -> None:
@@ -130,9 +132,10 @@ class LoopCapture:
 
     def __init__(self, patcher: Patcher):
         self.patcher = patcher
-        self.current: Optional[LoopState] = None
+        self.current: Optional[LoopState] = None  # the last one used: the common case in one lookup
+        self.states: "weakref.WeakKeyDictionary[runs.ActiveRun, LoopState]" = weakref.WeakKeyDictionary()
         self.auto_run: Optional[runs.ActiveRun] = None  # the run autolog started for the loop
-        self.loss: Any = None  # the tensor of the last backward(): a reference, read only when logged
+        self.thread = threading.local()  # .loss: the tensor of this thread's last backward()
 
     # -- which run ----------------------------------------------------------------------------
     def state(self, start: bool) -> Optional[LoopState]:
@@ -144,6 +147,10 @@ class LoopCapture:
         state = self.current
         if state is not None and state.run is run and run is not None:
             return state if state.logging else None
+        state = self.states.get(run) if run is not None else None  # another thread's run, or an earlier one
+        if state is not None:
+            self.current = state
+            return state if state.logging else None
         if run is None:
             if not start or _in_dataloader_worker() or not is_primary_process():
                 return None
@@ -152,7 +159,7 @@ class LoopCapture:
         else:
             exclusive = run.owner != "autolog" and runs.settings().exclusive
             logging = not exclusive and not _in_dataloader_worker() and is_primary_process()
-        state = self.current = LoopState(run, logging)
+        state = self.current = self.states[run] = LoopState(run, logging)
         return state if logging else None
 
     def _start_run(self) -> runs.ActiveRun:
@@ -167,7 +174,7 @@ class LoopCapture:
     def on_backward(self, wrapped, instance, args, kwargs):
         result = wrapped(*args, **kwargs)
         if training_call_in_progress() is None:
-            self.loss = instance  # StepMetrics detaches and converts it, when it is logged
+            self.thread.loss = instance  # a reference: StepMetrics detaches and converts it, when it is logged
         return result
 
     def on_step(self, wrapped, instance, args, kwargs):

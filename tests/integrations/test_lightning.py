@@ -192,6 +192,21 @@ def test_fit_inside_the_users_run_logs_there_and_leaves_it_active():
     assert {"train_loss", "val_loss", "test_loss"} <= set(logged.metrics)
 
 
+def test_the_callback_sent_to_other_processes_is_an_inert_one():
+    """ddp_spawn pickles the trainer, callbacks included, for the processes it starts."""
+    import pickle
+
+    class Pickles(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.copies = pickle.loads(pickle.dumps([c for c in trainer.callbacks if c is not self]))
+
+    pickles = Pickles()
+    autolog.autolog()
+    fit(max_epochs=1, callbacks=[pickles])
+    assert [type(c) for c in pickles.copies] == [L.Callback]  # autolog's, copied: a plain Callback
+    assert "train_loss" in the_run().metrics  # and the original went on logging
+
+
 def test_step_metrics_every_n_steps_with_learning_rates(monkeypatch):
     monkeypatch.setenv("AUTOLOG_LOG_EVERY_N_STEPS", "2")
     values = EpochValues()

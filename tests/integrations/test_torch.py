@@ -109,6 +109,27 @@ def test_lr_follows_a_scheduler_and_each_optimizer_and_param_group_is_named():
     assert logged.params["optimizer_1.num_optimized_params"] == "6"
 
 
+def test_two_threads_training_at_once_each_log_into_their_own_run():
+    autolog.autolog()
+    results = {}
+
+    def worker(name, optimizer_class):
+        with autolog.start_run(name) as run:
+            results[name] = (run.run_id, train(steps=10, optimizer_class=optimizer_class))
+
+    threads = [threading.Thread(target=worker, args=("sgd", torch.optim.SGD)),
+               threading.Thread(target=worker, args=("adam", torch.optim.Adam))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    autolog.flush()
+    for name, expected_optimizer in (("sgd", "SGD"), ("adam", "Adam")):
+        run_id, losses = results[name]
+        assert autolog.get_run(run_id).params["optimizer_name"] == expected_optimizer
+        assert history(run_id, "loss") == [(s, pytest.approx(losses[s - 1])) for s in (1, 5, 10)]
+
+
 def test_without_a_run_one_is_started_at_the_first_step_and_ended_when_the_user_ends_it():
     autolog.autolog()
     train(steps=3)
