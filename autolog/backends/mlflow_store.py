@@ -34,14 +34,24 @@ import os
 import pathlib
 import threading
 import urllib.parse
+import warnings
 from typing import Optional
+
+with warnings.catch_warnings():
+    # when this module is imported before mlflow, importing mlflow loads MLflow's plugins, this
+    # module among them while it is half made, and MLflow warns that it cannot register it:
+    # `_register_with_mlflow` at the end does
+    warnings.filterwarnings("ignore", message='Failure attempting to register store for scheme "autolog"')
+    import mlflow.tracking  # noqa: F401
 
 from mlflow.entities import Experiment as MlflowExperiment
 from mlflow.entities import LifecycleStage, ViewType
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param as MlflowParam
 from mlflow.entities import Run as MlflowRun
-from mlflow.entities import RunData, RunInfo, RunInputs, RunTag
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput as MlflowDatasetInput
+from mlflow.entities import InputTag, RunData, RunInfo, RunInputs, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.entities.paged_list import PagedList
@@ -51,11 +61,12 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_USER
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 
+from autolog.backends import PLUGIN_SCHEME as SCHEME
+from autolog.backends import plugin_uri as store_uri
 from autolog.backends.base import RunNotFound, StoreNotFound
 from autolog.backends.local import LocalStore
 from autolog.entities import Run
 
-SCHEME = "autolog"
 MLMODEL = "MLmodel"
 #: the most run ids in one SQL statement (SQLite's host-parameter limit is 999 on old builds)
 _MAX_VARS = 900
@@ -82,11 +93,6 @@ def store_path(uri: str) -> str:
     if not path:
         raise MlflowException(f"the autolog store URI {uri!r} names no folder", INVALID_PARAMETER_VALUE)
     return os.path.abspath(os.path.expanduser(path))
-
-
-def store_uri(path: str) -> str:
-    """The `autolog:///...` URI of a store folder."""
-    return SCHEME + "://" + pathlib.Path(os.path.abspath(path)).as_uri()[len("file://"):]
 
 
 def _not_found(what: str) -> MlflowException:
@@ -232,7 +238,7 @@ class AutologTrackingStore(_ReadOnly, AbstractStore):
             metrics.append(MlflowMetric(key, value, timestamp, step))
         data = RunData(metrics=metrics, params=[MlflowParam(k, v) for k, v in run.params.items()],
                        tags=[RunTag(k, v) for k, v in tags.items()])
-        return MlflowRun(info, data, RunInputs(dataset_inputs=[]))
+        return MlflowRun(info, data, RunInputs(dataset_inputs=_dataset_inputs(run)))
 
     def _model_history(self, run: Run) -> list[dict]:
         """The model folders at the top of the run's artifacts, as `mlflow.log-model.history` entries."""
@@ -351,8 +357,24 @@ class AutologTrackingStore(_ReadOnly, AbstractStore):
         raise _not_found(f"Logged model with ID '{model_id}' not found (an autolog store has no logged model entities)")
 
     def _search_datasets(self, experiment_ids):
-        """The dataset summaries of the experiments' runs (the runs table's Datasets filter)."""
-        return []
+        """The datasets the experiments' runs used, one per (experiment, name, digest, context),
+        as MLflow's stores list them (the runs table's Datasets filter)."""
+        from mlflow.entities import _DatasetSummary as DatasetSummary
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        wanted = {str(e) for e in experiment_ids or ()}
+        names = [e.name for e in self._experiments() if e.experiment_id in wanted]
+        try:
+            runs = self.local.search_runs(experiment_names=names) if names else []
+        except StoreNotFound:
+            return []
+        summaries = {}
+        for run in runs:
+            for used in getattr(run, "inputs", None) or ():
+                key = (str(run.experiment_id), used.dataset.name, used.dataset.digest,
+                       used.tags.get(MLFLOW_DATASET_CONTEXT))
+                summaries.setdefault(key, DatasetSummary(*key))
+        return list(summaries.values())[:1000]  # MLflow's own cap on dataset summaries
 
     def search_datasets(self, experiment_ids=None, filter_string=None, max_results=1000, order_by=None,
                         page_token=None):
@@ -504,11 +526,36 @@ class AutologRegistryStore(_ReadOnly, AbstractRegistryStore):
         self._refuse("delete_registered_model_alias")
 
 
+def _dataset_inputs(run: Run) -> list:
+    """The run's dataset inputs (`Run.inputs` of the local store) as MLflow's entities."""
+    out = []
+    for used in getattr(run, "inputs", None) or ():
+        d = used.dataset
+        dataset = MlflowDataset(name=d.name, digest=d.digest, source_type=d.source_type, source=d.source,
+                                schema=d.schema, profile=d.profile)
+        out.append(MlflowDatasetInput(dataset, [InputTag(k, str(v)) for k, v in dict(used.tags).items()]))
+    return out
+
+
 def _check_max_results(max_results) -> None:
     if not isinstance(max_results, int) or max_results < 1 or max_results > SEARCH_MAX_RESULTS_THRESHOLD:
         raise MlflowException(
             f"Invalid value {max_results!r} for parameter 'max_results': it must be an integer from 1 to "
             f"{SEARCH_MAX_RESULTS_THRESHOLD}", INVALID_PARAMETER_VALUE)
 
+
+def _register_with_mlflow() -> None:
+    """MLflow registers these stores from its entry points while `mlflow.tracking` is imported.
+    When this module is imported before mlflow, that happens while the module is half made and
+    MLflow skips it (with a warning): register them directly then (a second time is harmless)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_utils._tracking_store_registry.register(SCHEME, AutologTrackingStore)
+    if registry_utils._model_registry_store_registry is not None:  # else made later, from the entry points
+        registry_utils._model_registry_store_registry.register(SCHEME, AutologRegistryStore)
+
+
+_register_with_mlflow()
 
 __all__ = ["AutologTrackingStore", "AutologRegistryStore", "SCHEME", "store_path", "store_uri"]
