@@ -189,3 +189,24 @@ def log_input(dataset: Any, context: Optional[str] = "train", name: Optional[str
     from autolog.instrument import datasets
 
     datasets.log_input(_runs.run_or_start(), dataset, targets=targets, context=context, name=name)
+
+
+# MLflow's fluent names (autolog/fluent.py; docs/api.md has the table). `search_runs` from there
+# replaces the one imported above: a pandas DataFrame by default, as in MLflow.
+from autolog.fluent import (  # noqa: E402
+    get_experiment_by_name,
+    get_tracking_uri,
+    log_dict,
+    log_figure,
+    log_image,
+    log_model,
+    search_experiments,
+    search_runs,
+    set_experiment,
+    set_tracking_uri,
+)
+
+__all__ += [
+    "set_tracking_uri", "get_tracking_uri", "set_experiment", "get_experiment_by_name", "search_experiments",
+    "log_dict", "log_figure", "log_image", "log_model",
+]

@@ -76,6 +76,11 @@ class SklearnIntegration(Integration):
         patcher.when_imported("sklearn.model_selection", functools.partial(_patch_model_selection, patcher))
         patcher.when_imported("sklearn.utils.parallel", functools.partial(_patch_parallel, patcher))
 
+    def model_flavor(self, model: Any) -> Optional[SklearnFlavor]:
+        from sklearn.base import BaseEstimator
+
+        return SKLEARN_FLAVOR if isinstance(model, BaseEstimator) else None
+
 
 def _subclasses(base: type) -> list:
     found, todo = {}, [base]

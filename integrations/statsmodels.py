@@ -67,6 +67,13 @@ class StatsmodelsIntegration(Integration):
         # statsmodels' package import is tiny; its model classes load with statsmodels.api & co.
         patcher.when_imported("statsmodels.base.model", ModelClasses(patcher).adopt_all)
 
+    def model_flavor(self, model: Any) -> Optional[StatsmodelsFlavor]:
+        """Fitted results (what `fit()` returns), as the integration logs them."""
+        from statsmodels.base.model import Results
+        from statsmodels.base.wrapper import ResultsWrapper
+
+        return FLAVOR if isinstance(model, (Results, ResultsWrapper)) else None
+
 
 # -- finding and wrapping the model classes ------------------------------------------------
 class ModelClasses:

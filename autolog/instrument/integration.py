@@ -43,6 +43,12 @@ class Integration:
         """The distribution (pip name) of the library: from `requires`, else `module`."""
         return _requirement(self.requires).name if self.requires else self.module.partition(".")[0]
 
+    def model_flavor(self, model: Any) -> Any:
+        """The `ModelFlavor` that writes `model`, an object of this integration's library, for
+        the generic `autolog.log_model(model, name)` (autolog/fluent.py); None when it writes no
+        such model. An integration with several flavors picks one by the model's type."""
+        return None
+
     def libraries(self) -> dict[str, str]:
         """{top-level module: distribution} of the libraries whose versions a run records
         when they are imported. One by default; an integration of two libraries says so."""

@@ -2,7 +2,7 @@
 
 An `ActiveRun` turns each logging call into a small record for the BatchingLogger
 (autolog/transport/logger.py): the caller does no I/O. Params are remembered per run
-so that a repeated key is refused (manual API) or renamed `KEY.2` (automatic logging).
+so that a repeated key is refused or renamed `KEY.2` by one rule (`log_params`).
 """
 
 from __future__ import annotations
@@ -55,13 +55,17 @@ class ActiveRun:
         self.trained_in = False  # a training call already logged into this run
         self._logger = logger
         self._enqueue = logger.enqueue
-        self._params: dict[str, str] = {}
+        self._params: dict[str, str] = {}  # the keys as assigned on the worker, in call order
+        self._auto_keys: set = set()  # keys whose value came from automatic logging
+        self._user_params: dict[str, str] = {}  # the user's own values, as called
         self._lock = threading.Lock()
 
-    # MLflow code reads `run.info.run_id`
+    # MLflow code reads `run.info.run_id`, `.experiment_id`, `.artifact_uri`, `.lifecycle_stage`
     @property
-    def info(self) -> "ActiveRun":
-        return self
+    def info(self):
+        from autolog.fluent import RunInfo
+
+        return RunInfo(self)
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self.run_id} name={self.run_name!r} experiment={self.experiment_name!r} status={self.status}>"
@@ -71,31 +75,61 @@ class ActiveRun:
         self.log_params({key: value}, normalize=normalize)
 
     def log_params(self, params: Mapping[str, Any], *, normalize: bool = False) -> None:
-        """Log params. A key logged before with another value: ValueError (manual), or the
-        new value under `KEY.2`, `KEY.3`, ... (automatic logging, `normalize=True`)."""
+        """Log params. The rule for a key logged twice with two values (docs/api.md):
+
+        - the first value in the order of the calls keeps the key, whoever logged it;
+        - your own `log_param` of a key you logged before with another value: ValueError, at
+          the call (params are immutable, as in MLflow);
+        - any other later value (autolog's after yours, or yours after autolog's) is logged
+          as `KEY.2`, `KEY.3`, ...; yours with one warning naming both values.
+
+        Automatic logging (`normalize=True`) records some params later, on the logger's worker
+        (sklearn's, from a snapshot); so that the outcome never depends on when that happens,
+        every param is assigned its key on the worker, in the order the calls were made.
+        """
         checked = []
         for key, value in params.items():
             key = normalize_key(key) if normalize else check_key(key, "param key")
             checked.append((key, value_to_text(value, MAX_PARAM_VALUE_LENGTH)))
-        with self._lock:
-            fresh = []
-            for key, text in checked:
-                old = self._params.get(key)
-                if old is None:
-                    self._params[key] = text
-                    fresh.append((key, text))
-                elif old != text:
-                    if not normalize:
+        if not normalize:
+            with self._lock:
+                for key, text in checked:
+                    old = self._user_params.get(key)
+                    if old is None and key not in self._auto_keys:
+                        old = self._params.get(key)  # a resumed run's params are immutable too
+                    if old is not None and old != text:
                         raise ValueError(
                             f"param {key!r} of run {self.run_id} was already logged with value {old!r}; "
                             f"it cannot be changed to {text!r} (params are immutable; log a metric or a tag instead)"
                         )
-                    n = 2
-                    while self._params.get(f"{key}.{n}") not in (None, text):
-                        n += 1
-                    if f"{key}.{n}" not in self._params:
-                        self._params[f"{key}.{n}"] = text
-                        fresh.append((f"{key}.{n}", text))
+                for key, text in checked:
+                    self._user_params.setdefault(key, text)
+        self.defer(lambda: self._assign_params(checked, automatic=normalize))
+
+    def _assign_params(self, checked: list, automatic: bool) -> None:
+        """On the worker, in call order: give each param its key (see `log_params`)."""
+        fresh = []
+        with self._lock:
+            for key, text in checked:
+                old = self._params.get(key)
+                if old == text:
+                    continue
+                if old is None:
+                    self._params[key] = text
+                    if automatic:
+                        self._auto_keys.add(key)
+                    fresh.append((key, text))
+                    continue
+                n = 2
+                while self._params.get(f"{key}.{n}") not in (None, text):
+                    n += 1
+                if f"{key}.{n}" not in self._params:
+                    self._params[f"{key}.{n}"] = text
+                    fresh.append((f"{key}.{n}", text))
+                if not automatic:
+                    containment.warn_once(
+                        f"param {key} of {self.run_id}", "param %r of run %s: autolog logged %r for it earlier in "
+                        "the run; your value %r is logged as %r", key, self.run_id, old, text, f"{key}.{n}")
         run_id = self.run_id
         for key, text in fresh:
             self._enqueue(("p", run_id, key, text))

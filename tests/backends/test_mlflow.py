@@ -184,9 +184,9 @@ def test_nested_runs_carry_the_parent_in_mlflow(mlflow_uri, mlflow_experiment, m
     mlflow_child = mlflow_run_of(mlflow_client, mlflow_experiment, child.run_id)
     assert mlflow_child.data.tags["mlflow.parentRunId"] == mlflow_parent.info.run_id
     assert autolog.get_run(child.run_id).parent_run_id == parent.run_id
-    children = autolog.search_runs(mlflow_experiment, parent_run_id=parent.run_id)
+    children = autolog.search_runs(mlflow_experiment, parent_run_id=parent.run_id, output_format="list")
     assert [r.run_id for r in children] == [child.run_id]
-    assert {r.run_id for r in autolog.search_runs(mlflow_experiment, status="FINISHED")} == {parent.run_id, child.run_id}
+    assert {r.run_id for r in autolog.search_runs(mlflow_experiment, status="FINISHED", output_format="list")} == {parent.run_id, child.run_id}
 
 
 def test_failed_run_status(mlflow_uri, mlflow_experiment, mlflow_client):

@@ -42,7 +42,7 @@ def mlflow_reads_the_server(mlflow_uri, monkeypatch):
 
 
 def only_run(experiment: str):
-    found = autolog.search_runs(experiment)
+    found = autolog.search_runs(experiment, output_format="list")
     assert len(found) == 1, [r.run_name for r in found]
     return found[0]
 
@@ -125,7 +125,7 @@ def test_each_logged_model_is_a_new_registered_version(mlflow_uri, mlflow_experi
     LinearRegression(fit_intercept=False).fit(X, y)
     autolog.flush()
     backend = get_backend(mlflow_uri)
-    mlflow_ids = {backend.mlflow_run_id(r.run_id) for r in autolog.search_runs(mlflow_experiment)}
+    mlflow_ids = {backend.mlflow_run_id(r.run_id) for r in autolog.search_runs(mlflow_experiment, output_format="list")}
     versions = mlflow_client.search_model_versions(f"name='{name}'")
     assert sorted(v.version for v in versions) == ["1", "2"]
     assert {v.run_id for v in versions} == mlflow_ids
@@ -139,7 +139,7 @@ def test_registered_model_name_on_the_local_store_warns_and_logs_the_model(caplo
     autolog.autolog(registered_model_name="nowhere", integrations=["sklearn"])  # the local store (conftest)
     model = LinearRegression().fit(X, X[:, 0])
     autolog.flush()
-    run = autolog.search_runs()[0]
+    run = autolog.search_runs(output_format="list")[0]
     np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), model.predict(X))
     assert "has no model registry" in caplog.text
 

@@ -242,7 +242,7 @@ def test_tracking_uri_from_the_environment_then_the_argument(tmp_path, store_dir
         pass
     assert elsewhere.tracking_uri == other
     assert autolog.get_run(elsewhere.run_id, tracking_uri=other).status == "FINISHED"
-    assert [r.run_id for r in autolog.search_runs(tracking_uri=store_dir)] == [run.run_id]
+    assert [r.run_id for r in autolog.search_runs(tracking_uri=store_dir, output_format="list")] == [run.run_id]
 
 
 def test_experiment_from_the_environment_then_the_argument(monkeypatch):
@@ -358,6 +358,6 @@ def test_source_tags_outside_git(tmp_path, store_dir, monkeypatch):
 
 def test_search_runs_on_a_store_nothing_was_written_to_is_empty(store_dir):
     assert not os.path.exists(os.path.join(store_dir, "autolog.db"))
-    assert autolog.search_runs() == []
-    assert autolog.search_runs(experiment="anything") == []
+    assert autolog.search_runs(output_format="list") == []
+    assert autolog.search_runs(experiment="anything", output_format="list") == []
     assert not os.path.exists(os.path.join(store_dir, "autolog.db"))  # a read makes no store

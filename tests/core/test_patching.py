@@ -168,7 +168,7 @@ def same_objects(before, after):
 
 def toy_runs():
     try:
-        found = autolog.search_runs()
+        found = autolog.search_runs(output_format="list")
     except BackendError as exc:  # the local store is made by the first run written to it
         assert "no autolog store" in str(exc)
         return []

@@ -97,7 +97,7 @@ def test_register_enable_train_and_unregister(toy):
     assert name in autolog.autolog(integrations=[name])
     lib.Model().fit([1, 2])
     assert vars(lib.Model)["fit"] is not original
-    (run,) = autolog.search_runs()
+    (run,) = autolog.search_runs(output_format="list")
     assert run.params == {"n": "2"} and run.tags["autolog.integration"] == name
 
     unregister_integration(name)  # disables it too: the original is back

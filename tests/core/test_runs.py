@@ -39,9 +39,9 @@ def test_experiments_group_runs():
         pass
     with autolog.start_run("c", experiment="exp-one"):
         pass
-    assert sorted(r.run_name for r in autolog.search_runs("exp-one")) == ["a", "c"]
-    assert [r.run_name for r in autolog.search_runs("exp-two")] == ["b"]
-    assert len(autolog.search_runs(["exp-one", "exp-two"])) == 3
+    assert sorted(r.run_name for r in autolog.search_runs("exp-one", output_format="list")) == ["a", "c"]
+    assert [r.run_name for r in autolog.search_runs("exp-two", output_format="list")] == ["b"]
+    assert len(autolog.search_runs(["exp-one", "exp-two"], output_format="list")) == 3
     assert sorted(e.name for e in runs.logger_for().backend.list_experiments()) >= ["exp-one", "exp-two"]
 
 
@@ -57,7 +57,7 @@ def test_nested_runs_carry_their_parent():
     assert autolog.get_run(child.run_id).parent_run_id == parent.run_id
     assert autolog.get_run(grandchild.run_id).parent_run_id == child.run_id
     assert autolog.get_run(child.run_id).experiment_name == "nesting"  # children follow the parent
-    assert [r.run_name for r in autolog.search_runs(parent_run_id=parent.run_id)] == ["child"]
+    assert [r.run_name for r in autolog.search_runs(parent_run_id=parent.run_id, output_format="list")] == ["child"]
 
 
 def test_with_start_run_marks_failed_on_exception():
@@ -82,8 +82,8 @@ def test_end_run_with_a_status_and_search_by_status():
     autolog.start_run("bad")
     autolog.end_run("failed")
     autolog.end_run()  # no active run: nothing happens
-    assert [r.run_name for r in autolog.search_runs(status="FAILED")] == ["bad"]
-    assert [r.run_name for r in autolog.search_runs(status="FINISHED")] == ["done"]
+    assert [r.run_name for r in autolog.search_runs(status="FAILED", output_format="list")] == ["bad"]
+    assert [r.run_name for r in autolog.search_runs(status="FINISHED", output_format="list")] == ["done"]
     with pytest.raises(ValueError):
         autolog.end_run("exploded")
 
@@ -160,7 +160,7 @@ def test_nested_training_calls_log_once():
         with TrainingCall("inner-lib", "Step") as again:
             assert again.run is None
     assert runs.training_call_in_progress() is None
-    assert len(autolog.search_runs()) == 1
+    assert len(autolog.search_runs(output_format="list")) == 1
 
 
 def test_resume_a_run_by_id():

@@ -98,7 +98,7 @@ def patch():
 def toy_runs():
     autolog.flush()
     try:
-        return autolog.search_runs()
+        return autolog.search_runs(output_format="list")
     except Exception:  # noqa: BLE001 - no store yet: nothing was logged
         return []
 

@@ -85,7 +85,7 @@ def test_the_worked_example_logs_fits_failures_and_searches(tinyml):
     import tinyml as lib
 
     lib.Regressor().fit([[1.0]], [2.0], epochs=3, config={"optimizer": {"lr": 0.1, "betas": (0.9, 0.99)}})
-    (run,) = autolog.search_runs()
+    (run,) = autolog.search_runs(output_format="list")
     assert run.params == {"epochs": "3", "config.optimizer.lr": "0.1", "config.optimizer.betas": "(0.9, 0.99)"}
     assert run.tags["tinyml.task"] == "regression" and run.tags["autolog.integration"] == "tinyml"
     assert history(run.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
@@ -93,14 +93,14 @@ def test_the_worked_example_logs_fits_failures_and_searches(tinyml):
 
     with pytest.raises(RuntimeError, match="diverged"):
         lib.Regressor(fail_at=2).fit([[1.0]], [2.0])
-    failed = autolog.search_runs()[0]
+    failed = autolog.search_runs(output_format="list")[0]
     assert failed.status == "FAILED" and failed.params["epochs"] == "10"  # bind_defaults
     assert failed.tags["tinyml.failed_at_epoch"] == "2"
 
     from tinyml.search import GridSearch  # imported after autolog(): patched on import
 
     GridSearch(lib.Regressor(), [{"epochs": 1}, {"epochs": 2}]).fit([[1.0]], [2.0])
-    found = autolog.search_runs()
+    found = autolog.search_runs(output_format="list")
     assert len(found) == 5  # the search and its two candidates; its inner fits logged nothing
     (search,) = [r for r in found if r.run_name.startswith("search-Regressor-") and r.parent_run_id is None]
     children = sorted((r for r in found if r.parent_run_id == search.run_id), key=lambda r: r.run_name)
@@ -121,4 +121,4 @@ def test_the_worked_example_is_undone_by_disable(tinyml):
     after = (dict(vars(lib.Regressor)), dict(vars(search.GridSearch)))
     assert all(a.keys() == b.keys() and all(a[k] is b[k] for k in b) for a, b in zip(after, before))
     lib.Regressor().fit([[1.0]], [2.0], epochs=2)
-    assert autolog.search_runs() == []
+    assert autolog.search_runs(output_format="list") == []

@@ -24,7 +24,7 @@ def no_plots_unless_asked(monkeypatch):
 # -- reading the store ---------------------------------------------------------------------------
 def all_runs() -> list:
     runs_module.flush()
-    return autolog.search_runs()
+    return autolog.search_runs(output_format="list")
 
 
 def only_run():

@@ -79,7 +79,7 @@ def _changed(before: dict) -> list:
 def _count_runs() -> int:
     runs.flush()
     try:
-        return len(autolog.search_runs())
+        return len(autolog.search_runs(output_format="list"))
     except Exception:  # noqa: BLE001 - no store yet: nothing was logged
         return 0
 

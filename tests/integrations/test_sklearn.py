@@ -42,7 +42,7 @@ def reg_data():
 
 
 def all_runs(**kwargs):
-    return autolog.search_runs(**kwargs)
+    return autolog.search_runs(**kwargs, output_format="list")
 
 
 def artifacts(run_id, path=None):

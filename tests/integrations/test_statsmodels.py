@@ -41,7 +41,7 @@ def data():
 
 
 def all_runs():
-    return autolog.search_runs()
+    return autolog.search_runs(output_format="list")
 
 
 def the_run():
