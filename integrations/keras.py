@@ -1,0 +1,749 @@
+"""Keras 3: every `keras.Model.fit` (Sequential, functional, subclassed), on any Keras backend.
+
+The patch is on Keras, not on TensorFlow: `keras.Model.fit` and `keras.Model.evaluate`
+(both inherited from the backend's trainer class, so the wrappers are set on `keras.Model`
+itself and deleted again by `disable`). It works the same with `tf.keras` (the same
+classes), with `KERAS_BACKEND=torch` and with JAX, and needs no TensorBoard.
+
+What a fit logs (docs/integrations/keras.md):
+- params, before training starts: the fit's arguments under MLflow's names (epochs,
+  batch_size, inferred for tf.data datasets and generators, steps_per_epoch, shuffle, ...),
+  the optimizer's config (`optimizer_*` as mlflow.keras names it, `opt_*` as
+  mlflow.tensorflow does, a learning-rate schedule flattened by its config), loss, metric
+  names, parameter counts, EarlyStopping's settings; `model_summary.txt`;
+- per epoch, from a contained callback added to a copy of the user's callback list: every
+  key of the epoch logs (`loss`, `accuracy`, `val_loss`, ...), `validation_*` as
+  mlflow.keras names a validation's results, and the learning rate; every N batches on
+  request (`AUTOLOG_LOG_EVERY_N_STEPS`: `batch_loss`, ...);
+- files written by `keras.callbacks.ModelCheckpoint`, captured as they appear (toolkit's
+  checkpoint capture), before Keras writes the same file again;
+- after the fit: EarlyStopping's `stopped_epoch`, `restored_epoch` and the restored epoch's
+  metrics (as mlflow.tensorflow logs them), and the model under `model/` in MLflow's keras
+  format (`data/model.keras`).
+- `model.evaluate(...)` after a fit logs `validation_*` to the run that trained the model.
+
+The model is saved on the training thread (Keras reads the live variables; the user may
+train the same object again right after): one `model.save` into autolog's staging folder,
+the cost measured in docs/benchmarks.md. Everything else the training thread does is
+Python bookkeeping; metric values are the floats Keras already made at the end of each
+epoch, and the learning rate is a device-side copy converted on autolog's worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+import tempfile
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from autolog import runs
+from autolog.instrument import containment
+from autolog.instrument.callbacks import contained_callback
+from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
+from autolog.instrument.integration import Integration
+from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
+from autolog.instrument.params import flatten
+from autolog.instrument.patching import Patcher, original_of
+from autolog.instrument.role import is_primary_process
+from autolog.instrument.step_metrics import StepMetrics
+from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
+from autolog.runs.training import training_call_in_progress
+
+NAME = "keras"
+MODEL_DATA = "data"  # the folder mlflow.keras reads: data/model.keras, data/keras_module.txt
+MODEL_FILE = "model.keras"
+# the fit arguments mlflow.keras / mlflow.tensorflow leave out of the params (the data, and noise)
+UNLOGGED_ARGUMENTS = ("x", "y", "callbacks", "validation_data", "verbose")
+EARLY_STOPPING_PARAMS = ("monitor", "min_delta", "patience", "baseline", "restore_best_weights", "start_from_epoch")
+
+
+class KerasIntegration(Integration):
+    name = NAME
+    module = "keras"
+    requires = "keras>=3.0"
+
+    def patch(self, patcher: Patcher) -> None:
+        import keras
+
+        patcher.wrap(keras.Model, "fit", FIT)
+        patcher.wrap(keras.Model, "evaluate", _evaluate)
+
+
+# -- fit ---------------------------------------------------------------------------------------
+class KerasFit(TrainingWrapper):
+    """`keras.Model.fit`: params before, a contained callback during, the model after."""
+
+    integration = NAME
+    bind_defaults = True
+
+    def should_log(self, call: Call) -> bool:
+        return call.instance is not None and is_primary_process()
+
+    def before(self, call: Call) -> None:
+        model, run, s = call.instance, call.run, runs.settings()
+        arguments = call.arguments
+        callbacks = arguments.get("callbacks")
+        user_callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])
+        early_stopping = _first_of(user_callbacks, "EarlyStopping")
+        params = fit_params(model, arguments)
+        if early_stopping is not None:
+            params.update(early_stopping_params(early_stopping))
+        peek = params["batch_size"] is None and _is_iterator(arguments.get("x"))
+        if peek:
+            del params["batch_size"]  # logged once the generator's first batch is read
+        run.log_params(params, normalize=True)
+        call.state["early_stopping"] = early_stopping
+        logger = new_callback(run, user_callbacks, s)
+        args, kwargs = with_callbacks(call.wrapped, call.args, call.kwargs, _added_callbacks(callbacks, logger))
+        # last, once nothing else can fail: a generator's first batch, read to learn the
+        # batch size, is put back in front of it (Keras gets the same data)
+        if peek:
+            args, kwargs = _peek_batch_size(call, args, kwargs)
+        call.args, call.kwargs = args, kwargs
+
+    def after(self, call: Call) -> None:
+        model, run, history = call.instance, call.run, call.result
+        epochs = list(getattr(history, "epoch", None) or [])
+        trained.remember(model, run, (epochs[-1] + 1) if epochs else 0)
+        early_stopping = call.state.get("early_stopping")
+        if early_stopping is not None and history is not None:
+            log_early_stopping(run, early_stopping, history)
+        s = runs.settings()
+        if s.log_models:
+            log_keras_model(run, model, s)
+
+
+FIT = KerasFit()
+
+
+def fit_params(model: Any, arguments: Mapping[str, Any]) -> dict:
+    """The params of one fit, under the names mlflow.keras and mlflow.tensorflow give them."""
+    params: dict = {}
+    for name, value in arguments.items():
+        if name not in UNLOGGED_ARGUMENTS:
+            params[name] = _describe(value)
+    params["batch_size"] = effective_batch_size(arguments)
+    params["validation_data"] = _describe(arguments.get("validation_data"))
+    params.update(optimizer_params(getattr(model, "optimizer", None)))
+    params.update(compile_params(model))
+    return params  # the parameter counts come after the first epoch (a subclassed model is built by fit)
+
+
+def effective_batch_size(arguments: Mapping[str, Any]) -> Optional[int]:
+    """The batch size Keras uses: the argument; for arrays Keras's own default (32, or the
+    rows over steps_per_epoch); for a dataset or sequence that says it (tf.data's batch, a
+    PyDataset's `batch_size`); None where Keras cannot tell (a generator is peeked later)."""
+    given = arguments.get("batch_size")
+    if given is not None:
+        return given
+    x = arguments.get("x")
+    declared = _declared_batch_size(x)
+    if declared is not None:
+        return declared
+    rows = _rows(x)
+    if rows is None:
+        return None
+    steps = arguments.get("steps_per_epoch")
+    if steps:
+        split = arguments.get("validation_split") or 0.0
+        if arguments.get("validation_data") is None and split:
+            rows = int(rows * (1.0 - split))
+        return max(1, -(-rows // int(steps)))
+    return 32
+
+
+def _declared_batch_size(x: Any) -> Optional[int]:
+    """The batch size a data object states: `batch_size` (a PyDataset or a torch DataLoader
+    that has one), or the batch of a tf.data pipeline (`dataset.batch(n)`, possibly followed
+    by map / prefetch / ...), as mlflow.keras reads it."""
+    if x is None or _is_array(x) or isinstance(x, (list, tuple, Mapping)):
+        return None
+    value = getattr(x, "batch_size", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    dataset = x
+    for _ in range(16):  # tf.data: the batch is on the BatchDataset, under the later stages
+        value = getattr(dataset, "_batch_size", None)
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+        dataset = getattr(dataset, "_input_dataset", None)
+        if dataset is None:
+            return None
+    return None
+
+
+def optimizer_params(optimizer: Any) -> dict:
+    """`optimizer_<key>` (mlflow.keras) and `opt_<key>` (mlflow.tensorflow) for each entry of
+    the optimizer's config; an entry that is a Keras object (a learning-rate schedule) is
+    named by its class, and its own config is flattened under the key."""
+    if optimizer is None:
+        return {}
+    config = optimizer.get_config()
+    params: dict = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            params[f"optimizer_{key}"] = params[f"opt_{key}"] = _object_name(value)
+            params.update(flatten(value.get("config", value), prefix=f"optimizer_{key}"))
+        else:
+            params[f"optimizer_{key}"] = params[f"opt_{key}"] = value
+    return params
+
+
+def compile_params(model: Any) -> dict:
+    """`loss` and `metrics`: what was given to `compile`, by name. Read from the arguments Keras
+    keeps (`get_compile_config()` would serialise them, warning about a lambda loss)."""
+    given = getattr(getattr(model, "_compile_config", None), "config", None)
+    if not isinstance(given, Mapping):
+        given = {"loss": getattr(model, "loss", None)}
+    params = {"loss": _names(given.get("loss"))}
+    for name in ("metrics", "weighted_metrics", "loss_weights"):
+        if given.get(name) is not None:
+            params[name] = _names(given[name])
+    return params
+
+
+def parameter_counts(model: Any) -> dict:
+    trainable = sum(_size(w) for w in model.trainable_weights)
+    frozen = sum(_size(w) for w in model.non_trainable_weights)
+    return {"trainable_params": trainable, "non_trainable_params": frozen, "total_params": trainable + frozen}
+
+
+def early_stopping_params(callback: Any) -> dict:
+    """EarlyStopping's settings, under the names mlflow.tensorflow logs them."""
+    return {name: getattr(callback, name) for name in EARLY_STOPPING_PARAMS if hasattr(callback, name)}
+
+
+def log_early_stopping(run, callback: Any, history: Any) -> None:
+    """`stopped_epoch`, `restored_epoch` and the restored epoch's metrics (step
+    stopped_epoch + 1), exactly when mlflow.tensorflow logs them: training was stopped early."""
+    model = getattr(callback, "model", None)
+    if model is None or not getattr(model, "stop_training", False):
+        return
+    stopped = int(callback.stopped_epoch)
+    run.log_metric("stopped_epoch", stopped, normalize=True)
+    values = getattr(history, "history", None) or {}
+    epochs = list(getattr(history, "epoch", None) or [])
+    if not callback.restore_best_weights or callback.best_weights is None or not epochs:
+        return
+    restored = getattr(callback, "best_epoch", None)
+    if restored is None or restored not in epochs:  # before Keras kept best_epoch: as MLflow finds it
+        monitored = values.get(callback.monitor) or []
+        if callback.best not in monitored:
+            return
+        restored = epochs[0] + monitored.index(callback.best)
+    run.log_metric("restored_epoch", int(restored), normalize=True)
+    index = epochs.index(restored)
+    restored_metrics = {key: series[index] for key, series in values.items() if index < len(series)}
+    StepMetrics(run, NAME).log(restored_metrics, step=stopped + 1)
+
+
+# -- the callback list ----------------------------------------------------------------------------
+def with_callbacks(wrapped: Any, args: tuple, kwargs: dict, callbacks: Any) -> tuple:
+    """New args and kwargs of a call of `wrapped`, with `callbacks` as its callbacks argument."""
+    position = _parameter_position(wrapped, "callbacks")
+    if position is not None and position < len(args):
+        args = tuple(callbacks if i == position else a for i, a in enumerate(args))
+    else:
+        kwargs = {**kwargs, "callbacks": callbacks}
+    return args, kwargs
+
+
+def _added_callbacks(callbacks: Any, *mine: Any) -> Any:
+    """A copy of the user's callbacks with autolog's own after them (a CallbackList stays one:
+    a shallow copy with a new list, so the user's object is untouched)."""
+    if hasattr(callbacks, "callbacks") and hasattr(callbacks, "set_model"):  # keras.callbacks.CallbackList
+        combined = copy.copy(callbacks)
+        combined.callbacks = [*callbacks.callbacks, *mine]
+        model = getattr(callbacks, "model", None)
+        for callback in mine:
+            if model is not None:
+                callback.set_model(model)
+            callback.set_params(getattr(callbacks, "params", None) or {})
+        return combined
+    combined = list(callbacks or [])
+    checkpoint_at = next((i for i, c in enumerate(combined) if _is_a(c, "ModelCheckpoint")), None)
+    guard = getattr(mine[0], "guard", None) if mine else None
+    if checkpoint_at is not None and guard is not None:
+        combined.insert(checkpoint_at, guard)  # waits for a copy before a checkpoint is written again
+    return [*combined, *mine]
+
+
+def _parameter_position(wrapped: Any, name: str) -> Optional[int]:
+    """Index of parameter `name` in the call's own positional arguments (`self` left out)."""
+    target = original_of(wrapped)
+    function = getattr(target, "__func__", None) or getattr(target, "func", None)  # bound, or Model.fit(model, ...)
+    if function is None:
+        return None
+    try:
+        names = list(_parameters(function))
+    except (TypeError, ValueError):
+        return None
+    if names and names[0] == "self":
+        names = names[1:]
+    return names.index(name) if name in names else None
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters(function: Any) -> tuple:
+    return tuple(inspect.signature(function).parameters)
+
+
+# -- the callback autolog adds -----------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def callback_classes() -> tuple:
+    """(epoch logger, logger with batch hooks), made once keras is imported."""
+    import keras
+
+    @contained_callback(NAME)
+    class KerasLogger(keras.callbacks.Callback):
+        """Per-epoch metrics, the learning rate, validation results and checkpoint files.
+
+        Defines no batch hook, so Keras keeps dispatching batch callbacks asynchronously."""
+
+        async_safe = True  # its methods only enqueue records (thread-safe)
+
+        def __init__(self, run, checkpoints: list, keep_last: Optional[int], every_n_steps: Optional[int]):
+            super().__init__()
+            self.run = run
+            self.metrics = StepMetrics(run, NAME)
+            self.checkpoints = checkpoints  # the user's ModelCheckpoint callbacks
+            self.keep_last = keep_last
+            self.every_n_steps = every_n_steps
+            self.captured: dict = {}  # path -> (inode, size, mtime_ns) when captured
+            self.epoch = 0
+            self.learning_rate = None
+            self.counted = False
+            self.guard = None
+            if checkpoints:
+                batched = any(c.save_freq != "epoch" for c in checkpoints)
+                self.guard = (BatchCheckpointGuard if batched else CheckpointGuard)(self)
+
+        def on_train_begin(self, logs=None):
+            with containment.contained(f"{NAME}: model summary"):  # a summary failing leaves the metrics on
+                lines: list = []
+                self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+                self.run.log_text("\n".join(lines), "model_summary.txt")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.learning_rate = _learning_rate_copy(self.model)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if not self.counted:  # a model built by its first training step has its weights by now
+                self.counted = True
+                self.run.log_params(parameter_counts(self.model), normalize=True)
+            self.metrics.log(logs, step=epoch)
+            if "learning_rate" not in logs and self.learning_rate is not None:
+                self.metrics.log({"learning_rate": self.learning_rate}, step=epoch)
+            for checkpoint in self.checkpoints:
+                if checkpoint.save_freq == "epoch":
+                    self.capture(checkpoint, epoch, None, logs)
+
+        def on_test_end(self, logs=None):
+            # Keras validates inside fit with the fit's callbacks: mlflow.keras's name for it
+            if logs:
+                self.metrics.log({f"validation_{k}": v for k, v in logs.items()}, step=self.epoch)
+
+        def capture(self, checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> None:
+            with containment.contained(f"{NAME}: capturing a ModelCheckpoint file"):
+                self._capture(checkpoint, epoch, batch, logs)
+
+        def _capture(self, checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> None:
+            path = _checkpoint_path(checkpoint, epoch, batch, logs)
+            try:
+                st = os.stat(path)
+            except OSError:
+                return  # not written this time (save_best_only without an improvement)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self.captured.get(path) == key:
+                return
+            scalars = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+            if capture_checkpoint(self.run, path, step=epoch, keep_last=self.keep_last, metrics=scalars,
+                                  integration=NAME):
+                self.captured[path] = key
+
+    @contained_callback(NAME)
+    class KerasBatchLogger(KerasLogger):
+        """With batch hooks: values every N steps, and ModelCheckpoints that save every N batches."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lock = threading.Lock()
+            self.steps_before_epoch = 0
+            self.batches_in_epoch = 0
+            self.last_bucket = 0
+            self.batch_checkpoints = [c for c in self.checkpoints if c.save_freq != "epoch"]
+            self.batch_metrics = StepMetrics(self.run, NAME, prefix="batch_")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch, logs)
+            with self.lock:
+                self.steps_before_epoch += self.batches_in_epoch
+                self.batches_in_epoch = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            # may run on Keras's callback thread pool (async_safe): the step comes from the
+            # batch index, not from the order calls arrive in
+            logs = logs or {}
+            with self.lock:
+                self.batches_in_epoch = max(self.batches_in_epoch, batch + 1)
+                step = self.steps_before_epoch + batch + 1
+                due = self.every_n_steps is not None and step // self.every_n_steps > self.last_bucket
+                if due:
+                    self.last_bucket = step // self.every_n_steps
+            if due:
+                self.batch_metrics.log(logs, step=step)
+            for checkpoint in self.batch_checkpoints:
+                self.capture(checkpoint, self.epoch, batch, logs)
+
+    @contained_callback(NAME)
+    class CheckpointGuard(keras.callbacks.Callback):
+        """Placed just before the user's first ModelCheckpoint: waits until the last capture of
+        each file is copied before Keras may write that file again (usually at once)."""
+
+        async_safe = True
+
+        def __init__(self, logger):
+            super().__init__()
+            self.logger = logger
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.wait()
+
+        def wait(self):
+            for path in list(self.logger.captured):
+                wait_for_checkpoint(path)
+
+    @contained_callback(NAME)
+    class BatchCheckpointGuard(CheckpointGuard):
+        """The same before a ModelCheckpoint that saves every N batches (a batch hook: only then)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.wait()
+
+    return KerasLogger, KerasBatchLogger
+
+
+def new_callback(run, user_callbacks: list, s) -> Any:
+    """The logger for one fit: with batch hooks only when asked for per-batch values or when a
+    ModelCheckpoint saves every N batches."""
+    logger_class, batch_logger_class = callback_classes()
+    checkpoints = [c for c in user_callbacks if _is_a(c, "ModelCheckpoint")] if s.log_checkpoints else []
+    batched = s.log_every_n_steps is not None or any(c.save_freq != "epoch" for c in checkpoints)
+    cls = batch_logger_class if batched else logger_class
+    return cls(run, checkpoints, s.keep_last_checkpoints, s.log_every_n_steps)
+
+
+def _checkpoint_path(checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> str:
+    """The file ModelCheckpoint writes for this epoch (and batch), formatted as Keras does."""
+    if batch is None or "batch" in logs:
+        return os.path.abspath(checkpoint.filepath.format(epoch=epoch + 1, **logs))
+    return os.path.abspath(checkpoint.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs))
+
+
+def _learning_rate_copy(model: Any) -> Any:
+    """The learning rate in effect now, as a device-side copy (no host sync on the training
+    thread); StepMetrics reads it on autolog's worker."""
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return keras.ops.copy(optimizer.learning_rate)
+
+
+# -- evaluate after fit ------------------------------------------------------------------------
+class TrainedModels:
+    """Which run trained which model (held weakly), and the step of its next evaluation."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._models: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
+
+    def remember(self, model: Any, run, next_step: int) -> None:
+        try:
+            with self._lock:
+                self._models[model] = [run, next_step]
+        except TypeError:  # not weak-referenceable: no evaluation logging for it
+            pass
+
+    def next_evaluation(self, model: Any) -> Optional[tuple]:
+        """(run, step) for an evaluation of `model` now, or None when autolog did not train it."""
+        if not self._models:
+            return None
+        with self._lock:
+            try:
+                entry = self._models.get(model)
+            except TypeError:
+                return None
+            if entry is None:
+                return None
+            run, step = entry
+            entry[1] = step + 1
+        return run, step
+
+
+trained = TrainedModels()
+
+
+def _evaluate(wrapped, instance, args, kwargs):
+    """`model.evaluate(...)` of a model autolog trained: its results, as `validation_<name>`,
+    go to the run that trained it (step: the epochs trained, then one more per evaluation).
+    The validation inside `fit` is the fit's own (logged by its callback), never this."""
+    if instance is None or training_call_in_progress() is not None:
+        return wrapped(*args, **kwargs)
+    target = trained.next_evaluation(instance)
+    if target is None:
+        return wrapped(*args, **kwargs)
+    run, step = target
+    try:
+        callbacks = call_arguments(wrapped, args, kwargs).get("callbacks")
+    except TypeError:  # a call that does not fit evaluate's signature: Keras says so
+        return wrapped(*args, **kwargs)
+    with containment.contained(f"{NAME}: preparing to log evaluate"):
+        args, kwargs = with_callbacks(wrapped, args, kwargs, _added_callbacks(callbacks, evaluation_callback(run, step)))
+    return wrapped(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _evaluation_class() -> type:
+    import keras
+
+    @contained_callback(NAME)
+    class KerasEvaluationLogger(keras.callbacks.Callback):
+        async_safe = True
+
+        def __init__(self, run, step: int):
+            super().__init__()
+            self.metrics = StepMetrics(run, NAME, prefix="validation_")
+            self.step = step
+
+        def on_test_end(self, logs=None):
+            if logs:
+                self.metrics.log(logs, step=self.step)
+
+    return KerasEvaluationLogger
+
+
+def evaluation_callback(run, step: int) -> Any:
+    return _evaluation_class()(run, step)
+
+
+# -- the model -------------------------------------------------------------------------------------
+class KerasSnapshot:
+    """A `.keras` file saved on the training thread into a private temporary folder; the folder
+    is removed when the snapshot is dropped (also when the model is skipped for its size)."""
+
+    __slots__ = ("path", "size", "backend", "keras_version", "_cleanup", "__weakref__")
+
+    def __init__(self, model: Any):
+        import keras
+
+        folder = tempfile.mkdtemp(prefix="autolog-keras-")
+        self._cleanup = weakref.finalize(self, _remove_folder, folder)
+        self.path = os.path.join(folder, MODEL_FILE)
+        model.save(self.path)
+        self.size = os.path.getsize(self.path)
+        self.backend = keras.backend.backend()
+        self.keras_version = keras.__version__
+
+
+def _remove_folder(folder: str) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class KerasFlavor(ModelFlavor):
+    """MLflow's keras flavor for Keras 3, entry for entry as mlflow.keras.save_model writes it:
+    `data/model.keras`, `data/keras_module.txt`, MLmodel `keras` (data, keras_backend,
+    keras_version, save_exported_model) and `python_function` (loader_module mlflow.keras)."""
+
+    name = NAME
+    library = "keras"
+    loader = "autolog.integrations.keras:load_model"
+
+    @property
+    def requirements(self) -> tuple:  # the backend the model was trained with
+        import keras
+
+        backend = keras.backend.backend()
+        return ("numpy", *{"tensorflow": ("tensorflow", "tensorflow-cpu"), "torch": ("torch",),
+                           "jax": ("jax", "jaxlib")}.get(backend, ()))
+
+    def snapshot(self, model: Any) -> KerasSnapshot:
+        return model if isinstance(model, KerasSnapshot) else KerasSnapshot(model)
+
+    def snapshot_size(self, snapshot: KerasSnapshot) -> Optional[int]:
+        return snapshot.size
+
+    def save(self, snapshot: KerasSnapshot, path: str) -> dict:
+        import shutil
+
+        data = os.path.join(path, MODEL_DATA)
+        os.makedirs(data, exist_ok=True)
+        shutil.move(snapshot.path, os.path.join(data, MODEL_FILE))
+        with open(os.path.join(data, "keras_module.txt"), "w", encoding="utf-8") as fh:
+            fh.write("keras")
+        return {
+            "keras": {"data": MODEL_DATA, "keras_backend": snapshot.backend, "keras_version": snapshot.keras_version,
+                      "save_exported_model": False},
+            "python_function": {"loader_module": "mlflow.keras"},
+        }
+
+
+FLAVOR = KerasFlavor()
+
+
+def log_keras_model(run, model: Any, s) -> None:
+    """Save the model now (training thread); write and deliver its folder on the worker. A
+    model Keras cannot save: one warning, a tag on the run, the rest of the run unaffected."""
+    try:
+        snapshot = KerasSnapshot(model)
+    except Exception as exc:  # noqa: BLE001 - the user's model (e.g. a Lambda over an unserialisable object)
+        reason = f"Keras could not save the model: {type(exc).__name__}: {exc}"
+        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
+        containment.warn_once(f"{NAME} model not saved {type(exc).__name__}", "%s; no model is logged (run %s)",
+                              reason, run.run_id)
+        return
+    signature = model_signature(model) if s.log_model_signatures else None
+    log_model(run, snapshot, FLAVOR, signature=signature, max_size_mb=s.max_model_size_mb)
+
+
+def model_signature(model: Any) -> Optional[dict]:
+    """MLflow's tensor signature from the model's input and output shapes, as mlflow.keras
+    makes it (no prediction needed): -1 for unknown dimensions."""
+    import json
+
+    import numpy as np
+
+    def specs(shapes, dtype) -> str:
+        shapes = shapes if isinstance(shapes, list) else [shapes]
+        return json.dumps([{"type": "tensor", "tensor-spec": {
+            "dtype": str(np.dtype(dtype)), "shape": [-1 if d is None else int(d) for d in shape]}} for shape in shapes])
+
+    try:
+        return {"inputs": specs(model.input_shape, model.input_dtype),
+                "outputs": specs(model.output_shape, model.compute_dtype), "params": None}
+    except Exception:  # noqa: BLE001 - a subclassed model without known shapes: no signature
+        return None
+
+
+def load_model(folder: str) -> Any:
+    """The Keras model of a folder written by `KerasFlavor` (or by mlflow.keras)."""
+    import keras
+
+    flavor = (read_mlmodel(folder).get("flavors") or {}).get(NAME) or {}
+    return keras.saving.load_model(os.path.join(folder, flavor.get("data", MODEL_DATA), MODEL_FILE))
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+def _is_a(callback: Any, class_name: str) -> bool:
+    """Is `callback` a keras.callbacks.<class_name> (or a subclass)?"""
+    import keras
+
+    return isinstance(callback, getattr(keras.callbacks, class_name))
+
+
+def _first_of(callbacks: list, class_name: str) -> Any:
+    return next((c for c in callbacks if _is_a(c, class_name)), None)
+
+
+def _is_array(value: Any) -> bool:
+    """numpy / framework tensors, pandas objects: anything with a shape Keras reads as rows."""
+    return hasattr(value, "shape") and (hasattr(value, "dtype") or hasattr(value, "dtypes"))
+
+
+def _is_iterator(value: Any) -> bool:
+    return hasattr(value, "__next__") and hasattr(value, "__iter__")
+
+
+def _rows(x: Any) -> Optional[int]:
+    """Rows of array data (an array, or the first array of a list, tuple or dict of them)."""
+    while isinstance(x, (list, tuple, Mapping)) and x:
+        first = next(iter(x.values())) if isinstance(x, Mapping) else x[0]
+        if not (_is_array(first) or isinstance(first, (list, tuple, Mapping))):
+            return len(x) if isinstance(x, list) else None  # a plain list of numbers
+        x = first
+    if _is_array(x):
+        shape = x.shape
+        return int(shape[0]) if len(shape) and shape[0] is not None else None
+    return None
+
+
+def _size(weight: Any) -> int:
+    size = 1
+    for dim in weight.shape:
+        size *= int(dim)
+    return size
+
+
+def _describe(value: Any) -> Any:
+    """A param value: plain values as they are; arrays and data by kind and shape, not content."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if _is_array(value):
+        return f"{type(value).__name__}{tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return {k: _describe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_describe(v) for v in value)
+    return type(value).__name__
+
+
+def _object_name(config: Mapping) -> str:
+    """A serialised Keras object ({"class_name": ..., "config": ...}) by its class name."""
+    inner = config.get("config")
+    return str(config.get("class_name") or (inner.get("name") if isinstance(inner, Mapping) else inner) or config)
+
+
+def _names(value: Any) -> Any:
+    """Loss and metric names: strings as they are, objects by their name, functions by theirs."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _names(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(_names(v)) for v in value)
+    return getattr(value, "name", None) or getattr(value, "__name__", None) or type(value).__name__
+
+
+def _peek_batch_size(call: Call, args: tuple, kwargs: dict) -> tuple:
+    """Read a generator's first batch to learn the batch size, as mlflow.keras does; give Keras
+    a generator that yields that batch first, then the rest (or raises what reading it raised)."""
+    position = _parameter_position(call.wrapped, "x")
+    generator = kwargs["x"] if "x" in kwargs or position is None or position >= len(args) else args[position]
+    try:
+        first, failure = next(generator), None
+    except StopIteration:  # an empty generator stays empty
+        first, failure = None, StopIteration
+    except Exception as exc:  # noqa: BLE001 - the user's generator: raised again where Keras reads it
+        first, failure = None, exc
+
+    def replayed():
+        if failure is StopIteration:
+            return
+        if failure is not None:
+            raise failure
+        yield first
+        yield from generator
+
+    if "x" in kwargs or position is None or position >= len(args):
+        kwargs = {**kwargs, "x": replayed()}
+    else:
+        args = tuple(replayed() if i == position else a for i, a in enumerate(args))
+    batch_size = None
+    if failure is None:
+        with containment.contained(f"{NAME}: batch size of a generator"):
+            batch_size = _rows(first[0] if isinstance(first, tuple) else first)
+    call.run.log_param("batch_size", batch_size, normalize=True)
+    return args, kwargs
