@@ -35,6 +35,7 @@ import copy
 import functools
 import inspect
 import os
+import sys
 import tempfile
 import threading
 import weakref
@@ -72,6 +73,11 @@ class KerasIntegration(Integration):
 
         patcher.wrap(keras.Model, "fit", FIT)
         patcher.wrap(keras.Model, "evaluate", _evaluate)
+
+    def model_flavor(self, model: Any) -> Optional["KerasFlavor"]:
+        """A `keras.Model`, as a fit logs it (`autolog.log_model(model)`)."""
+        keras = sys.modules.get("keras")
+        return FLAVOR if keras is not None and isinstance(model, keras.Model) else None
 
 
 # -- fit ---------------------------------------------------------------------------------------

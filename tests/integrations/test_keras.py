@@ -368,6 +368,15 @@ def test_custom_layer_model_loads_back_with_equal_predictions(data, tmp_path, mo
         assert f"keras=={keras.__version__}" in fh.read().split()
 
 
+def test_autolog_log_model_of_a_keras_model(data):
+    x, _ = data
+    model = mlp()
+    with autolog.start_run() as run:
+        uri = autolog.log_model(model, "manual")
+    assert uri == f"runs:/{run.run_id}/manual"
+    np.testing.assert_allclose(autolog.load_model(uri).predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
 def test_log_models_false_and_model_size_limit(data):
     x, y = data
     autolog.autolog(log_models=False)
