@@ -65,6 +65,7 @@ from autolog.backends import PLUGIN_SCHEME as SCHEME
 from autolog.backends import plugin_uri as store_uri
 from autolog.backends.base import RunNotFound, StoreNotFound
 from autolog.backends.local import LocalStore
+from autolog.backends.mlflow_tags import mlflow_source_tags
 from autolog.entities import Run
 
 MLMODEL = "MLmodel"
@@ -116,11 +117,6 @@ class AutologTrackingStore(_ReadOnly, AbstractStore):
         self.store_uri = store_uri
         self.root = store_path(store_uri)
         self.local = LocalStore(self.root)
-        # imported here, not at the top: MLflow loads this module while `mlflow.tracking` is
-        # still being imported, and autolog's MLflow backend imports `mlflow.tracking`
-        from autolog.backends.mlflow import mlflow_source_tags
-
-        self._source_tags = mlflow_source_tags
         self._models_lock = threading.Lock()
         self._models: dict[tuple, Optional[dict]] = {}  # (MLmodel path, mtime) -> its history entry
 
@@ -220,7 +216,7 @@ class AutologTrackingStore(_ReadOnly, AbstractStore):
 
     def _mlflow_run(self, run: Run, points: dict) -> MlflowRun:
         tags = dict(run.tags)
-        tags.update(self._source_tags(run.tags))
+        tags.update(mlflow_source_tags(run.tags))
         tags.setdefault(MLFLOW_RUN_NAME, run.run_name)
         if run.parent_run_id:
             tags.setdefault(MLFLOW_PARENT_RUN_ID, run.parent_run_id)

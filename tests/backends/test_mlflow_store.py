@@ -196,3 +196,25 @@ def test_runs_logged_after_the_client_was_made_show_up(store_dir, monkeypatch):
         autolog.log_metric("loss", 2.0)
     autolog.flush()
     assert list(mlflow.search_runs(search_all_experiments=True)["tags.mlflow.runName"]) == ["second", "first"]
+
+
+def test_dataset_inputs_are_served(store_dir, monkeypatch):
+    pandas = pytest.importorskip("pandas")
+    from autolog.backends.mlflow_store import AutologTrackingStore
+
+    autolog.autolog(tracking_uri=store_dir)
+    training = pandas.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    with autolog.start_run("with-data", experiment="data") as run:
+        autolog.log_input(training, context="train", name="training")
+    autolog.flush()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(store_dir))
+    mlflow_run = MlflowClient().get_run(run.run_id)
+    (used,) = mlflow_run.inputs.dataset_inputs
+    stored = autolog.get_run(run.run_id).inputs[0].dataset
+    assert (used.dataset.name, used.dataset.digest) == ("training", stored.digest)
+    assert {t.key: t.value for t in used.tags} == {"mlflow.data.context": "train"}
+    experiment_id = mlflow_run.info.experiment_id
+    by_dataset = mlflow.search_runs([experiment_id], filter_string="dataset.name = 'training'")
+    assert list(by_dataset.run_id) == [run.run_id]
+    summaries = AutologTrackingStore(store_uri(store_dir))._search_datasets([experiment_id])
+    assert [(s.name, s.digest, s.context) for s in summaries] == [("training", stored.digest, "train")]
