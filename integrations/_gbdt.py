@@ -51,7 +51,7 @@ from autolog.instrument.patching import original_of
 from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, data_shape, input_example_of, signature_of
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import Call, TrainingWrapper
-from autolog.integrations.sklearn_api import confusion_matrix_png, estimator_params, estimator_tags, training_metrics
+from autolog.integrations.sklearn_api import estimator_params, estimator_tags, log_training_metrics
 
 log = logging.getLogger("autolog")
 
@@ -68,7 +68,7 @@ def metric_name(name: str) -> str:
 @dataclass(frozen=True)
 class EarlyStopping:
     """The early-stopping metrics of one training call, as MLflow logs them: `stopped_iteration`
-    and `best_iteration` (step 0), and the best iteration's metrics at step `extra_step`."""
+    and `best_iteration` (step 0), and the best iteration's metrics again at step `extra_step`."""
 
     stopped_iteration: int
     best_iteration: int
@@ -80,6 +80,9 @@ class Library:
     """What `BoosterTraining`, `CrossValidation` and `WrapperFit` need to know about one library."""
 
     name: str = ""  # the integration's name, e.g. "xgboost"
+    # how the library counts its best iteration: XGBoost from 0 (the iteration's index), LightGBM
+    # from 1 (the number of iterations that make the best model)
+    best_counted_from: int = 0
     train_unlogged: frozenset = frozenset()  # train() arguments that are not params (data, callables, callbacks)
     cv_unlogged: frozenset = frozenset()
     booster_flavor: Optional[ModelFlavor] = None
@@ -89,7 +92,8 @@ class Library:
         """A contained callback (autolog/instrument/callbacks.py) that feeds `recorder`."""
         raise NotImplementedError
 
-    def early_stopping(self, booster: Any, arguments: Mapping, recorder: "IterationRecorder") -> Optional[EarlyStopping]:
+    def best_iteration(self, booster: Any, arguments: Mapping) -> Optional[int]:
+        """The booster's best iteration when early stopping was on (in the library's counting), else None."""
         raise NotImplementedError
 
     def snapshot(self, model: Any) -> Any:
@@ -206,6 +210,22 @@ class IterationRecorder:
         return None
 
 
+def early_stopping(library: Library, recorder: IterationRecorder, best: Optional[int]) -> Optional[EarlyStopping]:
+    """MLflow's early-stopping metrics, in each library's own counting (mlflow.xgboost:
+    `stopped_iteration` is the last iteration, the best metrics go one step after it;
+    mlflow.lightgbm: `stopped_iteration` is the number of iterations run, the best metrics
+    go at that step, and `best_iteration` counts from 1)."""
+    if best is None or not recorder.steps:
+        return None
+    best = int(best)
+    metrics = recorder.metrics_at(best - library.best_counted_from) or {}
+    if library.best_counted_from:
+        ran = len(recorder.steps)
+        return EarlyStopping(ran, best, metrics, ran)
+    last = recorder.steps[-1]
+    return EarlyStopping(last, best, metrics, last + 1)
+
+
 def log_early_stopping(run: Any, stopping: Optional[EarlyStopping], sink: StepMetrics) -> None:
     if stopping is None:
         return
@@ -276,7 +296,8 @@ class BoosterTraining(TrainingWrapper):
         booster, run = call.result, call.run
         recorder = call.state.get("recorder")
         if recorder is not None:
-            log_early_stopping(run, self.library.early_stopping(booster, call.arguments, recorder), recorder.sink)
+            best = self.library.best_iteration(booster, call.arguments)
+            log_early_stopping(run, early_stopping(self.library, recorder, best), recorder.sink)
         if log_the_model:
             log_model_and_importances(run, self.library, booster, self.library.booster_flavor)
 
@@ -307,18 +328,7 @@ def _log_from_snapshot(run: Any, library: Library, snapshot: Any, flavor: ModelF
     model = library.load(snapshot)
     log_importances(run, library.importances(library.booster_of(model)), s.log_plots)
     if wrapper and data is not None:
-        from sklearn.base import is_classifier
-
-        activity.wait()
-        metrics = training_metrics(model, data)
-        if metrics:
-            run.log_metrics(metrics, normalize=True)
-        if s.log_plots and is_classifier(model):
-            activity.wait()
-            with containment.contained(f"{library.name}: drawing the training confusion matrix"):
-                path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
-                if confusion_matrix_png(model, data, path):
-                    run.log_owned_artifact(path)
+        log_training_metrics(run, model, data, log_plots=s.log_plots, activity=activity, integration=library.name)
     if s.log_models:
         activity.wait()
         signature = example = None
@@ -416,9 +426,8 @@ class CrossValidation(TrainingWrapper):
         if recorder is None or not recorder.steps or rounds is None:
             return
         if rounds < len(recorder.steps):  # the library cut its history at the best iteration
-            best = recorder.steps[rounds - 1]
-            log_early_stopping(call.run, EarlyStopping(recorder.steps[-1], best, recorder.metrics_at(best) or {},
-                                                       len(recorder.steps)), recorder.sink)
+            best = recorder.steps[rounds - 1] + self.library.best_counted_from
+            log_early_stopping(call.run, early_stopping(self.library, recorder, best), recorder.sink)
 
     def failed(self, call: Call, exc: BaseException) -> None:
         close_session(call)

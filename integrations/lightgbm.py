@@ -117,6 +117,7 @@ class PickledWrapper:
 
 class LightGBMLibrary(_gbdt.Library):
     name = NAME
+    best_counted_from = 1
     # the arguments of train()/cv() that mlflow.lightgbm does not log as params (data and code)
     train_unlogged = frozenset({"params", "train_set", "valid_sets", "valid_names", "fobj", "feval", "init_model",
                                 "learning_rates", "callbacks"})
@@ -125,15 +126,10 @@ class LightGBMLibrary(_gbdt.Library):
     def callback(self, recorder: _gbdt.IterationRecorder) -> Any:
         return AutologCallback(recorder)
 
-    def early_stopping(self, booster: Any, arguments: Mapping, recorder: _gbdt.IterationRecorder):
-        """As mlflow.lightgbm: when the booster has a best iteration (early stopping was on),
-        `stopped_iteration` (iterations run), `best_iteration` (counted from 1), and the best
-        iteration's metrics again at step `stopped_iteration`."""
+    def best_iteration(self, booster: Any, arguments: Mapping) -> Optional[int]:
+        """The booster's `best_iteration` (counted from 1) when early stopping found one (0 otherwise)."""
         best = getattr(booster, "best_iteration", 0) or 0
-        if best <= 0 or not recorder.steps:
-            return None
-        ran = len(recorder.steps)
-        return _gbdt.EarlyStopping(ran, int(best), recorder.metrics_at(int(best) - 1) or {}, ran)
+        return best if best > 0 else None
 
     def snapshot(self, model: Any) -> Any:
         from lightgbm import Booster

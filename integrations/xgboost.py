@@ -142,20 +142,14 @@ class XGBoostLibrary(_gbdt.Library):
     def callback(self, recorder: _gbdt.IterationRecorder) -> Any:
         return _callback_class()(recorder)
 
-    def early_stopping(self, booster: Any, arguments: Mapping, recorder: _gbdt.IterationRecorder):
-        """As mlflow.xgboost: with early stopping, `stopped_iteration` (the last iteration run),
-        `best_iteration`, and the best iteration's metrics again at the step after the last."""
+    def best_iteration(self, booster: Any, arguments: Mapping) -> Optional[int]:
+        """With `early_stopping_rounds` or an `EarlyStopping` callback: the booster's
+        `best_iteration` (the iteration's index)."""
         from xgboost.callback import EarlyStopping
 
-        if not recorder.steps:
-            return None
         asked = arguments.get("early_stopping_rounds") or any(
             isinstance(cb, EarlyStopping) for cb in arguments.get("callbacks") or ())
-        best = getattr(booster, "best_iteration", None) if asked else None
-        if best is None:
-            return None
-        last = recorder.steps[-1]
-        return _gbdt.EarlyStopping(last, int(best), recorder.metrics_at(int(best)) or {}, last + 1)
+        return getattr(booster, "best_iteration", None) if asked else None
 
     def snapshot(self, model: Any) -> XGBoostModel:
         from xgboost import Booster

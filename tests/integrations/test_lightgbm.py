@@ -154,6 +154,19 @@ def test_cv_logs_mean_and_stdv_per_iteration(datasets):
             np.testing.assert_allclose([v for _, v in values], result[f"{data_name} auc-{statistic}"])
 
 
+def test_cv_with_early_stopping_logs_where_it_stopped(datasets):
+    dtrain, _ = datasets
+    autolog.autolog()
+    result = lgb.cv({**PARAMS, "learning_rate": 0.9, "min_data_in_leaf": 2}, dtrain, 60, nfold=3,
+                    callbacks=[lgb.early_stopping(3, verbose=False)])
+    run = only_run()
+    best = len(result["valid binary_logloss-mean"])  # lgb.cv keeps the rounds up to the best one
+    assert run.metrics["best_iteration"] == best < 60
+    ran = int(run.metrics["stopped_iteration"])
+    by_step = dict(history(run.run_id, "valid-binary_logloss-mean"))
+    assert sorted(by_step) == list(range(ran + 1)) and by_step[ran] == by_step[best - 1]
+
+
 # -- the scikit-learn wrappers -----------------------------------------------------------------
 def test_classifier_fit_is_one_run_with_get_params_training_metrics_and_the_wrapper(data, tmp_path):
     from sklearn import metrics

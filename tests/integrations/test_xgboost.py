@@ -163,6 +163,18 @@ def test_cv_logs_mean_and_std_per_iteration(dmatrices):
     assert not any(a.startswith("model") for a in artifacts(run.run_id))
 
 
+def test_cv_with_early_stopping_logs_where_it_stopped(dmatrices):
+    dtrain, _ = dmatrices
+    autolog.autolog()
+    result = xgb.cv({**PARAMS, "eta": 0.9, "max_depth": 6}, dtrain, 60, nfold=3, seed=1, early_stopping_rounds=3)
+    run = only_run()
+    best = len(result) - 1  # xgb.cv keeps the rounds up to the best one
+    assert run.metrics["best_iteration"] == best < 59
+    by_step = dict(history(run.run_id, "test-logloss-mean"))
+    last = int(run.metrics["stopped_iteration"])
+    assert sorted(by_step) == list(range(last + 2)) and by_step[last + 1] == by_step[best]
+
+
 # -- the scikit-learn wrappers ---------------------------------------------------------------------
 def test_classifier_fit_is_one_run_with_get_params_training_metrics_and_the_wrapper(data, tmp_path):
     from sklearn import metrics
