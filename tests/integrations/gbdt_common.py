@@ -47,6 +47,39 @@ def download(run_id: str, path: str, tmp_path) -> str:
 
 
 # -- the round trip -------------------------------------------------------------------------------
+def round_trip(name: str, owners: list, train, runs_per_train: int, must_patch: list) -> None:
+    """Enable `name` alone -> train -> logged; disable -> every attribute of `owners` is the
+    very object it was and training logs nothing; enable again -> logged again."""
+    from autolog.instrument.integration import engine
+
+    before = namespaces(owners)
+    autolog.autolog(integrations=[name])
+    train()
+    patched = {(p.parent, p.attribute) for p in engine.patched()[name].patches}
+    assert set(must_patch) <= patched, set(must_patch) - patched
+    assert len(all_runs()) == runs_per_train
+
+    autolog.autolog(disable=True)
+    assert changed(before) == []
+    train()
+    assert len(all_runs()) == runs_per_train
+
+    autolog.autolog(integrations=[name])
+    train()
+    assert len(all_runs()) == 2 * runs_per_train
+    autolog.autolog(disable=True)
+    assert changed(before) == []
+
+
+def every_integration_round_trip(owners: list, train) -> None:
+    """With every integration enabled (sklearn's too), disable restores `owners` exactly."""
+    before = namespaces(owners)
+    autolog.autolog()
+    train()
+    autolog.autolog(disable=True)
+    assert changed(before) == []
+
+
 def namespaces(owners: list) -> dict:
     return {owner: dict(vars(owner)) for owner in owners}
 

@@ -15,7 +15,6 @@ import pytest
 import autolog
 from autolog import runs as runs_module
 from autolog.backends import get_backend
-from autolog.instrument.integration import engine
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -351,36 +350,15 @@ def identity_train() -> None:
 
 
 def test_enable_train_disable_identity_and_nothing_logged_then_enable_again():
-    owners = identity_owners()
-    before = common.namespaces(owners)
-    autolog.autolog(integrations=["lightgbm"])
-    identity_train()
-    patched = {(p.parent, p.attribute) for p in engine.patched()["lightgbm"].patches}
-    assert (lgb, "train") in patched and (lgb.sklearn, "train") in patched and (lgb.LGBMClassifier, "fit") in patched
-    logged = len(all_runs())
-    assert logged == 3
-
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
-    identity_train()
-    assert len(all_runs()) == logged
-
-    autolog.autolog(integrations=["lightgbm"])
-    identity_train()
-    assert len(all_runs()) == 2 * logged
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
+    common.round_trip("lightgbm", identity_owners(), identity_train, runs_per_train=3,
+                      must_patch=[(lgb, "train"), (lgb.sklearn, "train"), (lgb.LGBMClassifier, "fit")])
 
 
 @pytest.mark.xfail(strict=True, reason="sklearn wraps LGBMModel.fit too (and passes it through): disabling sklearn "
                                        "before lightgbm restores sklearn's wrapper under lightgbm's; needs the engine "
                                        "to revert stacked patches (see docs/integrations/lightgbm.md)")
 def test_with_every_integration_enabled_disable_restores_identity():
-    before = common.namespaces(identity_owners())
-    autolog.autolog()
-    identity_train()
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
+    common.every_integration_round_trip(identity_owners(), identity_train)
 
 
 # -- the keys MLflow logs for the same calls --------------------------------------------------------

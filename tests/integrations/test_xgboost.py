@@ -14,7 +14,6 @@ import pytest
 import autolog
 from autolog import runs as runs_module
 from autolog.backends import get_backend
-from autolog.instrument.integration import engine
 
 xgb = pytest.importorskip("xgboost")
 
@@ -440,37 +439,15 @@ def identity_train() -> None:
 
 
 def test_enable_train_disable_identity_and_nothing_logged_then_enable_again():
-    owners = identity_owners()
-    before = common.namespaces(owners)
-    autolog.autolog(integrations=["xgboost"])
-    identity_train()
-    patched = {(p.parent, p.attribute) for p in engine.patched()["xgboost"].patches}
-    assert (xgb, "train") in patched and (xgb.sklearn, "train") in patched and (xgb.XGBClassifier, "fit") in patched
-    logged = len(all_runs())
-    assert logged == 3
-
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
-    identity_train()
-    assert len(all_runs()) == logged
-
-    autolog.autolog(integrations=["xgboost"])
-    identity_train()
-    assert len(all_runs()) == 2 * logged
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
+    common.round_trip("xgboost", identity_owners(), identity_train, runs_per_train=3,
+                      must_patch=[(xgb, "train"), (xgb.sklearn, "train"), (xgb.XGBClassifier, "fit")])
 
 
 @pytest.mark.xfail(strict=True, reason="sklearn wraps XGBModel.fit too (and passes it through): disabling sklearn "
                                        "before xgboost restores sklearn's wrapper under xgboost's; needs the engine "
                                        "to revert stacked patches (see docs/integrations/xgboost.md)")
 def test_with_every_integration_enabled_disable_restores_identity():
-    owners = identity_owners()
-    before = common.namespaces(owners)
-    autolog.autolog()
-    identity_train()
-    autolog.autolog(disable=True)
-    assert common.changed(before) == []
+    common.every_integration_round_trip(identity_owners(), identity_train)
 
 
 # -- the keys MLflow logs for the same calls --------------------------------------------------------
