@@ -93,8 +93,11 @@ class Patcher:
                 raise AttributeError(f"{parent!r} has no attribute {attribute!r} to patch")
             wrapt.wrap_function_wrapper(parent, attribute, self._safe(wrapper))
             installed = vars(parent)[attribute]
-            self.patches.append(Patch(parent, attribute, had_own, original, installed))
+            patch = Patch(parent, attribute, had_own, original, installed)
+            self.patches.append(patch)
             self._keys.add(key)
+            with _stacks_lock:
+                _stacks.setdefault(key, []).append(patch)
         return True
 
     def when_imported(self, module_name: str, callback: Callable[[Any], None]) -> None:
@@ -127,10 +130,14 @@ class Patcher:
 
     def revert(self) -> None:
         """Undo every patch, newest first: the original objects are back; import callbacks
-        registered with `when_imported` are dropped."""
+        registered with `when_imported` are dropped. Where another patcher wrapped the same
+        attribute after this one and is still active, it takes over what this one replaced,
+        so `vars()` ends as it was whichever of the two is reverted first."""
         with self._lock:
             self.active = False
             for patch in reversed(self.patches):
+                if _hand_over(patch):
+                    continue
                 try:
                     if patch.had_own:
                         setattr(patch.parent, patch.attribute, patch.original)
@@ -166,6 +173,34 @@ class Patcher:
                 return wrapped(*args, **kwargs)
 
         return safe_wrapper
+
+
+# The live patches of every attribute, across patchers, oldest first. Two integrations may
+# wrap one attribute (sklearn and xgboost both wrap XGBModel.fit); they may be reverted in
+# either order, and `vars()` must end as it was.
+_stacks: dict[tuple[int, str], list[Patch]] = {}
+_stacks_lock = threading.Lock()
+
+
+def _hand_over(patch: Patch) -> bool:
+    """Forget `patch`; True when another patcher wrapped the same attribute after it and is not
+    reverted yet. That patch then takes over what this one replaced (and restores it when it
+    is reverted); this one's wrapper stays inside its chain until then, inactive: it calls
+    straight through."""
+    key = (id(patch.parent), patch.attribute)
+    with _stacks_lock:
+        stack = _stacks.get(key, [])
+        index = next((i for i, p in enumerate(stack) if p is patch), None)
+        if index is None:
+            return False
+        above = stack[index + 1] if index + 1 < len(stack) else None
+        del stack[index]
+        if not stack:
+            del _stacks[key]
+        if above is None:
+            return False
+        above.had_own, above.original = patch.had_own, patch.original
+        return True
 
 
 class _WhileActive:

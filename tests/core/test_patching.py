@@ -401,3 +401,41 @@ def test_a_patch_that_fails_half_way_is_undone(toy, monkeypatch, contained_error
     enable()
     assert same_objects(before, snapshot(lib.Model, lib.Scaler, lib)) == [True, True, True]
     assert [type(e) for _, e in contained_errors] == [AttributeError]
+
+
+@pytest.mark.parametrize("first", ["lower", "upper"])
+def test_two_patchers_on_one_attribute_restore_it_in_either_order(first):
+    """sklearn and xgboost both wrap XGBModel.fit: whichever patcher is reverted first, the
+    attribute ends as the very object it was (own or inherited), and calls go through once."""
+    from autolog.instrument.patching import Patcher
+
+    class Base:
+        def fit(self):
+            return "base"
+
+    class Own(Base):
+        def fit(self):
+            self.calls = getattr(self, "calls", 0) + 1
+            return "own"
+
+    class Inherits(Base):
+        pass
+
+    before = {cls: dict(vars(cls)) for cls in (Base, Own, Inherits)}
+
+    def passthrough(wrapped, instance, args, kwargs):
+        return wrapped(*args, **kwargs)
+
+    lower, upper = Patcher("lower"), Patcher("upper")
+    for patcher in (lower, upper):
+        patcher.wrap(Own, "fit", passthrough)
+        patcher.wrap(Inherits, "fit", passthrough)
+    model = Own()
+    assert model.fit() == "own" and model.calls == 1 and Inherits().fit() == "base"
+
+    (lower if first == "lower" else upper).revert()
+    assert model.fit() == "own" and model.calls == 2 and Inherits().fit() == "base"
+    (upper if first == "lower" else lower).revert()
+    for cls, namespace in before.items():
+        assert vars(cls).keys() == namespace.keys(), cls
+        assert all(vars(cls)[name] is value for name, value in namespace.items()), cls
