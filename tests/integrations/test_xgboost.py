@@ -443,10 +443,9 @@ def test_enable_train_disable_identity_and_nothing_logged_then_enable_again():
                       must_patch=[(xgb, "train"), (xgb.sklearn, "train"), (xgb.XGBClassifier, "fit")])
 
 
-@pytest.mark.xfail(strict=True, reason="sklearn wraps XGBModel.fit too (and passes it through): disabling sklearn "
-                                       "before xgboost restores sklearn's wrapper under xgboost's; needs the engine "
-                                       "to revert stacked patches (see docs/integrations/xgboost.md)")
 def test_with_every_integration_enabled_disable_restores_identity():
+    """sklearn wraps XGBModel.fit too (and lets it through to this integration): disabling every
+    integration restores it whichever of the two the engine reverts first."""
     common.every_integration_round_trip(identity_owners(), identity_train)
 
 
