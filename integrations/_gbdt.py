@@ -14,7 +14,8 @@ it marks early stopping. This module holds the rest, once:
 - `CrossValidation`: `cv`. Params, and the mean and standard deviation of every metric each
   iteration.
 - `WrapperFit`: the scikit-learn wrappers' `fit`. One run per fit: the wrapper's tags and
-  `get_params()`, the scikit-learn-API training metrics and confusion matrix of
+  `get_params()`, its training and eval data as dataset inputs (`log_datasets`), the
+  scikit-learn-API training metrics and confusion matrix of
   integrations/sklearn_api.py, feature importances, the fitted wrapper as the model; and,
   through `TrainInsideFit` on the library's internal reference to `train`, everything
   `train` logs (params as the booster got them, per-iteration metrics, early stopping) in
@@ -45,6 +46,7 @@ from typing import Any, Callable, Mapping, Optional
 from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.checkpoints import capture_checkpoint
+from autolog.instrument.datasets import log_dataset
 from autolog.instrument.models import ModelFlavor, log_model
 from autolog.instrument.params import flatten
 from autolog.instrument.patching import original_of
@@ -112,6 +114,15 @@ class Library:
     def importances(self, booster: Any) -> dict[str, Any]:
         """{importance type: {feature: value}} for every importance type the library has."""
         raise NotImplementedError
+
+    def train_datasets(self, arguments: Mapping) -> list:
+        """[(data, targets, context, name)] of a `train` call whose raw data can be read before
+        training (none by default: an XGBoost DMatrix does not keep it)."""
+        return []
+
+    def eval_sets(self, arguments: Mapping) -> list:
+        """[(X, y, name)] of a wrapper's `fit`, named as the per-iteration metrics name them."""
+        return []
 
 
 # -- params ------------------------------------------------------------------------------------------
@@ -275,6 +286,8 @@ class BoosterTraining(TrainingWrapper):
 
     def before(self, call: Call) -> None:
         self.start(call, pending_params=None)
+        for data, targets, context, name in self.library.train_datasets(call.arguments):
+            log_dataset(call.run, data, targets=targets, context=context, name=name)
         open_session(call, self.integration, "train")
 
     def after(self, call: Call) -> None:
@@ -475,6 +488,10 @@ class WrapperFit(TrainingWrapper):
         data = None
         if X is not None:
             data = DataSnapshot.take(X, arguments.get("y"), arguments.get("sample_weight"), settings.max_metric_rows)
+            # the snapshot when there is one (nothing copied again), else a bounded copy of X
+            log_dataset(call.run, data or X, targets=None if data else arguments.get("y"), context="train")
+        for X_eval, y_eval, name in self.library.eval_sets(arguments):
+            log_dataset(call.run, X_eval, targets=y_eval, context="eval", name=name)
         log_model_and_importances(call.run, self.library, estimator, self.library.wrapper_flavor, data, wrapper=True)
 
     def failed(self, call: Call, exc: BaseException) -> None:

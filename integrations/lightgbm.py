@@ -153,6 +153,29 @@ class LightGBMLibrary(_gbdt.Library):
 
         return model if isinstance(model, Booster) else model.booster_
 
+    def train_datasets(self, arguments: Mapping) -> list:
+        """The raw data of `train_set` and of each validation set, read before training (LightGBM
+        frees it once the Dataset is constructed), named as the metrics name the sets."""
+        train_set = arguments.get("train_set")
+        found = [(train_set, "train", None)]
+        names = list(arguments.get("valid_names") or ())
+        for i, valid in enumerate(arguments.get("valid_sets") or ()):
+            if valid is not train_set:
+                found.append((valid, "eval", names[i] if i < len(names) else f"valid_{i}"))
+        return [(dataset.data, dataset.label, context, name) for dataset, context, name in found
+                if getattr(dataset, "data", None) is not None]
+
+    def eval_sets(self, arguments: Mapping) -> list:
+        """`eval_set=[(X, y), ...]`, or `eval_X=(...)`, `eval_y=(...)` (LightGBM 4.6+)."""
+        pairs = list(arguments.get("eval_set") or ())
+        if not pairs and arguments.get("eval_X") is not None:
+            X_eval, y_eval = arguments.get("eval_X"), arguments.get("eval_y")
+            if not isinstance(X_eval, (list, tuple)):
+                X_eval, y_eval = (X_eval,), (y_eval,)
+            pairs = list(zip(X_eval, y_eval or (None,) * len(X_eval)))
+        names = list(arguments.get("eval_names") or ())
+        return [(pair[0], pair[1], names[i] if i < len(names) else f"valid_{i}") for i, pair in enumerate(pairs)]
+
     def importances(self, booster: Any) -> dict:
         names = booster.feature_name()
         return {importance_type: dict(zip(names, booster.feature_importance(importance_type=importance_type).tolist()))

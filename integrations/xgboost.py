@@ -177,6 +177,9 @@ class XGBoostLibrary(_gbdt.Library):
 
         return model if isinstance(model, Booster) else model.get_booster()
 
+    def eval_sets(self, arguments: Mapping) -> list:
+        return [(pair[0], pair[1], f"validation_{i}") for i, pair in enumerate(arguments.get("eval_set") or ())]
+
     def importances(self, booster: Any) -> dict:
         out = {}
         for importance_type in IMPORTANCE_TYPES:

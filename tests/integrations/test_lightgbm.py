@@ -209,6 +209,20 @@ def test_regressor_and_ranker_fits_are_one_run_each(data):
     np.testing.assert_allclose(autolog.load_model(found["LGBMRegressor"].run_id).predict(X), regressor.predict(X))
 
 
+def test_training_and_validation_data_are_dataset_inputs(data):
+    X, y, Xv, yv = data
+    autolog.autolog()
+    dtrain = lgb.Dataset(X, y)  # free_raw_data=True: the raw data is read before training frees it
+    lgb.train(PARAMS, dtrain, 2, valid_sets=[dtrain, lgb.Dataset(Xv, yv, reference=dtrain)],
+              valid_names=["train", "valid"])
+    lgb.LGBMRegressor(n_estimators=2, n_jobs=1, verbose=-1).fit(X, y.astype(float), eval_X=(Xv,), eval_y=(yv,))
+    found = {r.run_name.split("-")[0]: r for r in all_runs()}
+    for run_name, eval_name in (("lightgbm.train", "valid"), ("LGBMRegressor", "valid_0")):
+        inputs = {(i.context, i.dataset.name) for i in found[run_name].inputs}
+        # an unnamed training set is named after the caller's variable, when one holds it
+        assert len(inputs) == 2 and ("eval", eval_name) in inputs and {c for c, _ in inputs} == {"train", "eval"}
+
+
 def test_wrappers_inside_sklearn_pipeline_and_search_keep_sklearns_runs(data):
     X, y, _, _ = data
     autolog.autolog()

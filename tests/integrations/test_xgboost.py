@@ -232,6 +232,22 @@ def test_ranker_fit_is_one_run(data):
     np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), ranker.predict(X), rtol=1e-6)
 
 
+def test_a_wrappers_training_and_eval_data_are_dataset_inputs(data):
+    import json as json_module
+
+    X, y, Xv, yv = data
+    autolog.autolog()
+    xgb.XGBClassifier(n_estimators=2, n_jobs=1).fit(X, y, eval_set=[(Xv, yv)], verbose=False)
+    inputs = {(i.context, i.dataset.name): i.dataset for i in only_run().inputs}
+    assert set(inputs) == {("train", "dataset"), ("eval", "validation_0")}
+    profile = json_module.loads(inputs[("train", "dataset")].profile)
+    assert profile["features_shape"] == [200, 5]
+
+    autolog.autolog(log_datasets=False)
+    xgb.XGBClassifier(n_estimators=2, n_jobs=1).fit(X, y, eval_set=[(Xv, yv)], verbose=False)
+    assert all_runs()[0].inputs == []
+
+
 def test_wrappers_inside_sklearn_pipeline_and_search_keep_sklearns_runs(data):
     X, y, _, _ = data
     autolog.autolog()
