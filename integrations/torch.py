@@ -38,7 +38,7 @@ import threading
 import types
 import uuid
 import weakref
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from autolog import runs
 from autolog.entities import RunStatus
@@ -80,10 +80,21 @@ class TorchIntegration(Integration):
 
 
 # -- the plain loop ------------------------------------------------------------------------------
+class _Optimizer:
+    """What a run knows of one optimizer: its step count and its learning-rate metric names."""
+
+    __slots__ = ("steps", "lr_names", "primary")
+
+    def __init__(self, lr_names: list, primary: bool):
+        self.steps = 0
+        self.lr_names = lr_names
+        self.primary = primary  # the first optimizer of the run (still alive): the loss is its
+
+
 class LoopState:
     """What one run has seen of the plain loop: its optimizers and their step counts."""
 
-    __slots__ = ("run", "logging", "every", "metrics", "steps", "lr_names", "primary", "primary_steps", "seen",
+    __slots__ = ("run", "logging", "every", "metrics", "optimizers", "last", "primary", "primary_steps", "seen",
                  "names_taken")
 
     def __init__(self, run: Optional[runs.ActiveRun], logging: bool):
@@ -92,25 +103,25 @@ class LoopState:
         every = runs.settings().log_every_n_steps
         self.every = every if every else DEFAULT_EVERY_N_STEPS
         self.metrics = StepMetrics(run, NAME) if logging else None
-        self.steps: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
-        self.lr_names: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
-        self.primary: Optional[weakref.ref] = None  # the first optimizer to step (still alive): the loss's
+        self.optimizers: "weakref.WeakKeyDictionary[Any, _Optimizer]" = weakref.WeakKeyDictionary()
+        self.last: tuple = (_dead, None)  # (weak reference, record) of the optimizer that stepped last
+        self.primary: Callable[[], Any] = _dead  # a weak reference
         self.primary_steps: Optional[int] = None  # its step count: the step of the loss and checkpoints
         self.seen = 0  # optimizers that stepped in this run (some may be gone)
         self.names_taken: list = []  # their learning-rate metric names
 
     def stepped(self, optimizer: Any, capture: "LoopCapture") -> None:
-        count = self.steps.get(optimizer, 0) + 1
-        self.steps[optimizer] = count
-        if count == 1:
-            self._first_step(optimizer)
-        primary = self.primary() is optimizer
-        if primary:
+        reference, record = self.last
+        if reference() is not optimizer:  # the common case, one optimizer, takes no dictionary lookup
+            record = self.optimizers.get(optimizer) or self._first_step(optimizer)
+            self.last = (weakref.ref(optimizer), record)
+        count = record.steps = record.steps + 1
+        if record.primary:
             self.primary_steps = count
         if count != 1 and count % self.every:
             return
-        values: dict = {name: group.get("lr") for name, group in zip(self.lr_names[optimizer], optimizer.param_groups)}
-        if primary:
+        values: dict = {name: group.get("lr") for name, group in zip(record.lr_names, optimizer.param_groups)}
+        if record.primary:
             values["optimizer_steps"] = count
             loss = getattr(capture.thread, "loss", None)
             if loss is not None:
@@ -118,13 +129,21 @@ class LoopState:
                 capture.thread.loss = None
         self.metrics.log(values, step=count)
 
-    def _first_step(self, optimizer: Any) -> None:
+    def _first_step(self, optimizer: Any) -> _Optimizer:
         index, self.seen = self.seen, self.seen + 1
-        if self.primary is None or self.primary() is None:
+        primary = self.primary() is None
+        if primary:
             self.primary = weakref.ref(optimizer)
-        names = self.lr_names[optimizer] = lr_metric_names(optimizer, self.names_taken)
+        names = lr_metric_names(optimizer, self.names_taken)
         self.names_taken.extend(names)
+        record = self.optimizers[optimizer] = _Optimizer(names, primary)
         self.run.log_params(optimizer_params(optimizer, index), normalize=True)
+        return record
+
+
+def _dead() -> None:
+    """Stands for a weak reference to an optimizer that is gone (or never was)."""
+    return None
 
 
 class LoopCapture:

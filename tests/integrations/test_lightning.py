@@ -211,14 +211,15 @@ def test_step_metrics_every_n_steps_with_learning_rates(monkeypatch):
     monkeypatch.setenv("AUTOLOG_LOG_EVERY_N_STEPS", "2")
     values = EpochValues()
     autolog.autolog()
-    fit(max_epochs=2, callbacks=[values])  # 4 steps per epoch
+    fit(max_epochs=2, callbacks=[values], val_check_interval=0.5)  # 4 steps per epoch, validation every 2
     run = the_run()
     # values logged on steps: every 2 optimizer steps, step = global step
     expected = [(s, pytest.approx(values.steps[s]["train_loss"])) for s in (2, 4, 6, 8)]
     assert history(run.run_id, "train_loss") == expected
     assert [s for s, _ in history(run.run_id, "mae_step")] == [2, 4, 6, 8]
     assert [s for s, _ in history(run.run_id, "lr-SGD")] == [2, 4, 6, 8]
-    # values logged on epochs: step = epoch, never mixed with the step values
+    # values logged on epochs: step = epoch, never mixed with the step values; validation
+    # values too, although validation also ran in the middle of each epoch
     assert [s for s, _ in history(run.run_id, "val_loss")] == [0, 1]
     assert [s for s, _ in history(run.run_id, "mae_epoch")] == [0, 1]
 
