@@ -17,6 +17,7 @@ from time import time_ns as _time_ns
 from typing import Any, Iterable, Mapping, Optional
 
 from autolog import config as _config
+from autolog.instrument import beside_mlflow as _beside_mlflow
 from autolog.instrument import containment as _containment
 from autolog import runs as _runs
 from autolog.backends import require_client_library
@@ -93,13 +94,16 @@ def autolog(
     arguments = {k: v for k, v in locals().items() if k not in ("disable", "engine")}
     if disable or _config.env_value("AUTOLOG_DISABLE", bool, False):
         engine.disable_all()
+        _beside_mlflow.unwatch()
         _disable_run_context()
         return []
     settings = _config.build_settings(arguments)
     require_client_library(settings.tracking_uri)  # e.g. mlflow for an http:// URI, before any patching
     _runs.set_settings(settings)
     _containment.set_silent(settings.silent)
-    enabled = engine.enable(settings.integrations, settings.exclude)
+    # libraries MLflow's own autologging has taken are left to it (autolog/instrument/beside_mlflow.py)
+    enabled = engine.enable(settings.integrations,
+                            settings.exclude + _beside_mlflow.watch(settings.integrations, settings.exclude))
     _enable_run_context(settings)
     return enabled
 

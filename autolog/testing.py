@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from autolog import config
 from autolog.entities import RunStatus
-from autolog.instrument import containment
+from autolog.instrument import beside_mlflow, containment
 from autolog.runs.lifecycle import _current_stack, _end, _set_stack, _state
 
 
@@ -14,6 +14,7 @@ def reset_for_tests() -> None:
     from autolog.provenance import capture  # run-context patches (argparse) and the sampler thread, too
 
     engine.disable_all()
+    beside_mlflow.unwatch()
     capture.disable()
     for run in reversed(_current_stack()):
         with containment.contained("ending a run left active by a test"):
