@@ -46,6 +46,7 @@ from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.callbacks import contained_callback
 from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
+from autolog.instrument.datasets import log_dataset
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
 from autolog.instrument.params import flatten
@@ -103,6 +104,8 @@ class KerasFit(TrainingWrapper):
         if peek:
             del params["batch_size"]  # logged once the generator's first batch is read
         run.log_params(params, normalize=True)
+        if s.log_datasets:
+            log_datasets(run, arguments)
         call.state["early_stopping"] = early_stopping
         logger = new_callback(run, user_callbacks, s)
         args, kwargs = with_callbacks(call.wrapped, call.args, call.kwargs, _added_callbacks(callbacks, logger))
@@ -138,6 +141,24 @@ def fit_params(model: Any, arguments: Mapping[str, Any]) -> dict:
     params.update(optimizer_params(getattr(model, "optimizer", None)))
     params.update(compile_params(model))
     return params  # the parameter counts come after the first epoch (a subclassed model is built by fit)
+
+
+def log_datasets(run, arguments: Mapping[str, Any]) -> None:
+    """The training data and the `validation_data` as dataset inputs ("train", "eval"), as
+    mlflow.keras records them, when they are numpy arrays or pandas objects (a bounded copy of
+    the first rows is taken now, described on the worker). tf.data pipelines, generators and
+    framework tensors are not read for it (that would consume or copy the data)."""
+    x, y = arguments.get("x"), arguments.get("y")
+    if _plain_data(x):
+        log_dataset(run, x, targets=y if _plain_data(y) else None, context="train")
+    validation = arguments.get("validation_data")
+    if isinstance(validation, (tuple, list)) and validation and _plain_data(validation[0]):
+        targets = validation[1] if len(validation) > 1 and _plain_data(validation[1]) else None
+        log_dataset(run, validation[0], targets=targets, context="eval")
+
+
+def _plain_data(value: Any) -> bool:
+    return _is_array(value) and type(value).__module__.partition(".")[0] in ("numpy", "pandas")
 
 
 def effective_batch_size(arguments: Mapping[str, Any]) -> Optional[int]:

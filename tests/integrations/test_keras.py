@@ -229,6 +229,9 @@ def test_evaluate_after_fit_logs_to_the_training_run(data):
     assert [s for s, _ in logged] == [0, 1, 2, 3]
     assert logged[2][1] == pytest.approx(first["loss"]) and logged[3][1] == pytest.approx(second[0])
     assert history(run.run_id, "validation_accuracy")[2][1] == pytest.approx(first["accuracy"])
+    # the training and validation arrays are the run's dataset inputs, as mlflow.keras records them
+    inputs = {i.context: json.loads(i.dataset.profile) for i in run.inputs}
+    assert inputs["train"]["features_shape"] == [64, 4] and inputs["eval"]["features_shape"] == [16, 4]
 
 
 def test_a_fit_inside_a_fit_is_logged_once(data):
