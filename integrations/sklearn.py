@@ -381,11 +381,25 @@ def _metric(wrapped, instance, args, kwargs):
 
 # -- modules patched when they are imported -------------------------------------------------------------
 def _patch_metrics(patcher: Patcher, module: Any) -> None:
+    originals = {}
     for name in getattr(module, "__all__", ()):
         fn = getattr(module, name, None)
         if name in _NOT_METRICS or name.startswith("plot_") or not inspect.isfunction(fn):
             continue
         patcher.wrap(module, name, _metric)
+        originals[id(fn)] = fn
+    _wrap_script_names(patcher, originals)
+
+
+def _wrap_script_names(patcher: Patcher, originals: dict) -> None:
+    """`from sklearn.metrics import f1_score` in the script before `autolog()` bound the script's
+    own name to the original function: wrap that name too (disable puts it back), so that its
+    calls log post-training metrics whatever the order. Other modules' names are not touched
+    (docs/integrations/sklearn.md)."""
+    script = sys.modules.get("__main__")
+    for name, value in list(vars(script).items()) if script is not None else ():
+        if originals.get(id(value)) is value and not name.startswith("__"):
+            patcher.wrap(script, name, _metric)
 
 
 def _patch_model_selection(patcher: Patcher, module: Any) -> None:

@@ -10,6 +10,10 @@ parses *the command line* of the main process, on its main thread:
 - click: inside `Command.main()` called with the command line (click's usual entry), the
   context of the command and of each sub-command chosen on it.
 
+A command line parsed before `autolog()` is picked up when autolog is enabled
+(`already_parsed`): the click command running now, or the `argparse.Namespace` held by a
+variable of the code that called `autolog()` or of one of its callers.
+
 The values are kept (the last parse wins) and logged to the run active at parse time,
 if any, and to every outermost run started afterwards, once per run. Secrets are
 redacted by name as in the source tags (`--api-key` -> `[REDACTED]`) and credentials
@@ -62,6 +66,41 @@ def as_params(values: dict) -> dict:
     return params
 
 
+#: the names a script usually gives its parsed arguments, looked at first
+_USUAL_NAMES = ("args", "arguments", "opts", "options", "flags", "cfg", "config", "hparams", "params")
+
+
+def already_parsed() -> dict:
+    """The command line parsed before `autolog()` was called: the values of the click command
+    running now, else an `argparse.Namespace` held by a variable of the code that called
+    `autolog()` or of a caller of it, up to the script's top level (the nearest first; in one
+    function, a variable named `args`, `opts`, `config`... first). {} when there is none."""
+    click = sys.modules.get("click")
+    if click is not None:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            values: dict = {}
+            chain = []
+            while ctx is not None:
+                chain.append(ctx)
+                ctx = ctx.parent
+            for each in reversed(chain):  # a sub-command's options join its group's
+                values.update(each.params)
+            return values
+    argparse = sys.modules.get("argparse")
+    if argparse is None:
+        return {}
+    frame = sys._getframe(1)
+    while frame is not None:
+        if not str(frame.f_globals.get("__name__", "")).startswith("autolog"):
+            found = {name: value for name, value in frame.f_locals.items() if isinstance(value, argparse.Namespace)}
+            if found:
+                name = next((n for n in _USUAL_NAMES if n in found), next(iter(found)))
+                return dict(getattr(found[name], "__dict__", None) or {})
+        frame = frame.f_back
+    return {}
+
+
 class ArgumentRecorder:
     """Patches the parsers and keeps the last parsed values of the main process."""
 
@@ -83,6 +122,11 @@ class ArgumentRecorder:
         self.patcher.wrap(argparse, "ArgumentParser.parse_args", self._argparse_wrapper)
         self.patcher.wrap(argparse, "ArgumentParser.parse_known_args", self._argparse_wrapper)
         when_imported("click", self._patch_click)
+        if not self.params and in_main_process_thread():
+            with containment.contained("looking for arguments parsed before autolog()"):
+                parsed = already_parsed()
+                if parsed:
+                    self._record(parsed)
 
     def disable(self) -> None:
         """Put the parsers back and forget the values (a later enable waits for a new parse)."""
