@@ -33,6 +33,7 @@ from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument import models
 from autolog.instrument.integration import Integration
+from autolog.instrument.datasets import log_dataset
 from autolog.instrument.params import is_scalar_number
 from autolog.instrument.patching import Patcher
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
@@ -40,6 +41,7 @@ from autolog.instrument.snapshots import (
     DataSnapshot,
     PickledModel,
     TrainingActivity,
+    caller_variable_name,
     data_shape,
     input_example_of,
     pickle_model,
@@ -181,6 +183,9 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
     run.set_tags(tags, normalize=True)
     post_training.register_model(estimator, run)
     data = DataSnapshot.take(X, y, sample_weight, settings.max_metric_rows) if X is not None else None
+    if data is not None:
+        with containment.contained("sklearn: recording the training dataset"):
+            log_dataset(run, data, context="train", name=caller_variable_name(X))
     try:
         snapshot = pickle_model(estimator)
     except Exception:

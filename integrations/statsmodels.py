@@ -32,6 +32,7 @@ from typing import Any, Mapping, Optional
 
 from autolog import runs
 from autolog.instrument import containment
+from autolog.instrument.datasets import log_dataset
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, log_model, read_mlmodel
 from autolog.instrument.params import is_scalar_number
@@ -132,7 +133,18 @@ class Fit(TrainingWrapper):
         run, results = call.run, call.result
         if "nobs" not in run.params and is_scalar_number(getattr(results, "nobs", None)):
             run.log_param("nobs", _integral(results.nobs), normalize=True)  # discrete models set it in fit
+        _log_training_data(run, call.instance)
         _log_results(run, results)
+
+
+def _log_training_data(run, model: Any) -> None:
+    """The model's exog (features) and endog (target) as the run's training dataset."""
+    exog, endog = getattr(model, "exog", None), getattr(model, "endog", None)
+    if exog is None and endog is None:
+        return
+    with containment.contained(f"{NAME}: recording the training dataset"):
+        log_dataset(run, exog if exog is not None else endog,
+                    targets=endog if exog is not None else None, context="train")
 
 
 def _params(call: Call) -> dict:

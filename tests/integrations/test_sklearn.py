@@ -744,3 +744,24 @@ def identity_train() -> None:
     accuracy_score(y, model.predict(X))
     model.score(X, y)
     cross_val_score(LogisticRegression(), X, y, cv=2)
+
+
+def test_fit_records_the_training_dataset_as_mlflow_log_input_does():
+    from sklearn.linear_model import LogisticRegression
+
+    autolog.autolog()
+    X_train = np.random.RandomState(0).rand(60, 3)
+    y_train = (X_train[:, 0] > 0.5).astype(int)
+    LogisticRegression().fit(X_train, y_train)
+    run = autolog.last_run()
+    assert [(i.dataset.name, i.context) for i in run.inputs] == [("X_train", "train")]
+    profile = json.loads(run.inputs[0].dataset.profile)
+    assert profile["features_shape"] == [60, 3] and profile["targets_shape"] == [60]
+
+
+def test_log_datasets_false_records_no_dataset():
+    from sklearn.linear_model import LogisticRegression
+
+    autolog.autolog(log_datasets=False)
+    LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    assert autolog.last_run().inputs == []

@@ -391,3 +391,17 @@ def identity_train() -> None:
     sm.OLS(y, X).fit()
     sm.Logit((np.sin(1.3 * np.arange(12.0)) > 0).astype(float), X).fit(disp=0)
     ARIMA(y, order=(1, 0, 0)).fit()
+
+
+def test_fit_records_exog_and_endog_as_the_training_dataset():
+    import statsmodels.api as sm
+
+    autolog.autolog()
+    rng = np.random.RandomState(1)
+    exog = sm.add_constant(rng.rand(40, 2))
+    endog = exog @ np.array([1.0, 2.0, -1.0]) + rng.normal(scale=0.1, size=40)
+    sm.OLS(endog, exog).fit()
+    run = autolog.last_run()
+    assert [i.context for i in run.inputs] == ["train"]
+    profile = run.inputs[0].dataset.profile
+    assert '"features_shape": [40, 3]' in profile and '"targets_shape": [40]' in profile
