@@ -136,6 +136,15 @@ class GpuProbe:
 gpus = GpuProbe()
 
 
+#: the longest a reading waits for the kernel's CPU counters to move past the baseline
+_CPU_TICK_WAIT_SECONDS = 0.1
+
+
+def _cpu_total(times) -> float:
+    """All CPU time of a `cpu_times()` reading; on Linux guest time is already in user/nice."""
+    return sum(times) - getattr(times, "guest", 0) - getattr(times, "guest_nice", 0)
+
+
 class MachineReader:
     """Reads the machine with psutil; rates are computed against the previous reading."""
 
@@ -160,20 +169,47 @@ class MachineReader:
         return time.monotonic(), disk, net
 
     def prime(self) -> None:
-        """Take the baseline for CPU percentages and rates (the next reading is measured from here)."""
-        self.psutil.cpu_percent(None)
+        """Take the baseline for CPU percentages and rates (the next reading is measured from here).
+
+        The machine's CPU share is measured against our own baseline of `cpu_times()`, not with
+        `psutil.cpu_percent(None)`, whose baseline is per thread (psutil >= 5.9.6): primed on
+        the thread that called `autolog()`, the sampler thread's first call would answer 0.0,
+        and a run that ends before its second sample (most sklearn fits) would keep that."""
+        self._cpu_before = self.psutil.cpu_times()
         try:
             self.process.cpu_percent(None)
         except Exception:  # noqa: BLE001
             pass
         self._previous = self._counters()
 
+    def _cpu_busy_percentage(self) -> Optional[float]:
+        """The machine's busy CPU share since the previous reading, as psutil computes it.
+
+        The kernel's counters move in ticks (10 ms per CPU): a reading right after the baseline
+        waits on this (the sampler's) thread for the next tick, at most _CPU_TICK_WAIT_SECONDS."""
+        before = self._cpu_before
+        deadline = time.monotonic() + _CPU_TICK_WAIT_SECONDS
+        while True:
+            now = self.psutil.cpu_times()
+            total = _cpu_total(now) - _cpu_total(before)
+            if total > 0:
+                break
+            if time.monotonic() >= deadline:
+                return None  # counters that do not move: no value rather than a made-up 0.0
+            time.sleep(0.005)
+        self._cpu_before = now
+        busy = total - (now.idle - before.idle) - (getattr(now, "iowait", 0) - getattr(before, "iowait", 0))
+        return round(min(100.0, max(0.0, busy / total * 100)), 1)
+
     def read(self) -> dict:
         ps = self.psutil
         if self.process.pid != os.getpid():  # a forked child measures itself, from a fresh baseline
             self.process = ps.Process()
             self.prime()
-        metrics: dict[str, float] = {"cpu_utilization_percentage": float(ps.cpu_percent(None))}
+        metrics: dict[str, float] = {}
+        busy = self._cpu_busy_percentage()
+        if busy is not None:
+            metrics["cpu_utilization_percentage"] = busy
         memory = ps.virtual_memory()
         metrics["system_memory_usage_megabytes"] = memory.used / _MB
         metrics["system_memory_usage_percentage"] = memory.used / memory.total * 100 if memory.total else 0.0
