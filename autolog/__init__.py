@@ -20,6 +20,7 @@ from autolog import config as _config
 from autolog.instrument import beside_mlflow as _beside_mlflow
 from autolog.instrument import containment as _containment
 from autolog import runs as _runs
+from autolog.runs import process as _process
 from autolog.backends import require_client_library
 from autolog.entities import Experiment, Metric, Param, Run, RunStatus
 from autolog.instrument.models import load_model
@@ -96,6 +97,7 @@ def autolog(
         engine.disable_all()
         _beside_mlflow.unwatch()
         _disable_run_context()
+        _process.disable()
         return []
     settings = _config.build_settings(arguments)
     require_client_library(settings.tracking_uri)  # e.g. mlflow for an http:// URI, before any patching
@@ -105,6 +107,7 @@ def autolog(
     enabled = engine.enable(settings.integrations,
                             settings.exclude + _beside_mlflow.watch(settings.integrations, settings.exclude))
     _enable_run_context(settings)
+    _process.enable()  # exit status and SIGTERM (autolog/runs/process.py)
     return enabled
 
 

@@ -12,10 +12,12 @@ def reset_for_tests() -> None:
     """Forget every run, logger and setting of this process (flushing first). For test suites."""
     from autolog.instrument.integration import engine
     from autolog.provenance import capture  # run-context patches (argparse) and the sampler thread, too
+    from autolog.runs import process
 
     engine.disable_all()
     beside_mlflow.unwatch()
     capture.disable()
+    process.disable()  # sys.exit and SIGTERM as they were
     for run in reversed(_current_stack()):
         with containment.contained("ending a run left active by a test"):
             _end(run, RunStatus.FINISHED)

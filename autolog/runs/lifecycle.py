@@ -30,6 +30,7 @@ from autolog.backends.base import StoreNotFound
 from autolog.entities import Run, RunStart, RunStatus
 from autolog.instrument import containment
 from autolog.runs.handle import TAG_ERROR, ActiveRun, now_ms
+from autolog.runs.process import exit_status, process_tags
 from autolog.transport.logger import BatchingLogger
 from autolog.validation import MAX_TAG_VALUE_LENGTH, check_key, value_to_text
 
@@ -174,7 +175,8 @@ def _new_run(run_name: Optional[str], experiment: Optional[str], parent: Optiona
     """Make a run (a child of `parent` when given), record its start, put it on this thread's stack."""
     s = _state.settings
     experiment_name = experiment or s.experiment or (parent.experiment_name if parent else None) or DEFAULT_EXPERIMENT
-    all_tags = dict(s.extra_tags)
+    all_tags = process_tags()
+    all_tags.update(s.extra_tags)
     if tags:
         all_tags.update({check_key(k, "tag key"): value_to_text(v, MAX_TAG_VALUE_LENGTH) for k, v in tags.items()})
     if owner != "user":
@@ -242,6 +244,8 @@ def _resume(run_id: str, logger: BatchingLogger, uri: str, owner: str) -> Active
                     owner, existing.start_time, logger)
     run._params.update(existing.params)
     _push(run, nested=False)
+    for key, value in process_tags().items():  # this process owns the run now
+        run._enqueue(("t", run.run_id, key, value))
     return run
 
 
@@ -364,13 +368,24 @@ def _install_exit_hook() -> None:
 
 
 def _at_exit() -> None:
-    """End the runs still active (FINISHED, as MLflow does), then flush with a bounded wait."""
+    """End the runs still active, then flush with a bounded wait. They end FINISHED, as MLflow
+    does, unless the interpreter is ending by an unhandled exception or a non-zero exit
+    status (FAILED), a KeyboardInterrupt or a SIGTERM (KILLED): autolog/runs/process.py."""
     from autolog.transport.logger import close_all
 
     with containment.contained("ending runs at exit"):
-        for run in reversed(_state.main_stack):
-            _end(run, RunStatus.FINISHED)
+        end_open_runs(*exit_status())
     close_all()
+
+
+def end_open_runs(status: str, error: Optional[str] = None) -> None:
+    """End the main thread's open runs (innermost first) with `status`; tag `error` on each
+    when given. Runs of other threads end with their own calls."""
+    for run in reversed(_state.main_stack):
+        if error is not None and run.owner != "attached" and run.end_time is None:
+            with containment.contained("tagging a run's end"):
+                run.set_tag(TAG_ERROR, error)
+        _end(run, status)
 
 
 def _after_fork_in_child() -> None:
