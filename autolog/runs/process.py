@@ -161,12 +161,12 @@ def _remember_exit(wrapped, instance, args, kwargs):
 
 # -- SIGTERM ----------------------------------------------------------------------------------
 def _on_sigterm(signum, frame) -> None:
-    _process.terminated = True
     previous = _process.previous_sigterm
+    if previous == signal.SIG_IGN:
+        return
+    _process.terminated = True
     if callable(previous):
         previous(signum, frame)  # the user's: it decides whether and how the process ends
-        return
-    if previous == signal.SIG_IGN:
         return
     # the default: end the runs KILLED and flush, bounded, from a helper thread (the interrupted
     # main thread may hold a lock the flush needs), then end the process by the signal as before

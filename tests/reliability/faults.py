@@ -33,7 +33,7 @@ def run_python(tmp_path, source: str, env: dict | None = None, timeout: float = 
 
 def start_python(tmp_path, source: str, env: dict | None = None, name: str = "child.py") -> subprocess.Popen:
     script = write_script(tmp_path, source, name)
-    return subprocess.Popen([sys.executable, script], cwd=str(tmp_path), env=child_env(env),
+    return subprocess.Popen([sys.executable, script], cwd=str(tmp_path), env=child_env(env), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
