@@ -20,6 +20,13 @@ process get system metrics only: the process that started the run logged the res
 Everything here runs from the run hooks of autolog/runs/lifecycle.py. The hook on the caller's
 thread does O(1) work (a dict insert, a few enqueued params, one deferred job); git,
 hashing, metadata reading and file writing happen on the logger's worker.
+
+What is the same for every run of a process (the git state and the script's hash, the
+machine tags, the requirements of autolog itself, NVML's Python module for the GPU names)
+is prepared once, by a short-lived thread that `enable` starts: while the script goes on
+importing its libraries and loading its data, not while its first training call runs (the
+worker's Python work there takes turns with training for the GIL). A run that starts
+before it is done waits for the piece it needs on the worker, never on the caller's thread.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class _State:
         # run id -> frameworks covered by its environment.txt (None: not written yet), once per run
         self.handled: collections.OrderedDict = collections.OrderedDict()
         self.hooks_installed = False
+        self.prepared_pid: Optional[int] = None  # the process whose run context was prepared
 
 
 _state = _State()
@@ -69,6 +77,7 @@ def enable(settings: config.Settings) -> None:
         else:
             _state.arguments.disable()
         _configure_sampler(settings)
+    _prepare_in_background(settings)
     # a run the user started before calling autolog() gets its context too
     active = runs.active_run()
     if active is not None:
@@ -118,6 +127,59 @@ def _configure_sampler(settings: config.Settings) -> None:
     _state.sampler = SystemMetricsSampler(MachineReader(psutil, gpus), settings.system_metrics_interval)
 
 
+# -- prepared once per process, off the caller's thread ------------------------------------------
+def _prepare_in_background(settings: config.Settings) -> None:
+    """Start the thread that computes, once per process, what every first run needs (the
+    caches of autolog/provenance/source.py and environment.py fill up; nothing is logged)."""
+    with _state.lock:
+        if _state.prepared_pid == os.getpid():
+            return
+        _state.prepared_pid = os.getpid()
+    thread = threading.Thread(target=_prepare, args=(settings,), name="autolog-provenance", daemon=True)
+    thread.start()
+
+
+def _prepare(settings: config.Settings) -> None:
+    with containment.contained("preparing the run context"):
+        source.source_tags()  # git state; library versions read so far are cached per distribution
+        if settings.log_code_state:
+            source.code_state()  # the script's hash and git diff
+        if settings.log_environment:
+            environment.environment_tags()
+            environment.resolve(["autolog"])  # autolog's own requirements, read once
+        if settings.log_environment or settings.log_system_metrics:
+            _import_quietly("pynvml")  # the GPU probe's module (the probe itself runs with the first run)
+        _import_backend(settings.tracking_uri)  # the local store's module (the store opens with the first run)
+        if settings.log_plots:
+            for module in ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFont"):  # integrations/plots.py draws with them
+                _import_quietly(module)
+
+
+def _import_backend(uri: Optional[str]) -> None:
+    """Import the local store's module (and SQLite's), which the worker would otherwise import
+    as the first run starts. Not the MLflow client: a large package imported on this thread
+    while the script imports its own libraries on the main thread could meet one of them in a
+    circular import, and hand one thread a half-initialised module."""
+    from autolog import backends
+
+    try:
+        if backends.backend_kind(backends.resolve_tracking_uri(uri)) == "local":
+            _import_quietly("autolog.backends.local")
+    except Exception:  # noqa: BLE001 - a bad URI was refused by autolog() already
+        pass
+
+
+def _import_quietly(module: str) -> None:
+    """Import `module` if it is installed (leaf modules only: see `_import_backend`; the import
+    lock makes this safe beside a fork)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - not installed, or broken: whoever needs it reports that
+        pass
+
+
 # -- the run hooks (caller's thread: keep them cheap) ---------------------------------------------
 def _on_run_start(run: Any) -> None:
     if not _state.enabled:
@@ -140,19 +202,43 @@ def _on_run_start(run: Any) -> None:
             run.log_params(params, normalize=True)
     if settings.log_code_state or settings.log_environment:
         code, env = settings.log_code_state, settings.log_environment
+        if run.owner == "autolog":
+            # a training call's own run ends with the call: recorded then, so that none of this
+            # work takes turns with the training for the GIL (the run's source tags, git commit
+            # included, are in its first record all the same)
+            with _state.lock:
+                if run.run_id in _state.handled:
+                    _state.handled[run.run_id] = _AtEnd(code, env)
+            return
         run.defer(lambda: _log_code_and_environment(run, code, env),
                   label=f"recording the code and environment of run {run.run_id}")
+
+
+class _AtEnd:
+    """In `_State.handled`: the code state and environment of this run are recorded at its end."""
+
+    __slots__ = ("code", "env")
+
+    def __init__(self, code: bool, env: bool):
+        self.code, self.env = code, env
 
 
 def _on_run_end(run: Any) -> None:
     sampler = _state.sampler
     if sampler is not None:
         sampler.remove(run)
-    if not _state.enabled or not _state.settings.log_environment:
-        return
     with _state.lock:
         if run.run_id not in _state.handled:
             return
+        pending = _state.handled[run.run_id]
+        if isinstance(pending, _AtEnd):
+            _state.handled[run.run_id] = None
+    if isinstance(pending, _AtEnd):
+        run.defer(lambda: _log_code_and_environment(run, pending.code, pending.env),
+                  label=f"recording the code and environment of run {run.run_id}")
+        return
+    if not _state.enabled or not _state.settings.log_environment:
+        return
     # frameworks imported after the run started (`import torch` inside it): environment.txt again
     run.defer(lambda: _refresh_environment(run), label=f"updating the environment of run {run.run_id}")
 

@@ -97,15 +97,32 @@ def _git(args: list[str], cwd: str, timeout: float = 5, strip: bool = True) -> O
     return out.stdout.strip() if strip else out.stdout
 
 
+def _script_folder(path: Optional[str]) -> str:
+    return os.path.dirname(path) if path and os.path.isfile(path) else (path or os.getcwd())
+
+
+def git_repository(path: Optional[str]) -> Optional[tuple[str, Optional[str], Optional[str]]]:
+    """(top folder, HEAD commit, branch) of the git work tree holding `path` (a file or a
+    folder; None: the current folder), from one `git rev-parse`; commit and branch are None
+    in a repository without commits, the branch is None on a detached HEAD. None outside git."""
+    folder = _script_folder(path)
+    if not os.path.isdir(folder):
+        return None
+    out = _git(["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"], folder)
+    lines = out.splitlines() if out else []
+    if len(lines) == 3:
+        top, commit, branch = lines
+        return top, commit, (branch if branch and branch != "HEAD" else None)
+    top = _git(["rev-parse", "--show-toplevel"], folder)  # no commit yet, or not a repository at all
+    return (top, None, None) if top else None
+
+
 def git_state(path: Optional[str]) -> dict:
     """Commit, dirty flag and top folder of the git repository holding `path`; {} outside git."""
-    folder = os.path.dirname(path) if path and os.path.isfile(path) else (path or os.getcwd())
-    if not os.path.isdir(folder):
+    found = git_repository(path)
+    if found is None:
         return {}
-    top = _git(["rev-parse", "--show-toplevel"], folder)
-    if not top:
-        return {}
-    commit = _git(["rev-parse", "HEAD"], top)
+    top, commit, _ = found
     if not commit:
         return {TAG_GIT_REPO: top}  # a repository without commits
     status = _git(["status", "--porcelain", "--untracked-files=no"], top)
@@ -224,20 +241,19 @@ def collect_code_state(script: Optional[str]) -> tuple[dict, Optional[str]]:
         digest = file_sha256(script)
         if digest:
             tags[TAG_SCRIPT_SHA256] = digest
-    folder = os.path.dirname(script) if script and os.path.isfile(script) else (script or os.getcwd())
-    if not os.path.isdir(folder):
+    found = git_repository(script)
+    if found is None:
         return tags, None
-    top = _git(["rev-parse", "--show-toplevel"], folder)
-    if not top:
-        return tags, None
-    branch = _git(["symbolic-ref", "--short", "-q", "HEAD"], top)
+    top, commit, branch = found
+    if not commit:  # an unborn branch has a name already
+        branch = _git(["symbolic-ref", "--short", "-q", "HEAD"], top)
     if branch:
         tags[TAG_GIT_BRANCH] = branch
     remote = git_remote(top)
     if remote:
         tags[TAG_GIT_REMOTE] = truncate(remote, MAX_TAG_VALUE_LENGTH)
     diff = None
-    if _git(["rev-parse", "--verify", "-q", "HEAD"], top):
+    if commit:
         diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff"], top, timeout=20, strip=False) or None
     if diff:
         diff, truncated = cap_diff(diff, max_diff_bytes())
@@ -265,3 +281,14 @@ def reset_cache() -> None:
     with _lock:
         _cached = None
         _code_state = None
+
+
+def _after_fork_in_child() -> None:
+    # another thread (the worker, or capture's preparing thread) may have held the lock at
+    # the fork; the child's copy would stay locked forever
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
