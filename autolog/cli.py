@@ -6,6 +6,7 @@
     autolog plot RUN... --metric KEY [--metric KEY2] -o FILE.png
     autolog sync --to URI [--from URI] [--journal DIR ...] [--experiment NAME] [--dry-run] [--json]
     autolog ui [--store PATH] [--port P] [--host 127.0.0.1] [-- MLFLOW SERVER ARGS]
+    autolog gc [--dry-run] [--json]
 
 Every command reads the store through the Backend protocol's reading side, so it works
 on any tracking URI (`--tracking-uri`, else AUTOLOG_TRACKING_URI, MLFLOW_TRACKING_URI,
@@ -29,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 from autolog.backends import Backend, BackendError, RunNotFound, get_backend, resolve_tracking_uri
 from autolog.entities import Run, RunStatus
+from autolog.runs.process import owner_gone
 from autolog.transport.sync import SyncError, missing_store, sync
 
 PROG = "autolog"
@@ -124,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000, help="the port (default 5000, as `mlflow ui`)")
     p.add_argument("mlflow_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
+
+    p = sub.add_parser("gc", parents=[common], help="end KILLED the RUNNING runs whose process is gone",
+                       description="Mark KILLED the runs left RUNNING by a process that is gone (SIGKILL, a "
+                                   "crash, a lost machine): runs started on this host whose owning process "
+                                   "(autolog.process.pid / .start tags) no longer exists.")
+    p.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    p.add_argument("--json", action="store_true", help="print the run ids as JSON")
+    p.set_defaults(handler=cmd_gc)
     return parser
 
 
@@ -310,7 +320,7 @@ def cmd_runs(args) -> int:
                              [args.status] if args.status else None, None, args.limit)
     keys = _main_metric_keys(runs, args.metrics)
     if args.json:
-        _print_json([r.to_dict() for r in runs])
+        _print_json([dict(r.to_dict(), status=shown_status(r)) for r in runs])
         return 0
     if not runs:
         where = " matching the filters" if args.experiment or args.status else ""
@@ -320,11 +330,39 @@ def cmd_runs(args) -> int:
     mark = _child_mark()
     for run, depth in _tree_order(runs):
         name = ("  " * (depth - 1) + mark if depth else "") + run.run_name
-        rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, run.status,
+        rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, shown_status(run),
                      format_time(run.start_time), format_duration(run.duration_ms)]
                     + [format_number(run.metrics.get(k), 4) for k in keys])
     print(format_table(["id", "name", "experiment", "status", "start", "duration"] + keys, rows,
                        floors={0: SHORT_ID, 1: 16, 3: 8, 4: 19, 5: 8}))
+    return 0
+
+
+def shown_status(run: Run) -> str:
+    """A RUNNING run whose owning process is gone (autolog/runs/process.py) is shown KILLED."""
+    if run.status == RunStatus.RUNNING and owner_gone(run.tags):
+        return RunStatus.KILLED
+    return run.status
+
+
+def cmd_gc(args) -> int:
+    """End KILLED, in the store, each RUNNING run whose owning process is gone."""
+    import time
+
+    store = open_store(args)
+    gone = [run for run in store.search_runs(None, [RunStatus.RUNNING], None, None) if owner_gone(run.tags)]
+    if not args.dry_run:
+        for run in gone:
+            store.log_batch(run.run_id, metrics=[], params=[], tags=[("autolog.error", "process gone (autolog gc)")])
+            store.end_run(run.run_id, RunStatus.KILLED, int(time.time() * 1000))
+        store.flush()
+    if args.json:
+        _print_json({"dry_run": args.dry_run, "killed": [run.run_id for run in gone]})
+        return 0
+    verb = "would mark" if args.dry_run else "marked"
+    print(f"{verb} {len(gone)} run{'s' if len(gone) != 1 else ''} KILLED (their process is gone)")
+    for run in gone:
+        print(f"  {run.run_id[:SHORT_ID]}  {run.run_name}  pid {run.tags.get('autolog.process.pid')}")
     return 0
 
 
