@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from autolog.instrument import containment
 from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, caller_variable_name
+from autolog.integrations import plots
 
 log = logging.getLogger("autolog")
 
@@ -49,28 +50,55 @@ def estimator_tags(estimator: Any) -> dict:
 
 
 # -- training metrics (on the worker) --------------------------------------------------------
-def training_metrics(model: Any, data: DataSnapshot, prefix: str = "training_") -> dict:
+def training_metrics(model: Any, data: DataSnapshot, prefix: str = "training_", *,
+                     predicted: Optional[dict] = None) -> dict:
     """MLflow's training metrics for a fitted classifier, regressor or clusterer.
 
     Each metric that cannot be computed for this model and data (roc_auc on one class,
-    log_loss without predict_proba, ...) is left out, as MLflow does."""
+    log_loss without predict_proba, ...) is left out, as MLflow does. `predicted`: a dict
+    that receives `model.predict(X)` under "y" (and, for a classifier, the label index of
+    each row), for the confusion matrix to reuse."""
     import sklearn
     from sklearn import base
 
     X, y, sw = data.X, data.y, data.sample_weight
     out: dict = {}
+    predicted = {} if predicted is None else predicted
     # the data was validated by fit already: skipping sklearn's checks makes the metrics
     # about 3x cheaper (scikit-learn's config is per thread: this is the worker's only)
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        if y is not None and hasattr(model, "score"):
-            _put(out, prefix + "score", lambda: _score(model, X, y, sw))
         if y is not None and base.is_classifier(model):
-            out.update(_classifier_metrics(model, X, y, sw, prefix))
+            out.update(_classifier_metrics(model, X, y, sw, prefix, predicted))
         elif y is not None and base.is_regressor(model):
             out.update(_regressor_metrics(model, X, y, sw, prefix))
         elif base.is_clusterer(model):
             _put(out, prefix + "silhouette_score", lambda: _silhouette(model, data))
+        if y is not None and hasattr(model, "score"):
+            same = _score_is(model)  # the mixin's score is a metric computed above: not predicted again
+            if same is not None and prefix + same in out:
+                out = {prefix + "score": out[prefix + same], **out}
+            else:
+                out = {prefix + "score": _value(lambda: _score(model, X, y, sw), prefix + "score"), **out}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _score_is(model: Any) -> Optional[str]:
+    """The training metric `model.score(X, y, sample_weight)` equals, when `score` is
+    scikit-learn's ClassifierMixin's (accuracy) or RegressorMixin's (r2, uniform average)."""
+    from sklearn.base import ClassifierMixin, RegressorMixin
+
+    owner = next((cls for cls in type(model).__mro__ if "score" in vars(cls)), None)
+    if owner is ClassifierMixin:
+        return "accuracy_score"
+    if owner is RegressorMixin:
+        return "r2_score"
+    return None
+
+
+def _value(compute, key: str) -> Optional[float]:
+    found: dict = {}
+    _put(found, key, compute)
+    return found.get(key)
 
 
 def _put(out: dict, key: str, compute) -> None:
@@ -94,19 +122,25 @@ def _score(model, X, y, sw):
     return model.score(X, y)
 
 
-def _classifier_metrics(model, X, y, sw, prefix: str) -> dict:
+def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
     from sklearn import metrics
 
     out: dict = {}
-    y_pred = model.predict(X)
-    try:  # one call for the three: the same values as precision_score, recall_score, f1_score
-        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
-            y, y_pred, average="weighted", sample_weight=sw, zero_division=0)
+    y_pred = predicted["y"] = model.predict(X)
+    counts = predicted["codes"] = _label_codes(y, y_pred, getattr(model, "classes_", None), sw)
+    try:  # the same values as precision_score, recall_score, f1_score (average="weighted")
+        found = _weighted_prf(*counts) if counts is not None else None
+        if found is None:
+            found = metrics.precision_recall_fscore_support(y, y_pred, average="weighted", sample_weight=sw,
+                                                            zero_division=0)[:3]
+        precision, recall, f1 = found
         out.update({prefix + "precision_score": float(precision), prefix + "recall_score": float(recall),
                     prefix + "f1_score": float(f1)})
     except Exception as exc:  # noqa: BLE001 - e.g. multi-output targets
         log.debug("autolog: precision/recall/f1 not computed: %r", exc)
-    _put(out, prefix + "accuracy_score", lambda: metrics.accuracy_score(y, y_pred, sample_weight=sw))
+    _put(out, prefix + "accuracy_score",
+         lambda: (_accuracy(*counts) if counts is not None else None)
+         or metrics.accuracy_score(y, y_pred, sample_weight=sw))
     if hasattr(model, "predict_proba"):
         try:
             proba = model.predict_proba(X)
@@ -123,6 +157,72 @@ def _classifier_metrics(model, X, y, sw, prefix: str) -> dict:
 
         _put(out, prefix + "roc_auc", roc_auc)
     return out
+
+
+def _label_codes(y: Any, y_pred: Any, classes: Any, sw: Any) -> Optional[tuple]:
+    """(index of each row's true label in `classes`, of its predicted label, number of classes,
+    sample weights), or None unless y and the predictions are one label per row, every one
+    of them among the model's `classes_` (then scikit-learn's own functions are used)."""
+    import numpy as np
+
+    try:
+        if classes is None:
+            return None
+        classes, y, y_pred = np.asarray(classes), np.asarray(y), np.asarray(y_pred)
+        if classes.ndim != 1 or y.ndim != 1 or y_pred.shape != y.shape or not len(classes) or not len(y):
+            return None
+        true, pred = np.searchsorted(classes, y), np.searchsorted(classes, y_pred)
+        n = len(classes)
+        if (true >= n).any() or (pred >= n).any() or (classes[true] != y).any() or (classes[pred] != y_pred).any():
+            return None  # a label the model does not know, or classes_ not sorted
+    except (TypeError, ValueError):  # labels that do not compare (mixed types)
+        return None
+    return true, pred, n, None if sw is None else np.asarray(sw)
+
+
+def _accuracy(true: Any, pred: Any, n: int, sw: Any) -> Optional[float]:
+    """accuracy_score's arithmetic (the mean of the matches, or their weighted mean) on the
+    label indices: equal labels are equal indices. None when the weights sum to 0."""
+    import numpy as np
+
+    right = (true == pred).astype(float)
+    if sw is None:
+        return float(np.mean(right))
+    weights = sw.astype(float)
+    scale = np.sum(weights)
+    return float(np.sum(np.multiply(right, weights)) / scale) if scale != 0 else None
+
+
+def _weighted_prf(true: Any, pred: Any, n: int, sw: Any) -> Optional[tuple[float, float, float]]:
+    """precision, recall and F1, averaged "weighted" with zero_division=0: the arithmetic of
+    scikit-learn's `precision_recall_fscore_support` (its multilabel confusion matrix, its
+    divisions, its average over the labels in y or the predictions) on the same counts,
+    without its input checks, which cost as much as a short fit. None when every weight is 0."""
+    import numpy as np
+
+    right = true == pred
+    tp = np.bincount(true[right], weights=None if sw is None else sw[right], minlength=n)
+    predicted = np.bincount(pred, weights=sw, minlength=n)
+    actual = np.bincount(true, weights=sw, minlength=n)
+    present = (np.bincount(true, minlength=n) + np.bincount(pred, minlength=n)) > 0  # unique_labels(y, y_pred)
+    tp, predicted, actual = tp[present], predicted[present], actual[present]
+    pred_sum = tp + (predicted - tp)  # as scikit-learn rebuilds them from the confusion matrix
+    true_sum = tp + (actual - tp)
+
+    def divide(numerator, denominator):
+        mask = denominator == 0
+        denominator = np.array(denominator, dtype=float)
+        denominator[mask] = 1
+        result = np.asarray(numerator, dtype=float) / denominator
+        result[mask] = 0.0
+        return result
+
+    precision = divide(tp, pred_sum)
+    recall = divide(tp, true_sum)
+    f1 = divide(2.0 * tp.astype(float), 1.0 * true_sum.astype(float) + pred_sum.astype(float))
+    if not np.any(true_sum):
+        return None
+    return tuple(float(np.average(values, weights=true_sum)) for values in (precision, recall, f1))
 
 
 def _regressor_metrics(model, X, y, sw, prefix: str) -> dict:
@@ -160,69 +260,63 @@ def _silhouette(model, data: DataSnapshot):
 
 
 # -- plots (on the worker) ----------------------------------------------------------------------
-def confusion_matrix_png(model: Any, data: DataSnapshot, path: str) -> bool:
-    """The training confusion matrix as a PNG at `path`; False when there is nothing to draw.
+CONFUSION_MATRIX = "training_confusion_matrix.png"  # MLflow's name
 
-    Drawn on a bare matplotlib Figure with the Agg canvas: no pyplot, so the user's
-    backend and figures are untouched, and it is safe off the main thread."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
+
+def confusion_matrix_png(model: Any, data: DataSnapshot, path: str, predicted: Optional[dict] = None) -> Optional[dict]:
+    """The training confusion matrix as a PNG at `path` (integrations/plots.py draws it) and its
+    data as JSON next to it (`.json` for `.png`); the data, or None when nothing was drawn.
+    `predicted`: what `training_metrics(..., predicted=)` left (the predictions), if it ran."""
+    import sklearn
     from sklearn import metrics
 
     if data.y is None:
-        return False
-    y_pred = model.predict(data.X)
+        return None
+    predicted = predicted or {}
+    y_pred = predicted["y"] if "y" in predicted else model.predict(data.X)
     labels = getattr(model, "classes_", None)
-    matrix = metrics.confusion_matrix(data.y, y_pred, labels=labels, sample_weight=data.sample_weight)
+    codes = predicted.get("codes")
+    if codes is not None:  # the counts, as confusion_matrix(labels=classes_) makes them, without its checks
+        import numpy as np
+
+        true, pred, n, sw = codes
+        matrix = np.bincount(true * n + pred, weights=sw, minlength=n * n).reshape(n, n)
+    else:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):  # see training_metrics
+            matrix = metrics.confusion_matrix(data.y, y_pred, labels=labels, sample_weight=data.sample_weight)
     if labels is None:
         import numpy as np
 
         labels = np.unique(np.concatenate([np.asarray(data.y).ravel(), np.asarray(y_pred).ravel()]))
-    n = len(labels)
-    size = min(3 + 0.5 * n, 12)
-    fig = Figure(figsize=(size, size), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, interpolation="nearest", cmap="viridis")
-    fig.colorbar(image, ax=ax)
-    if n <= 30:
-        threshold = (matrix.max() + matrix.min()) / 2.0
-        for i in range(n):
-            for j in range(n):
-                value = matrix[i, j]
-                text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2g}"
-                ax.text(j, i, text, ha="center", va="center", color="black" if value > threshold else "white")
-    ticks = range(n)
-    ax.set_xticks(ticks, [str(label) for label in labels], rotation=45 if n > 5 else 0)
-    ax.set_yticks(ticks, [str(label) for label in labels])
-    ax.set_xlabel("Predicted label")
-    ax.set_ylabel("True label")
-    ax.set_title("Training confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    return True
+    drawn = plots.confusion_matrix_png(matrix, list(labels), path)
+    found = drawn or plots.confusion_matrix_data(matrix, list(labels))
+    plots.write_json(found, os.path.splitext(path)[0] + ".json")
+    return found if drawn else None
 
 
 def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots: bool,
                          activity: TrainingActivity, integration: str) -> None:
     """On the worker: the training metrics of `model` on the data snapshot and, for a
-    classifier when `log_plots`, the training confusion matrix (`training_confusion_matrix.png`);
-    each between training calls (`activity.wait()`), the drawing contained."""
+    classifier when `log_plots`, the training confusion matrix (`training_confusion_matrix.png`
+    and its data, `training_confusion_matrix.json`); each between training calls
+    (`activity.wait()`), the drawing contained. The model predicts once for both."""
     from sklearn.base import is_classifier
 
     activity.wait()
-    metrics = training_metrics(model, data)
+    predicted: dict = {}
+    metrics = training_metrics(model, data, predicted=predicted)
     if metrics:
         run.log_metrics(metrics, normalize=True)
     if log_plots and is_classifier(model):
         activity.wait()
         with containment.contained(f"{integration}: drawing the training confusion matrix"):
-            path = os.path.join(run.staging_dir(), "training_confusion_matrix.png")
-            if confusion_matrix_png(model, data, path):
+            path = os.path.join(run.staging_dir(), CONFUSION_MATRIX)
+            drawn = confusion_matrix_png(model, data, path, predicted)
+            if drawn:
                 run.log_owned_artifact(path)
+            json_path = os.path.splitext(path)[0] + ".json"
+            if os.path.exists(json_path):
+                run.log_owned_artifact(json_path)
 
 
 

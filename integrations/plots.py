@@ -1,0 +1,379 @@
+"""The PNG plots integrations log (confusion matrix, feature importance), drawn cheaply, with their data.
+
+Each plot is drawn with Pillow, not matplotlib. Plots are drawn on the logger's worker, and
+in a script that trains and exits, the time until everything is written includes them.
+Measured on the development machine (docs/benchmarks.md, "Plots"): importing matplotlib's
+Figure and Agg canvas takes about 0.4 s of CPU and one confusion matrix about 0.1 s, while
+Pillow takes about 16 ms to import and 2-4 ms to draw a plot. A loop of a hundred short fits
+draws a hundred confusion matrices. Pillow is a dependency of matplotlib, so it is installed
+wherever MLflow could draw these plots. The text font is matplotlib's DejaVu Sans when
+matplotlib is installed (found on disk, not imported), else Pillow's own.
+
+The images look like MLflow's (viridis cells with their counts, tick labels, axis labels,
+a colorbar; horizontal bars sorted by importance, one colour per class), under MLflow's
+file names. Each `*_png` function also returns the data it drew, and `write_json` writes it
+next to the PNG (`training_confusion_matrix.json`, ...) so that the CLI or a UI can redraw
+the plot.
+
+Every function here runs off the training thread (on the worker) and imports no ML
+library. Without Pillow a function draws nothing and returns None; the data is still
+returned by `confusion_matrix_data`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from typing import Any, Mapping, Optional, Sequence
+
+DPI = 100
+# matplotlib's viridis at 17 evenly spaced points (interpolated linearly: within 6/255 of it)
+_VIRIDIS = ((68, 1, 84), (72, 24, 106), (71, 45, 123), (66, 64, 134), (59, 82, 139), (51, 99, 141),
+            (44, 114, 142), (38, 130, 142), (33, 145, 140), (31, 159, 136), (39, 173, 129), (61, 188, 116),
+            (92, 200, 99), (129, 211, 77), (170, 220, 50), (213, 226, 26), (253, 231, 37))
+# matplotlib's default colour cycle (tab10), for one bar colour per class
+_CYCLE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+          (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+_AXIS = (0, 0, 0)
+_WHITE = (255, 255, 255)
+
+
+def viridis(fraction: float) -> tuple[int, int, int]:
+    """The viridis colour at `fraction` (0..1)."""
+    x = min(max(fraction, 0.0), 1.0) * (len(_VIRIDIS) - 1)
+    i = min(int(x), len(_VIRIDIS) - 2)
+    t = x - i
+    a, b = _VIRIDIS[i], _VIRIDIS[i + 1]
+    return (round(a[0] + (b[0] - a[0]) * t), round(a[1] + (b[1] - a[1]) * t), round(a[2] + (b[2] - a[2]) * t))
+
+
+# -- fonts ---------------------------------------------------------------------------------------
+_fonts: dict = {}
+_fonts_lock = threading.Lock()
+
+
+def _font_file() -> Optional[str]:
+    """matplotlib's DejaVu Sans, found without importing matplotlib; None when it is not installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("matplotlib")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _font(points: float):
+    """A font of `points` at DPI, loaded once per size."""
+    from PIL import ImageFont
+
+    pixels = max(6, round(points * DPI / 72))
+    with _fonts_lock:
+        font = _fonts.get(pixels)
+        if font is None:
+            path = _fonts.get("path", "")
+            if path == "":
+                path = _fonts["path"] = _font_file()
+            try:
+                font = ImageFont.truetype(path, pixels) if path else ImageFont.load_default(size=pixels)
+            except (OSError, TypeError, ImportError):  # no FreeType in this Pillow
+                font = ImageFont.load_default()
+            _fonts[pixels] = font
+        return font
+
+
+def pillow_available() -> bool:
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Canvas:
+    """An RGB image with the few drawing operations a plot needs (text at any angle)."""
+
+    def __init__(self, width: int, height: int):
+        from PIL import Image, ImageDraw
+
+        self.image = Image.new("RGB", (max(1, int(width)), max(1, int(height))), _WHITE)
+        self.draw = ImageDraw.Draw(self.image)
+
+    @staticmethod
+    def size(text: str, font) -> tuple[int, int]:
+        left, top, right, bottom = font.getbbox(text or " ")
+        return right - left, bottom - top
+
+    def text(self, xy: tuple[float, float], text: str, font, fill=_AXIS, anchor: str = "mm", angle: float = 0) -> None:
+        """`text` anchored at `xy` ("mm" centre, "rm" right-middle, ...); turned by `angle` degrees."""
+        from PIL import Image
+
+        mask, (left, top) = _text_mask(text, font, anchor, angle)
+        x, y = xy
+        self.image.paste(Image.new("RGB", mask.size, fill), (round(x + left), round(y + top)), mask)
+
+    def save(self, path: str) -> None:
+        # zlib's fastest level: a third of the time of its default here, files a few kB larger
+        self.image.save(path, format="PNG", compress_level=1)
+
+
+_masks: dict = {}  # (text, font, anchor, angle) -> (mask, offset): labels repeat from plot to plot
+_MAX_MASKS = 512
+
+
+def _text_mask(text: str, font, anchor: str, angle: float):
+    """The rendered text as an "L" mask and the offset of its top-left corner from the anchor
+    point, kept (up to `_MAX_MASKS`; then the cache starts over): rendering is most of a plot."""
+    key = (text, id(font), anchor, angle)
+    found = _masks.get(key)
+    if found is not None:
+        return found
+    from PIL import Image, ImageDraw
+
+    if not angle:
+        left, top, right, bottom = font.getbbox(text or " ", anchor=anchor)
+        mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+        ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font, anchor=anchor)
+        found = (mask, (left, top))
+    else:
+        width, height = _Canvas.size(text, font)
+        flat = Image.new("L", (width + 4, height + 8), 0)
+        ImageDraw.Draw(flat).text((2, (height + 8) / 2), text, fill=255, font=font, anchor="lm")
+        mask = flat.rotate(angle, expand=True, resample=Image.BICUBIC)
+        w, h = mask.size
+        # anchors for turned text: horizontally "r" ends the text at x, "m" centres it; vertically "t"/"m"/else
+        left = -w if anchor[0] == "r" else (-w / 2 if anchor[0] == "m" else 0)
+        top = 0 if anchor[1] == "t" else (-h / 2 if anchor[1] == "m" else -h)
+        found = (mask, (left, top))
+    with _fonts_lock:
+        if len(_masks) >= _MAX_MASKS:
+            _masks.clear()
+        _masks[key] = found
+    return found
+
+
+def _nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round tick values covering [low, high], at most about `most` of them."""
+    if not math.isfinite(low) or not math.isfinite(high):
+        return []
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(1, most - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def _tick_text(value: float) -> str:
+    if float(value).is_integer():
+        return f"{int(value)}"
+    return f"{value:.3g}"
+
+
+# -- data files ------------------------------------------------------------------------------------
+def write_json(data: Any, path: str) -> None:
+    """The data of a plot, as JSON next to its PNG (`x.png` -> `x.json`), for the CLI or a UI."""
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays to JSON's numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# -- the confusion matrix ---------------------------------------------------------------------------
+def confusion_matrix_data(matrix: Any, labels: Sequence[Any], title: str = "Training confusion matrix") -> dict:
+    """What `confusion_matrix_png` draws: rows are the true labels, columns the predicted ones."""
+    return {"plot": "confusion_matrix", "title": title, "labels": [_label(label) for label in labels],
+            "matrix": [[_number(v) for v in row] for row in matrix],
+            "rows": "True label", "columns": "Predicted label"}
+
+
+def _label(label: Any) -> Any:
+    value = label.item() if hasattr(label, "item") else label
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def _number(value: Any) -> Any:
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def confusion_matrix_png(matrix: Any, labels: Sequence[Any], path: str,
+                         title: str = "Training confusion matrix") -> Optional[dict]:
+    """Draw the confusion matrix (rows: true labels, columns: predicted) as a PNG at `path`, as
+    scikit-learn's ConfusionMatrixDisplay draws it; return its data (None without Pillow)."""
+    if not pillow_available():
+        return None
+    data = confusion_matrix_data(matrix, labels, title)
+    values = data["matrix"]
+    names = [str(label) for label in data["labels"]]
+    n = len(values)
+    size = round(min(3 + 0.5 * n, 12) * DPI)
+    tick_font, label_font, title_font = _font(10), _font(10), _font(12)
+    canvas = _Canvas(size + round(0.9 * DPI), size)
+    flat = [v for row in values for v in row] or [0]
+    low, high = min(flat), max(flat)
+    span = (high - low) or 1.0
+    rotate = 45 if n > 5 else 0
+    widest = max((canvas.size(name, tick_font)[0] for name in names), default=0)
+    tick_height = canvas.size("Ag", tick_font)[1]
+    left = 20 + tick_height + 8 + widest + 10
+    bottom_labels = (widest * 0.72 + tick_height) if rotate else tick_height
+    bottom = 14 + bottom_labels + 10 + tick_height + 12
+    top = 18 + canvas.size(title, title_font)[1] + 10
+    side = max(20, min(size - top - bottom, size - left - 20))
+    cell = side / max(n, 1)
+    x0, y0 = left, top
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            colour = viridis((value - low) / span)
+            canvas.draw.rectangle([x0 + j * cell, y0 + i * cell, x0 + (j + 1) * cell, y0 + (i + 1) * cell], fill=colour)
+    canvas.draw.rectangle([x0, y0, x0 + side, y0 + side], outline=_AXIS)
+    if n <= 30:
+        threshold = (high + low) / 2.0
+        cell_font = _font(10 if n <= 10 else 7)
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2g}"
+                colour = (0, 0, 0) if value > threshold else _WHITE
+                canvas.text((x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell), text, cell_font, fill=colour)
+    for k, name in enumerate(names):
+        centre = x0 + (k + 0.5) * cell
+        canvas.draw.line([centre, y0 + side, centre, y0 + side + 4], fill=_AXIS)
+        canvas.text((centre + (0 if not rotate else 4), y0 + side + 7), name, tick_font,
+                    anchor="mt" if not rotate else "rt", angle=rotate)
+        middle = y0 + (k + 0.5) * cell
+        canvas.draw.line([x0 - 4, middle, x0, middle], fill=_AXIS)
+        canvas.text((x0 - 7, middle), name, tick_font, anchor="rm")
+    canvas.text((x0 + side / 2, y0 + side + 14 + bottom_labels + 6), "Predicted label", label_font, anchor="mt")
+    canvas.text((14, y0 + side / 2), "True label", label_font, anchor="mm", angle=90)
+    canvas.text((x0 + side / 2, 14), title, title_font, anchor="mt")
+    _colorbar(canvas, x0 + side + 0.25 * DPI, y0, side, low, high, tick_font)
+    canvas.save(path)
+    return data
+
+
+_colorbars: dict = {}  # height in pixels -> the colour bar's image (one per confusion-matrix size: a few)
+
+
+def _colorbar(canvas: _Canvas, x: float, y: float, height: float, low: float, high: float, font) -> None:
+    from PIL import Image
+
+    width = 0.15 * DPI
+    steps = max(2, int(height))
+    bar = _colorbars.get(steps)
+    if bar is None:  # a plot of the same size has the same bar
+        gradient = Image.new("RGB", (1, steps))
+        gradient.putdata([viridis(1 - k / (steps - 1)) for k in range(steps)])
+        bar = _colorbars[steps] = gradient.resize((max(1, round(width)), steps), Image.NEAREST)
+    canvas.image.paste(bar, (round(x), round(y)))
+    canvas.draw.rectangle([x, y, x + width, y + height], outline=_AXIS)
+    span = (high - low) or 1.0
+    for tick in _nice_ticks(low, high):
+        ty = y + height - (tick - low) / span * height
+        canvas.draw.line([x + width, ty, x + width + 4, ty], fill=_AXIS)
+        canvas.text((x + width + 7, ty), _tick_text(tick), font, anchor="lm")
+
+
+# -- feature importance -------------------------------------------------------------------------------
+def importance_data(values: Mapping[str, Any], importance_type: str) -> dict:
+    """What `importance_png` draws: {feature: value or [value per class]}, largest last."""
+    return {"plot": "feature_importance", "title": f"Feature Importance ({importance_type})",
+            "importance_type": importance_type, "values": {str(k): v for k, v in values.items()}}
+
+
+def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -> bool:
+    """A horizontal bar chart of one importance type, as MLflow draws it (features sorted by
+    importance, the largest at the top; one bar per class where a value is a list of them).
+    False when there is nothing to draw or no Pillow."""
+    if not pillow_available():
+        return False
+    features = [str(k) for k in values]
+    try:
+        rows = [_floats(value) for value in values.values()]
+    except (TypeError, ValueError):
+        return False
+    if not rows or any(len(r) != len(rows[0]) for r in rows) or not rows[0]:
+        return False
+    order = sorted(range(len(rows)), key=lambda i: sum(abs(v) for v in rows[i]))  # stable: ties keep their order
+    features, rows = [features[i] for i in order], [rows[i] for i in order]
+    n_features, n_classes = len(rows), len(rows[0])
+    height_in = 4.8 + (0.1 * n_features if n_features > 10 else 0) + (0.1 * n_classes if n_classes > 1 else 0)
+    canvas = _Canvas(6.4 * DPI, height_in * DPI)
+    width, height = canvas.image.size
+    tick_font, title_font = _font(10), _font(12)
+    widest = max(canvas.size(f, tick_font)[0] for f in features)
+    left = min(0.6 * width, 20 + widest + 10)
+    right = width - 0.04 * width
+    top, bottom = 0.4 * DPI, height - 0.6 * DPI
+    values_flat = [v for r in rows for v in r]
+    low, high = min(0.0, min(values_flat)), max(0.0, max(values_flat))
+    margin = 0.05 * ((high - low) or 1.0)  # matplotlib's margins; the bars' base, 0, stays at the edge
+    low, high = (low - margin if low < 0 else low), (high + margin if high > 0 else high)
+    ticks = _nice_ticks(low, high)
+    span = (high - low) or 1.0
+
+    def x_of(v: float) -> float:
+        return left + (v - low) / span * (right - left)
+
+    slot = (bottom - top) / n_features
+    bar = slot * 0.5 / max(n_classes - 1, 1)  # as MLflow: bars of one feature share half a row
+    offsets = [(-0.25 + 0.5 * k / (n_classes - 1)) for k in range(n_classes)] if n_classes > 1 else [0.0]
+    for i, row in enumerate(rows):
+        centre = bottom - (i + 0.5) * slot
+        for k, v in enumerate(row):
+            c = centre - offsets[k] * slot
+            a, b = sorted((x_of(0.0), x_of(v)))
+            canvas.draw.rectangle([a, c - bar / 2, b, c + bar / 2], fill=_CYCLE[k % len(_CYCLE)])
+        canvas.draw.line([left - 4, centre, left, centre], fill=_AXIS)
+        canvas.text((left - 7, centre), features[i], tick_font, anchor="rm")
+    canvas.draw.rectangle([left, top, right, bottom], outline=_AXIS)
+    for tick in ticks:
+        tx = x_of(tick)
+        canvas.draw.line([tx, bottom, tx, bottom + 4], fill=_AXIS)
+        canvas.text((tx, bottom + 7), _tick_text(tick), tick_font, anchor="mt")
+    canvas.text(((left + right) / 2, height - 8), "Importance", tick_font, anchor="md")
+    canvas.text(((left + right) / 2, top / 2), f"Feature Importance ({importance_type})", title_font, anchor="mm")
+    if n_classes > 1:
+        _legend(canvas, right, top, [f"Class {k}" for k in range(n_classes)], tick_font)
+    canvas.save(path)
+    return True
+
+
+def _floats(value: Any) -> list[float]:
+    """One importance value, or one per class, as floats (numpy scalars and arrays too)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError("not a number")
+    if getattr(value, "ndim", None) == 0 or not hasattr(value, "__iter__"):
+        return [float(value)]
+    return [float(v) for v in value]
+
+
+def _legend(canvas: _Canvas, right: float, top: float, names: Sequence[str], font) -> None:
+    line = canvas.size("Ag", font)[1] + 6
+    widest = max(canvas.size(name, font)[0] for name in names)
+    x1 = right - 8
+    x0 = x1 - (widest + 36)
+    y0 = top + 8
+    canvas.draw.rectangle([x0, y0, x1, y0 + line * len(names) + 6], fill=_WHITE, outline=(204, 204, 204))
+    for k, name in enumerate(names):
+        y = y0 + 4 + k * line + line / 2
+        canvas.draw.rectangle([x0 + 6, y - 5, x0 + 24, y + 5], fill=_CYCLE[k % len(_CYCLE)])
+        canvas.text((x0 + 30, y), name, font, anchor="lm")

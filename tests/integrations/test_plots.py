@@ -1,0 +1,141 @@
+"""integrations/plots.py and what the scikit-learn API logs with it (issue 18).
+
+The confusion matrix and feature-importance charts are PNG files under MLflow's names,
+drawn with Pillow, with their data as JSON next to them; the training metrics computed
+from label indices equal scikit-learn's own functions exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import autolog
+from autolog.integrations import plots
+from autolog.integrations import sklearn_api
+from autolog.runs import logger_for
+
+
+def _png(path) -> Image.Image:
+    image = Image.open(path)
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+def test_confusion_matrix_png_and_its_data(tmp_path):
+    matrix = np.array([[50, 3, 0], [4, 40, 6], [0, 2, 45]])
+    path = tmp_path / "training_confusion_matrix.png"
+    data = plots.confusion_matrix_png(matrix, np.array(["a", "b", "c"]), str(path))
+    assert data == {"plot": "confusion_matrix", "title": "Training confusion matrix", "labels": ["a", "b", "c"],
+                    "matrix": matrix.tolist(), "rows": "True label", "columns": "Predicted label"}
+    image = _png(path)
+    assert image.size == (round((3 + 1.5 + 0.9) * 100), 450)
+    assert len(image.getcolors(1 << 20)) > 50  # cells, colour bar and antialiased text, not a blank image
+    plots.write_json(data, str(tmp_path / "training_confusion_matrix.json"))
+    assert json.loads((tmp_path / "training_confusion_matrix.json").read_text()) == data
+
+
+def test_many_classes_and_weighted_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.random((12, 12)) * 3  # weighted counts are not whole numbers
+    data = plots.confusion_matrix_png(matrix, list(range(12)), str(tmp_path / "cm.png"))
+    assert data["matrix"][0][0] == pytest.approx(matrix[0, 0])
+    _png(tmp_path / "cm.png")
+
+
+def test_importance_png_one_value_or_one_per_class(tmp_path):
+    single = {"f0": np.float32(0.5), "f1": 0.25, "a long feature name": np.float64(1.5)}
+    assert plots.importance_png(single, "gain", str(tmp_path / "gain.png"))
+    assert _png(tmp_path / "gain.png").size == (640, 480)
+    per_class = {f"f{i}": [0.1 * i, 0.2, 0.05 * i] for i in range(14)}
+    assert plots.importance_png(per_class, "weight", str(tmp_path / "weight.png"))
+    assert _png(tmp_path / "weight.png").size == (640, round((4.8 + 1.4 + 0.3) * 100))
+    assert not plots.importance_png({}, "gain", str(tmp_path / "empty.png"))
+    assert not plots.importance_png({"f0": "not a number"}, "gain", str(tmp_path / "bad.png"))
+    assert plots.importance_data(single, "gain")["title"] == "Feature Importance (gain)"
+
+
+def test_json_of_numpy_values(tmp_path):
+    path = tmp_path / "data.json"
+    plots.write_json({"a": np.arange(3), "b": np.float32(0.5), "c": np.int64(2)}, str(path))
+    assert json.loads(path.read_text()) == {"a": [0, 1, 2], "b": 0.5, "c": 2}
+
+
+# -- what the scikit-learn integrations log -----------------------------------------------------------------
+def _download(run_id, path):
+    autolog.flush()
+    return logger_for().backend.download_artifacts(run_id, path, "")
+
+
+def test_classifier_logs_the_png_and_the_json_of_its_confusion_matrix():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import confusion_matrix
+
+    X, y = make_classification(n_samples=600, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    labels = np.array(["low", "mid", "high"])[y]
+    autolog.autolog(log_models=False)
+    model = LogisticRegression(max_iter=300).fit(X, labels)
+    run = autolog.last_run()
+    names = {a.path for a in logger_for().backend.list_artifacts(run.run_id)}
+    assert {"training_confusion_matrix.png", "training_confusion_matrix.json"} <= names
+    data = json.loads(open(_download(run.run_id, "training_confusion_matrix.json"), encoding="utf-8").read())
+    assert data["labels"] == list(model.classes_)
+    assert data["matrix"] == confusion_matrix(labels, model.predict(X), labels=model.classes_).tolist()
+    _png(_download(run.run_id, "training_confusion_matrix.png"))
+
+
+def test_no_plot_and_no_json_with_log_plots_off():
+    from sklearn.datasets import make_classification
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    autolog.autolog(log_models=False, log_plots=False)
+    DecisionTreeClassifier(max_depth=2).fit(X, y)
+    run = autolog.last_run()
+    names = {a.path for a in logger_for().backend.list_artifacts(run.run_id)}
+    assert not any(name.startswith("training_confusion_matrix") for name in names)
+    assert "training_accuracy_score" in run.metrics
+
+
+# -- the metrics from label indices equal scikit-learn's ---------------------------------------------------
+def _cases():
+    rng = np.random.default_rng(0)
+    for n_classes in (2, 3, 7):
+        for kind in ("int", "str", "bool"):
+            if kind == "bool" and n_classes != 2:
+                continue
+            classes = {"int": np.arange(n_classes), "str": np.array([f"c{i}" for i in range(n_classes)]),
+                       "bool": np.array([False, True])}[kind]
+            y = classes[rng.integers(0, n_classes, 3000)]
+            pred = y.copy()
+            flip = rng.random(3000) < 0.3
+            pred[flip] = classes[rng.integers(0, n_classes, flip.sum())]
+            if n_classes == 7:
+                pred[pred == classes[3]] = classes[4]  # a class that is never predicted
+            for weights in (None, rng.random(3000), rng.integers(0, 3, 3000).astype(float)):
+                yield classes, y, pred, weights
+
+
+@pytest.mark.parametrize("classes, y, pred, weights", list(_cases()))
+def test_metrics_from_label_indices_equal_scikit_learns(classes, y, pred, weights):
+    from sklearn import metrics
+
+    codes = sklearn_api._label_codes(y, pred, classes, weights)
+    expected = metrics.precision_recall_fscore_support(y, pred, average="weighted", sample_weight=weights,
+                                                       zero_division=0)[:3]
+    assert sklearn_api._weighted_prf(*codes) == tuple(float(v) for v in expected)  # exactly, not approximately
+    assert sklearn_api._accuracy(*codes) == metrics.accuracy_score(y, pred, sample_weight=weights)
+    true, predicted, n, w = codes
+    counts = np.bincount(true * n + predicted, weights=w, minlength=n * n).reshape(n, n)
+    np.testing.assert_array_equal(counts, metrics.confusion_matrix(y, pred, labels=classes, sample_weight=weights))
+
+
+def test_labels_the_model_does_not_know_fall_back_to_scikit_learn():
+    assert sklearn_api._label_codes([0, 1, 5], [0, 1, 1], np.array([0, 1]), None) is None
+    assert sklearn_api._label_codes(np.zeros((3, 2)), np.zeros((3, 2)), np.array([0, 1]), None) is None
+    assert sklearn_api._label_codes([1, "a"], [1, 1], np.array([1, "a"], dtype=object), None) is None
