@@ -51,6 +51,7 @@ class _State:
         self.last_run_uri: Optional[str] = None
         self.exit_hook_installed = False
         self.env_attached = False
+        self.flush_at_run_end: Optional[float] = None  # a Spark worker's bound (autolog/runs/handover.py)
 
 
 _state = _State()
@@ -173,16 +174,26 @@ def start_run(run_name: Optional[str] = None, *, experiment: Optional[str] = Non
 def _new_run(run_name: Optional[str], experiment: Optional[str], parent: Optional[ActiveRun],
              tags: Optional[Mapping[str, Any]], owner: str, logger: BatchingLogger, nested: bool) -> ActiveRun:
     """Make a run (a child of `parent` when given), record its start, put it on this thread's stack."""
+    from autolog.runs import handover  # ranks of one job share one run (autolog/runs/handover.py)
+
     s = _state.settings
     experiment_name = experiment or s.experiment or (parent.experiment_name if parent else None) or DEFAULT_EXPERIMENT
+    slot = handover.next_job_slot() if parent is None else None
+    if slot is not None and not slot.role.is_primary or isinstance(parent, handover.RankRun):
+        run = handover.join(slot, str(run_name or ""), str(experiment_name), logger) if slot else handover.rejoin(parent)
+        _push(run, nested)
+        handover._run_started(run)
+        return run
     all_tags = process_tags()
     all_tags.update(s.extra_tags)
     if tags:
         all_tags.update({check_key(k, "tag key"): value_to_text(v, MAX_TAG_VALUE_LENGTH) for k, v in tags.items()})
     if owner != "user":
         all_tags[TAG_RUN_OWNER] = owner
+    if slot is not None:
+        all_tags.update(handover.job_tags(slot))
     run = ActiveRun(
-        run_id=uuid.uuid4().hex,
+        run_id=slot.run_id if slot is not None else uuid.uuid4().hex,
         run_name=str(run_name) if run_name else generate_run_name(),
         experiment_name=str(experiment_name),
         tracking_uri=logger.backend.uri,
@@ -193,6 +204,8 @@ def _new_run(run_name: Optional[str], experiment: Optional[str], parent: Optiona
     )
     logger.enqueue(("c", RunStart(run.run_id, run.experiment_name, run.run_name, run.start_time,
                                   run.parent_run_id, all_tags)))
+    if slot is not None:
+        handover.start_primary(run, slot)
     _push(run, nested)
     for hook in list(_run_start_hooks):
         with containment.contained("a run-start hook"):
@@ -281,11 +294,19 @@ def _end(run: ActiveRun, status: str) -> None:
         if run.end_time is None:
             _run_end_hooks_for(run)
             run.end_time = now_ms()  # left: this process logs no more into it, the run goes on
+            if hasattr(run, "on_left"):  # a rank of a job: its failure fails the job's run
+                run.on_left(status)
         return
     if not run._mark_ended(status):
         return
     _run_end_hooks_for(run)
-    run._enqueue(("e", run.run_id, status, run.end_time))
+    job_end = getattr(run, "job_end", None)  # the primary of a job: a failed rank's FAILED stands
+    if job_end is not None:
+        job_end(status)
+    else:
+        run._enqueue(("e", run.run_id, status, run.end_time))
+    if _state.flush_at_run_end is not None and run.owner == "autolog":
+        run._logger.flush(_state.flush_at_run_end)  # a Spark worker leaves with os._exit
 
 
 def _run_end_hooks_for(run: ActiveRun) -> None:
@@ -389,9 +410,32 @@ def end_open_runs(status: str, error: Optional[str] = None) -> None:
 
 
 def _after_fork_in_child() -> None:
+    """A forked child logs into the runs it inherited but never ends them: they are the
+    parent's, still running there. They become attached runs of the child (as a run handed
+    over through the environment), which leaving a block or exiting only leaves."""
     _state.lock = threading.RLock()  # each logger resets itself (autolog/transport/logger.py)
+    for run in set(_state.main_stack) | set(_stack.get()):
+        run.owner = "attached"
+
+
+#: the longest a fork waits for the parent's queue to be written (see _before_fork)
+FORK_FLUSH_TIMEOUT = 2.0
+
+
+def _before_fork() -> None:
+    """Before a fork, write what this process queued (above all the creation of its runs),
+    at most FORK_FLUSH_TIMEOUT seconds: a child logs into its inherited runs at once, and a
+    run its records reach before the parent created it would send them to the journal."""
+    from autolog.transport.logger import on_worker_thread
+
+    if on_worker_thread():
+        return
+    for logger in list(_state.loggers.values()):
+        if logger._pid == os.getpid() and logger._thread is not None:
+            with containment.contained("flushing before a fork"):
+                logger.flush(FORK_FLUSH_TIMEOUT)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
