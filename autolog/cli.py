@@ -592,7 +592,14 @@ def _pyplot():
 
 def cmd_sync(args) -> int:
     source = args.source or getattr(args, "tracking_uri", None)
-    report = sync(source, args.to, journals=args.journal, dry_run=args.dry_run, experiment=args.experiment)
+    # a progress bar on a terminal; nothing when stderr is piped or a file (scripts, CI logs)
+    progress = ProgressBar("sync", "runs") if _is_terminal(sys.stderr) else None
+    try:
+        report = sync(source, args.to, journals=args.journal, dry_run=args.dry_run, experiment=args.experiment,
+                      progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if args.json:
         print(report.to_json())
     else:
@@ -607,6 +614,34 @@ def cmd_sync(args) -> int:
             _error(f"... and {len(report.errors) - MAX_ERROR_LINES} more (all of them with --json)")
         return 1
     return 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+class ProgressBar:
+    """`sync [#########...........] 12/30 runs`, redrawn in place on stderr (a terminal)."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, unit: str):
+        self.label, self.unit = label, unit
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} {self.unit}")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _sync_summary(report) -> str:

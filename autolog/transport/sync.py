@@ -13,17 +13,26 @@ file present) is skipped; a run that is there but incomplete gets only what is
 missing: metric points are compared by (key, step, timestamp, value), params by key,
 tags by key and value, dataset inputs by (name, digest), artifact files by path. Creating a run, params and tags are
 idempotent in every backend by contract, so a sync cut short is safe to repeat.
+
+The target's runs are read in one search, not one request per run, and a run's copy that
+is complete gets the tag `autolog.synced`: a fingerprint of the source run as it was
+copied (status, end time, params, tags, points per metric key, datasets, artifact files).
+A second sync skips a run whose copy carries the fingerprint of the source as it is now
+without reading the target's histories and artifact listings (the requests that made a
+sync with nothing to copy take seconds on a server); a run that changed since is
+compared in full as above. `progress(done, total)` is called after each run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from autolog.backends import (
     Backend,
@@ -36,6 +45,10 @@ from autolog.backends import (
 )
 from autolog.entities import Metric, Param, Run, RunStart
 from autolog.transport.journal import Journal, all_journal_dirs, record_count
+
+
+#: on a target's copy of a run: the fingerprint of the source run it is a complete copy of
+TAG_SYNCED = "autolog.synced"
 
 
 class SyncError(Exception):
@@ -95,6 +108,7 @@ def sync(
     dry_run: bool = False,
     experiment: Optional[str] = None,
     replay_target_journals: bool = True,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> SyncReport:
     """Copy the runs of `source_uri` into `target_uri`, then replay the spill journals.
 
@@ -125,7 +139,7 @@ def sync(
             # `autolog sync --to <the default store>`: only its spill journals are replayed
             report.source = None
         elif missing is None:
-            _copy_runs(get_backend(source_resolved), target, report, experiment)
+            _copy_runs(get_backend(source_resolved), target, report, experiment, progress)
         else:
             report.source_missing = True
         if report.unavailable is None:
@@ -138,17 +152,41 @@ def sync(
 
 # -- copying runs --------------------------------------------------------------------------
 
-def _copy_runs(source: Backend, target: Backend, report: SyncReport, experiment: Optional[str]) -> None:
-    runs = source.search_runs([experiment] if experiment else None, None, None, None)
-    for run in _parents_first(runs, source):
+def _copy_runs(source: Backend, target: Backend, report: SyncReport, experiment: Optional[str],
+               progress: Optional[Callable[[int, int], None]] = None) -> None:
+    runs = _parents_first(source.search_runs([experiment] if experiment else None, None, None, None), source)
+    in_target = _runs_in_target(target, runs)
+    for done, run in enumerate(runs, 1):
         report.runs_seen += 1
         try:
-            _copy_run(run, source, target, report)
+            _copy_run(run, source, target, report, in_target.get(run.run_id))
         except BackendUnavailable:
             raise
         except BackendError as exc:
             report.runs_failed += 1
             report.errors.append(f"run {run.run_id} ({run.run_name}): {exc}")
+        if progress is not None:
+            progress(done, len(runs))
+
+
+def _runs_in_target(target: Backend, runs: Sequence[Run]) -> dict:
+    """The target's copies of `runs`, by id, from one search of their experiments."""
+    # a local target that does not exist yet has no runs (it is made by the first write)
+    if not runs or missing_store(target.uri) is not None:
+        return {}
+    experiments = sorted({r.experiment_name for r in runs})
+    wanted = {r.run_id for r in runs}
+    return {r.run_id: r for r in target.search_runs(experiments, None, None, None) if r.run_id in wanted}
+
+
+def _fingerprint(run: Run, histories: dict, files: Sequence[str]) -> str:
+    """What a complete copy of `run` holds, hashed: status, end, params, tags, the number of
+    points and last step of each metric, datasets, artifact files."""
+    content = [run.status, run.end_time, run.run_name, run.parent_run_id, run.experiment_name,
+               sorted(run.params.items()), sorted((k, v) for k, v in run.tags.items() if k != TAG_SYNCED),
+               [(key, len(points), max((m.step for m in points), default=None)) for key, points in sorted(histories.items())],
+               sorted((i.dataset.name, i.dataset.digest) for i in run.inputs), list(files)]
+    return hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()[:32]
 
 
 def _parents_first(runs: Sequence[Run], source: Backend) -> list[Run]:
@@ -185,21 +223,18 @@ def _point(m: Metric) -> tuple:
     return (m.key, int(m.step), int(m.timestamp), value)
 
 
-def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) -> None:
-    existing: Optional[Run] = None
-    # a local target that does not exist yet has no runs (it is made by the first write)
-    if missing_store(target.uri) is None:
-        try:
-            existing = target.get_run(run.run_id)
-        except RunNotFound:
-            existing = None
+def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport, existing: Optional[Run]) -> None:
     histories = {key: source.get_metric_history(run.run_id, key) for key in sorted(run.metrics)}
     source_files = _artifact_files(source, run.run_id)
+    fingerprint = _fingerprint(run, histories, source_files)
+    if existing is not None and existing.tags.get(TAG_SYNCED) == fingerprint:
+        report.runs_skipped += 1  # a complete copy of the source as it is now
+        return
 
     if existing is None:
         metrics = [m for key in sorted(histories) for m in histories[key]]
         params = [Param(k, v) for k, v in sorted(run.params.items())]
-        tags = sorted(run.tags.items())
+        tags = sorted((k, v) for k, v in run.tags.items() if k != TAG_SYNCED)
         inputs = list(run.inputs)
         files = source_files
     else:
@@ -211,7 +246,7 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
             raise BackendError(f"param {key!r} is {existing.params[key]!r} in the target and {run.params[key]!r} "
                                f"in the source" + (f" ({len(conflicts) - 1} more params differ)" if len(conflicts) > 1 else ""))
         params = [Param(k, v) for k, v in sorted(run.params.items()) if k not in existing.params]
-        tags = [(k, v) for k, v in sorted(run.tags.items()) if existing.tags.get(k) != v]
+        tags = [(k, v) for k, v in sorted(run.tags.items()) if k != TAG_SYNCED and existing.tags.get(k) != v]
         known = {(i.dataset.name, i.dataset.digest) for i in existing.inputs}
         inputs = [i for i in run.inputs if (i.dataset.name, i.dataset.digest) not in known]
         present = set(_artifact_files(target, run.run_id))
@@ -221,6 +256,8 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
     )
     if existing is not None and not (metrics or params or tags or inputs or files or needs_end):
         report.runs_skipped += 1
+        if not report.dry_run:  # complete, copied before fingerprints: the next sync skips it at once
+            target.log_batch(run.run_id, tags=[(TAG_SYNCED, fingerprint)])
         return
 
     if not report.dry_run:
@@ -229,6 +266,7 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
                                        run.parent_run_id, {}))
         for m_chunk, p_chunk, t_chunk in batches(metrics, params, tags, target.limits):
             target.log_batch(run.run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk)
+        complete = True
         if inputs:
             try:
                 target.log_inputs(run.run_id, inputs)
@@ -236,10 +274,13 @@ def _copy_run(run: Run, source: Backend, target: Backend, report: SyncReport) ->
                 report.errors.append(f"run {run.run_id} ({run.run_name}): the target {target.uri} does not "
                                      f"store datasets; {len(inputs)} dataset inputs not copied")
                 inputs = []
+                complete = False
         if files:
             _copy_artifacts(run.run_id, files, source, target)
         if needs_end:
             target.end_run(run.run_id, run.status, run.end_time)
+        if complete:
+            target.log_batch(run.run_id, tags=[(TAG_SYNCED, fingerprint)])  # last: the copy is complete
     # counted once the whole run is through: a run refused half-way counts as failed only
     if existing is None:
         report.runs_copied += 1

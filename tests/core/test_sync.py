@@ -55,6 +55,7 @@ def _content(store, run_id: str) -> dict:
     data = run.to_dict()
     data.pop("artifact_uri")
     data.pop("experiment_id")  # ids are each store's own
+    data["tags"].pop("autolog.synced", None)  # the target's note of the copy (autolog/transport/sync.py)
     data["metrics"] = {k: repr(v) for k, v in data["metrics"].items()}
     data["history"] = {key: [(m.step, m.timestamp, repr(m.value)) for m in store.get_metric_history(run_id, key)]
                        for key in sorted(run.metrics)}
