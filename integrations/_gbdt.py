@@ -59,6 +59,9 @@ log = logging.getLogger("autolog")
 
 # the worker draws, predicts and writes models between training calls, not during them
 activity = TrainingActivity()
+# an importance chart shows at most this many features (the most important; the JSON has all):
+# its cost and its height grow with every bar
+CHART_FEATURES = 40
 
 
 def metric_name(name: str) -> str:
@@ -371,11 +374,13 @@ def log_importances(run: Any, importances: Mapping[str, Any], plots: bool) -> No
 
 def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -> bool:
     """A horizontal bar chart of one importance type, as MLflow draws it (features sorted by
-    importance; one bar per class where a value is a list). Drawn on a bare matplotlib Figure
-    with the Agg canvas: no pyplot, so the user's backend and figures are untouched."""
+    importance; one bar per class where a value is a list), of the `CHART_FEATURES` most
+    important features (the JSON has them all). Drawn on a bare matplotlib Figure with the
+    Agg canvas: no pyplot, so the user's backend and figures are untouched."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return False
     import numpy as np
@@ -384,7 +389,10 @@ def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -
     matrix = np.array([np.atleast_1d(np.asarray(v, dtype=float)) for v in values.values()])
     if matrix.ndim != 2 or matrix.size == 0:
         return False
-    order = np.argsort(np.abs(matrix).sum(axis=1), kind="stable")
+    order = np.argsort(np.abs(matrix).sum(axis=1), kind="stable")[-CHART_FEATURES:]
+    title = f"Feature Importance ({importance_type})"
+    if len(features) > CHART_FEATURES:
+        title += f", top {CHART_FEATURES} of {len(features)}"
     features, matrix = features[order], matrix[order]
     n_features, n_classes = matrix.shape
     height = 4.8 + (0.1 * n_features if n_features > 10 else 0) + (0.1 * n_classes if n_classes > 1 else 0)
@@ -397,13 +405,20 @@ def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -
     for k in range(n_classes):
         ax.barh(rows + offsets[k], matrix[:, k], align="center", height=bar_height,
                 label=f"Class {k}" if n_classes > 1 else None)
-    ax.set_yticks(rows, list(features))
+    # the feature names as plain text, not tick labels: matplotlib's ticks cost about half of
+    # the chart (each one is two lines and two texts, measured for the bounding boxes)
+    ax.set_yticks([])
+    ax.set_ylim(-0.75, n_features - 0.25)
+    beside_the_axis = ax.get_yaxis_transform()
+    for row, feature in enumerate(features):
+        ax.text(-0.01, row, feature, transform=beside_the_axis, ha="right", va="center")
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("Importance")
-    ax.set_title(f"Feature Importance ({importance_type})")
+    ax.set_title(title)
     if n_classes > 1:
         ax.legend()
     # margins from the longest feature name, not tight_layout(): that draws the figure once
-    # more to measure it, a third of the chart's cost
+    # more to measure it
     longest = max((len(f) for f in features), default=1)
     fig.subplots_adjust(left=min(0.6, (0.35 + 0.085 * longest) / 6.4), right=0.96,
                         bottom=0.6 / height, top=1 - 0.4 / height)
