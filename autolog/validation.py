@@ -11,6 +11,11 @@ input. Automatic logging (integrations) normalises instead, as documented here:
   `...[truncated N chars]`; a value whose `repr` raises becomes `<unrepresentable TYPE>`.
 - metric values: anything `float()` accepts (Python and numpy numbers, 0-d arrays,
   one-element torch tensors, bools); NaN and +-inf are stored as such.
+- text that UTF-8 cannot encode (lone surrogates: a file name with a non-UTF-8 byte read
+  through `sys.argv` or `os.listdir` arrives as U+DC80..U+DCFF) is normalised at the edge:
+  each undecodable byte or lone surrogate becomes U+FFFD (`clean_text`), in param and tag
+  values, run and experiment names; keys with them are refused (manual API) or have them
+  replaced by `_` (automatic logging).
 - secrets: values whose key looks like a password, token, secret, API/access/private
   key or credential are replaced by `[REDACTED]`; credentials in URLs are stripped.
 """
@@ -95,10 +100,30 @@ def truncate(text: str, limit: int) -> str:
         removed = len(text) - keep
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` as UTF-8 can store it: the bytes `surrogateescape` kept (a non-UTF-8 file name
+    in argv) and any other lone surrogate become U+FFFD. ASCII text is returned at once."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # surrogates surrogateescape did not make
+        return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def value_to_text(value: Any, limit: int = MAX_PARAM_VALUE_LENGTH) -> str:
-    """The readable text of a param or tag value, truncated with a marker past `limit`."""
+    """The readable text of a param or tag value, truncated with a marker past `limit`;
+    text UTF-8 cannot encode is cleaned (`clean_text`)."""
     if isinstance(value, str):
-        text = value
+        text = clean_text(value)
     elif value is None or isinstance(value, (bool, int, float)):
         text = str(value)
     else:
@@ -106,6 +131,8 @@ def value_to_text(value: Any, limit: int = MAX_PARAM_VALUE_LENGTH) -> str:
             text = repr(value)
         except Exception:  # noqa: BLE001 - a value's own repr may be broken
             text = f"<unrepresentable {type(value).__name__}>"
+        else:
+            text = clean_text(text)
     return truncate(text, limit)
 
 

@@ -32,7 +32,7 @@ from autolog.instrument import containment
 from autolog.runs.handle import TAG_ERROR, ActiveRun, now_ms
 from autolog.runs.process import exit_status, process_tags
 from autolog.transport.logger import BatchingLogger
-from autolog.validation import MAX_TAG_VALUE_LENGTH, check_key, value_to_text
+from autolog.validation import MAX_TAG_VALUE_LENGTH, check_key, clean_text, value_to_text
 
 log = logging.getLogger("autolog")
 
@@ -194,8 +194,8 @@ def _new_run(run_name: Optional[str], experiment: Optional[str], parent: Optiona
         all_tags.update(handover.job_tags(slot))
     run = ActiveRun(
         run_id=slot.run_id if slot is not None else uuid.uuid4().hex,
-        run_name=str(run_name) if run_name else generate_run_name(),
-        experiment_name=str(experiment_name),
+        run_name=clean_text(str(run_name)) if run_name else generate_run_name(),
+        experiment_name=clean_text(str(experiment_name)),
         tracking_uri=logger.backend.uri,
         parent_run_id=parent.run_id if parent is not None else None,
         owner=owner,

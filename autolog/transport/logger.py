@@ -53,6 +53,7 @@ from typing import Callable, Optional
 from autolog.instrument import containment
 from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, CredentialsRefused, RunNotFound
 from autolog.entities import MetricRecords, Param
+from autolog.validation import clean_text
 from autolog.transport.journal import (
     Journal,
     encode_artifact,
@@ -358,11 +359,14 @@ class BatchingLogger:
         kind = rec[0]
         if kind == "c":
             run = rec[1]
+            tags = dict(run.tags)
             if self._source_tags is not None:
                 with containment.contained("collecting source tags"):
                     tags = dict(self._source_tags())
                     tags.update(run.tags)
-                    run = type(run)(run.run_id, run.experiment_name, run.run_name, run.start_time, run.parent_run_id, tags)
+            # text UTF-8 cannot store (a non-UTF-8 byte in argv, a run name) must not lose the run
+            run = type(run)(run.run_id, clean_text(run.experiment_name), clean_text(run.run_name), run.start_time,
+                            run.parent_run_id, {k: clean_text(v) if isinstance(v, str) else v for k, v in tags.items()})
             self._send(run.run_id, lambda: self.backend.create_run(run), lambda: encode_create(run), 1, create=True)
         elif kind == "e":
             _, run_id, status, end_time = rec
@@ -419,13 +423,25 @@ class BatchingLogger:
         for run_id, (metric_records, params, tags) in pending.items():
             metrics = MetricRecords(metric_records, offset=2)
             for m_chunk, p_chunk, t_chunk in _chunks(metrics, params, tags, limits):
-                count = len(m_chunk) + len(p_chunk) + len(t_chunk)
-                self._send(
-                    run_id,
-                    lambda: self.backend.log_batch(run_id, metrics=m_chunk, params=p_chunk, tags=t_chunk),
-                    lambda: encode_batch(run_id, m_chunk, p_chunk, t_chunk),
-                    count,
-                )
+                self._send_chunk(run_id, m_chunk, p_chunk, t_chunk)
+
+    def _send_chunk(self, run_id: str, metrics, params: list, tags: list) -> None:
+        """One `log_batch`. Refused for good, it is cut in halves, each sent the same way, so
+        that one bad record is set aside alone (journal's rejected file) and never takes the
+        good ones of its batch down with it: about log2(batch) calls per bad record."""
+        count = len(metrics) + len(params) + len(tags)
+
+        def split():
+            for part in _split_chunk(metrics, params, tags):
+                self._send_chunk(run_id, *part)
+
+        self._send(
+            run_id,
+            lambda: self.backend.log_batch(run_id, metrics=metrics, params=params, tags=tags),
+            lambda: encode_batch(run_id, metrics, params, tags),
+            count,
+            split=split if count > 1 else None,
+        )
 
     def _send_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str], owned: bool) -> None:
         def deliver():
@@ -465,8 +481,9 @@ class BatchingLogger:
         self._send(run_id, deliver, lambda: encode_inputs(run_id, datasets), len(datasets))
 
     def _send(self, run_id: str, op: Callable[[], None], encode: Callable[[], dict], count: int,
-              create: bool = False) -> bool:
-        """Write one operation, retrying; spill it when the backend stays down. True if written."""
+              create: bool = False, split: Optional[Callable[[], None]] = None) -> bool:
+        """Write one operation, retrying; spill it when the backend stays down. True if written.
+        Refused for good, it is handed to `split` (which sends its parts) when given."""
         if run_id in self._failed_runs:
             self._reject(encode(), count, RunNotFound(run_id))
             return False
@@ -493,6 +510,9 @@ class BatchingLogger:
                 self._pause(delay)
                 continue
             except Exception as exc:  # noqa: BLE001 - refused for good: journal it aside
+                if split is not None:
+                    split()
+                    return False
                 if create:
                     self._failed_runs.add(run_id)
                 self._reject(encode(), count, exc)
@@ -635,6 +655,19 @@ def _chunks(metrics: list, params: list, tags: list, limits):
         ti += len(t_chunk)
         mi += len(m_chunk)
         yield m_chunk, p_chunk, t_chunk
+
+
+def _split_chunk(metrics, params: list, tags: list) -> list[tuple]:
+    """Two or three smaller parts of a batch: one per kind when it holds several kinds,
+    else the halves of its one kind (order kept within each kind)."""
+    kinds = (metrics, params, tags)
+    present = [i for i, seq in enumerate(kinds) if len(seq)]
+    if len(present) > 1:
+        return [tuple(seq if j == i else seq[:0] for j, seq in enumerate(kinds)) for i in present]
+    only = present[0]
+    half = len(kinds[only]) // 2
+    return [tuple(piece if j == only else seq[:0] for j, seq in enumerate(kinds))
+            for piece in (kinds[only][:half], kinds[only][half:])]
 
 
 def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
