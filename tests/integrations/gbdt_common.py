@@ -8,6 +8,8 @@ Not a test module (pytest does not collect it); each of the two loads it with `l
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import autolog
@@ -44,6 +46,20 @@ def history(run_id: str, key: str) -> list:
 
 def download(run_id: str, path: str, tmp_path) -> str:
     return runs_module._reader().download_artifacts(run_id, path, str(tmp_path / f"dl-{run_id}"))
+
+
+def mlflow_pyfunc_from_run(run_id: str, store_dir: str):
+    """`mlflow.pyfunc.load_model("runs:/<id>/model")`, MLflow reading autolog's local store
+    through its tracking-store plugin (`autolog://`), as it reads an MLflow server."""
+    import mlflow
+    import mlflow.pyfunc
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("autolog://" + os.path.abspath(store_dir))
+    try:
+        return mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 # -- the round trip -------------------------------------------------------------------------------

@@ -111,6 +111,15 @@ def test_the_model_folder_is_mlflows_lightgbm_format(datasets, data, tmp_path):
     np.testing.assert_allclose(mlflow.pyfunc.load_model(folder).predict(data[2]), expected)
 
 
+
+def test_mlflow_pyfunc_loads_the_model_by_its_runs_uri(datasets, data, store_dir):
+    dtrain, _ = datasets
+    autolog.autolog()
+    booster = lgb.train(PARAMS, dtrain, 3)
+    loaded = common.mlflow_pyfunc_from_run(only_run().run_id, store_dir)
+    np.testing.assert_allclose(loaded.predict(data[2]), booster.predict(data[2]))
+
+
 def test_the_users_callbacks_are_untouched_and_still_called(datasets):
     dtrain, dvalid = datasets
     seen = []

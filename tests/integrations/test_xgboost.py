@@ -113,6 +113,15 @@ def test_the_model_folder_is_mlflows_xgboost_format(dmatrices, data, tmp_path):
     np.testing.assert_allclose(mlflow.pyfunc.load_model(folder).predict(frame), expected, rtol=1e-6)
 
 
+
+def test_mlflow_pyfunc_loads_the_model_by_its_runs_uri(data, store_dir):
+    X, y, Xv, _ = data
+    autolog.autolog()
+    model = xgb.XGBClassifier(n_estimators=3, n_jobs=1).fit(X, y)
+    loaded = common.mlflow_pyfunc_from_run(only_run().run_id, store_dir)
+    np.testing.assert_array_equal(loaded.predict(Xv), model.predict(Xv))
+
+
 def test_the_users_callbacks_are_untouched_and_still_called(dmatrices):
     dtrain, dvalid = dmatrices
     seen = []
