@@ -54,6 +54,15 @@ class LightGBMIntegration(Integration):
             patcher.wrap(cls, "fit", fit)
         patcher.wrap(lightgbm.basic.Booster, "save_model", _gbdt.SavedDuringTraining(NAME, _last_iteration))
 
+    def model_flavor(self, model: Any) -> Optional[ModelFlavor]:
+        """For `autolog.log_model(model)`: a Booster or a fitted wrapper, as this integration logs them."""
+        from lightgbm import Booster
+        from lightgbm.sklearn import LGBMModel
+
+        if isinstance(model, Booster):
+            return LIBRARY.booster_flavor
+        return LIBRARY.wrapper_flavor if isinstance(model, LGBMModel) else None
+
 
 def _wrapper_classes(module: Any) -> list:
     """The classes of `lightgbm.sklearn` that define their own `fit` (LGBMModel and its subclasses)."""

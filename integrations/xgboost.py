@@ -53,6 +53,15 @@ class XGBoostIntegration(Integration):
         patcher.wrap(xgboost.core.Booster, "save_model", _gbdt.SavedDuringTraining(NAME, _last_iteration))
         patcher.wrap(xgboost.callback.TrainingCheckPoint, "after_iteration", _pickled_checkpoint)
 
+    def model_flavor(self, model: Any) -> Optional[ModelFlavor]:
+        """For `autolog.log_model(model)`: a Booster or a fitted wrapper, as this integration logs them."""
+        from xgboost import Booster
+        from xgboost.sklearn import XGBModel
+
+        if isinstance(model, Booster):
+            return LIBRARY.booster_flavor
+        return LIBRARY.wrapper_flavor if isinstance(model, XGBModel) else None
+
 
 def _wrapper_classes(module: Any) -> list:
     """The classes of `xgboost.sklearn` that define their own `fit` (XGBModel and its subclasses)."""

@@ -120,6 +120,17 @@ def test_mlflow_pyfunc_loads_the_model_by_its_runs_uri(datasets, data, store_dir
     np.testing.assert_allclose(loaded.predict(data[2]), booster.predict(data[2]))
 
 
+def test_autolog_log_model_writes_boosters_and_wrappers_in_this_format(datasets, data):
+    X, y, Xv, _ = data
+    booster = lgb.train(PARAMS, datasets[0], 3)
+    wrapper = lgb.LGBMRegressor(n_estimators=3, n_jobs=1, verbose=-1).fit(X, y.astype(float))
+    with autolog.start_run() as run:
+        autolog.log_model(booster, "booster")
+        autolog.log_model(wrapper, "wrapper")
+    np.testing.assert_array_equal(autolog.load_model(f"runs:/{run.run_id}/booster").predict(Xv), booster.predict(Xv))
+    np.testing.assert_array_equal(autolog.load_model(f"runs:/{run.run_id}/wrapper").predict(Xv), wrapper.predict(Xv))
+
+
 def test_the_users_callbacks_are_untouched_and_still_called(datasets):
     dtrain, dvalid = datasets
     seen = []

@@ -122,6 +122,18 @@ def test_mlflow_pyfunc_loads_the_model_by_its_runs_uri(data, store_dir):
     np.testing.assert_array_equal(loaded.predict(Xv), model.predict(Xv))
 
 
+def test_autolog_log_model_writes_boosters_and_wrappers_in_this_format(dmatrices, data):
+    X, y, Xv, _ = data
+    booster = xgb.train(PARAMS, dmatrices[0], 3)
+    wrapper = xgb.XGBRegressor(n_estimators=3, n_jobs=1).fit(X, y)
+    with autolog.start_run() as run:
+        autolog.log_model(booster, "booster")
+        autolog.log_model(wrapper, "wrapper")
+    np.testing.assert_array_equal(autolog.load_model(f"runs:/{run.run_id}/booster").predict(dmatrices[1]),
+                                  booster.predict(dmatrices[1]))
+    np.testing.assert_array_equal(autolog.load_model(f"runs:/{run.run_id}/wrapper").predict(Xv), wrapper.predict(Xv))
+
+
 def test_the_users_callbacks_are_untouched_and_still_called(dmatrices):
     dtrain, dvalid = dmatrices
     seen = []
