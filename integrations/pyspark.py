@@ -1,0 +1,925 @@
+"""pyspark.ml: `Estimator.fit` of every estimator, pipelines, tuning, post-training evaluation.
+
+What is patched, when `pyspark.ml` is imported (it imports all of its submodules at once):
+- `Estimator.fit` (pyspark.ml.base), which every estimator inherits: classification,
+  regression, clustering, recommendation, the feature transformers that fit, `Pipeline`,
+  `CrossValidator`, `TrainValidationSplit`, `OneVsRest`, xgboost.spark's estimators and
+  anyone's own. A fit inside a fit (the stages of a Pipeline, the candidates of a search)
+  is logged once, at the outermost call.
+- `inheritable_thread_target` as `pyspark.ml.tuning` and `pyspark.ml.classification` see
+  it: CrossValidator, TrainValidationSplit and OneVsRest fit on the threads of a pool, which
+  do not inherit the caller's context; the tasks a training call hands to that pool are
+  marked as inside it, so their fits log nothing.
+- `Model.transform` and `Evaluator.evaluate`: `evaluator.evaluate(model.transform(test))`
+  on a model autolog logged adds the metric to that model's run, named as MLflow names it
+  (`areaUnderROC_test`).
+- `SparkContext.stop`: Spark work autolog still has pending (writing a model with its own
+  writer, a training summary's metrics, a DataFrame's statistics) is done on the stopping
+  thread first, while the session is alive. The same happens at interpreter exit.
+
+On the training thread a fit costs what pure Python costs: reading the estimator's param
+maps, starting the run and the child runs, and a snapshot of the model (a shallow copy of
+each Python wrapper with its param maps, and one JVM-side `copy` per Java object, about a
+millisecond). No Spark job runs there. Writing the model, the training summary's metrics
+and the input's row count need Spark: they run on the logger's worker, between fits. See
+docs/integrations/pyspark.md for what is logged and how it is named.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import copy
+import functools
+import json
+import logging
+import os
+import pathlib
+import shutil
+import threading
+import uuid
+from typing import Any, Callable, Iterable, Optional
+
+from autolog import runs
+from autolog.instrument import containment
+from autolog.instrument.integration import Integration
+from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
+from autolog.instrument.params import is_scalar_number
+from autolog.instrument.patching import Patcher
+from autolog.instrument.snapshots import TrainingActivity
+from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
+from autolog.integrations.sklearn_api import PostTrainingMetrics
+
+log = logging.getLogger("autolog")
+
+NAME = "pyspark"
+MODEL_DATA = "sparkml"  # the folder mlflow.spark writes the model into, inside model/
+PIPELINE_MODEL_CLASS = "pyspark.ml.pipeline.PipelineModel"
+# Spark attributes of fitted models that hold other models (PipelineModel, the tuning
+# models, OneVsRestModel): a snapshot copies them too
+NESTED_MODELS = ("stages", "bestModel", "subModels", "models")
+# The scalar values of the training summaries of pyspark.ml models, logged as
+# `training_<name>` (`weightedFMeasure` is a method, called with its default beta)
+SUMMARY_METRICS = (
+    "accuracy", "areaUnderROC", "weightedPrecision", "weightedRecall", "weightedFMeasure",
+    "weightedTruePositiveRate", "weightedFalsePositiveRate",
+    "r2", "r2adj", "rootMeanSquaredError", "meanSquaredError", "meanAbsoluteError", "explainedVariance",
+    "degreesOfFreedom", "aic", "deviance", "nullDeviance", "dispersion", "residualDegreeOfFreedom",
+    "residualDegreeOfFreedomNull", "rank", "trainingCost", "logLikelihood", "silhouette",
+    "totalIterations", "numIterations", "numIter",
+)
+TAG_CANDIDATE = "autolog.candidate_index"
+TAG_PARAM_MAPS = "autolog.param_maps"
+
+post_training = PostTrainingMetrics()
+activity = TrainingActivity()
+# set while a model's own transform or an evaluator runs: the calls inside it record nothing
+_in_evaluation: contextvars.ContextVar[bool] = contextvars.ContextVar("autolog_pyspark_evaluation", default=False)
+
+
+class PysparkIntegration(Integration):
+    name = NAME
+    module = "pyspark.ml"
+    requires = "pyspark>=3.5"
+
+    def patch(self, patcher: Patcher) -> None:
+        from pyspark import SparkContext
+        from pyspark.ml import classification, tuning  # (`import pyspark.ml.x` fails: the hook runs
+        from pyspark.ml.base import Estimator, Model     # before `pyspark.ml` is set on `pyspark`)
+        from pyspark.ml.evaluation import Evaluator
+
+        post_training.clear()
+        evaluator_calls.clear()
+        patcher.wrap(Estimator, "fit", Fit())
+        patcher.wrap(Model, "transform", _transform)
+        patcher.wrap(Evaluator, "evaluate", _evaluate)
+        patcher.wrap(SparkContext, "stop", _stop)
+        for module in (tuning, classification):
+            if hasattr(module, "inheritable_thread_target"):
+                patcher.wrap(module, "inheritable_thread_target", _thread_target)
+
+
+# -- fit -------------------------------------------------------------------------------------
+class Fit(TrainingWrapper):
+    """`Estimator.fit(dataset, params=None)`: one run. Params before the call (so that a
+    failed fit has them too), everything about the fitted model after it."""
+
+    integration = NAME
+    activity = activity
+
+    def should_log(self, call: Call) -> bool:
+        instance = call.instance
+        if instance is None or isinstance(instance, type):
+            return False
+        try:
+            params = call.arguments.get("params")
+        except TypeError:  # the caller's own mistake: fit raises it, unchanged
+            return False
+        return params is None or isinstance(params, (dict, list, tuple))  # else fit's own TypeError
+
+    def before(self, call: Call) -> None:
+        estimator, run = call.instance, call.run
+        params = call.arguments.get("params")
+        overrides = params if isinstance(params, dict) else {}
+        call.state["overrides"] = overrides
+        run.set_tags(estimator_tags(estimator), normalize=True)
+        run.log_params(estimator_params(estimator, overrides), normalize=True)
+        if isinstance(params, (list, tuple)):
+            run.set_tag(TAG_PARAM_MAPS, len(params))
+
+    def after(self, call: Call) -> None:
+        run, estimator, result = call.run, call.instance, call.result
+        overrides = call.state["overrides"]
+        dataset = call.arguments.get("dataset")
+        settings = runs.settings()
+        if dataset is not None:
+            _log_input_facts(run, estimator, dataset)
+        if isinstance(result, list):
+            _log_param_map_runs(run, estimator, list(call.arguments["params"]), result, settings)
+        else:
+            _log_fitted(run, estimator, result, settings)
+        info = estimator_info(estimator, overrides)
+        if _is_tuning_model(result):
+            info.update(_log_tuning(run, estimator, result, overrides, settings))
+        if info:
+            text = json.dumps(info, default=str)
+            run.defer(lambda: run.log_text(text, "estimator_info.json"),
+                      label=f"pyspark: estimator_info.json of run {run.run_id}")
+
+
+def estimator_tags(estimator: Any) -> dict:
+    """MLflow's tags of a pyspark.ml run: `estimator_name` and `estimator_class`."""
+    return {"estimator_name": type(estimator).__name__, "estimator_class": _class_name(estimator)}
+
+
+def _class_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- params, named as mlflow.pyspark.ml names them ---------------------------------------------
+def estimator_params(estimator: Any, overrides: Optional[dict] = None) -> dict:
+    """Every param that is set or has a default, with `overrides` (the param map given to
+    `fit`) applied, as MLflow logs them: the estimator's own under their names, those of the
+    stages of a Pipeline and of params that are estimators themselves (OneVsRest's classifier,
+    a tuner's evaluator) as `<Class>.<param>` (`<Class>_<n>` when a class occurs twice); a
+    tuner's `estimator` by its name and its `estimatorParamMaps` left out (they are in
+    estimator_info.json and the child runs). Also `estimator_class`."""
+    overrides = overrides or {}
+    names = indexed_names(estimator, overrides)
+    params = instance_params(estimator, 0, names, overrides)
+    params["estimator_class"] = _class_name(estimator)
+    return params
+
+
+def _defined(stage: Any, overrides: dict) -> dict:
+    """{Param: value} of every param of `stage` that is defined, `overrides` first."""
+    values = {}
+    for param in stage.params:
+        if param in overrides:
+            values[param] = overrides[param]
+        elif stage.isDefined(param):
+            values[param] = stage.getOrDefault(param)
+    return values
+
+
+def _is_params(value: Any) -> bool:
+    from pyspark.ml.param import Params
+
+    return isinstance(value, Params)
+
+
+def _stages(stage: Any, overrides: dict) -> list:
+    from pyspark.ml import Pipeline
+
+    if not isinstance(stage, Pipeline):
+        return []
+    for param, value in _defined(stage, overrides).items():
+        if param.name == "stages":
+            return list(value or [])
+    return []
+
+
+def _walk(stage: Any, overrides: dict) -> Iterable[Any]:
+    """The stage, then its sub-stages depth first: a Pipeline's stages, else the params whose
+    values are Params (mlflow.pyspark.ml's `_traverse_stage`)."""
+    from pyspark.ml import Pipeline
+
+    yield stage
+    if isinstance(stage, Pipeline):
+        for sub in _stages(stage, overrides):
+            yield from _walk(sub, overrides)
+        return
+    for value in _defined(stage, overrides).values():
+        if _is_params(value):
+            yield from _walk(value, overrides)
+
+
+def indexed_names(root: Any, overrides: Optional[dict] = None) -> dict:
+    """uid -> `<Class>`, or `<Class>_<n>` (depth-first order) for a class that occurs more than once."""
+    overrides = overrides or {}
+    counts: dict = {}
+    seen: dict = {}
+    for stage in _walk(root, overrides):
+        name = type(stage).__name__
+        counts[name] = counts.get(name, 0) + 1
+        seen[stage.uid] = (name, counts[name])
+    return {uid: f"{name}_{n}" if counts[name] > 1 else name for uid, (name, n) in seen.items()}
+
+
+def instance_params(instance: Any, level: int, names: dict, overrides: dict) -> dict:
+    """mlflow.pyspark.ml's `_get_instance_param_map_recursively`, values made loggable."""
+    from pyspark.ml import Pipeline
+
+    prefix = "" if level == 0 else names[instance.uid] + "."
+    tuning = _is_tuning_estimator(instance)
+    out: dict = {}
+    for param, value in _defined(instance, overrides).items():
+        key = prefix + param.name
+        if isinstance(instance, Pipeline) and param.name == "stages":
+            out[key] = [names[stage.uid] for stage in value]
+            for stage in value:
+                out.update(instance_params(stage, level + 1, names, overrides))
+        elif tuning and param.name == "estimator":
+            out[key] = names[value.uid]
+        elif tuning and param.name == "estimatorParamMaps":
+            continue
+        elif _is_params(value):
+            out[key] = names[value.uid]
+            out.update(instance_params(value, level + 1, names, overrides))
+        else:
+            out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers (a param grid built with numpy), inside lists too."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if is_scalar_number(value) and not isinstance(value, (int, float)):
+        return value.item()
+    return value
+
+
+def estimator_info(estimator: Any, overrides: dict) -> dict:
+    """estimator_info.json's `hierarchy`, for estimators made of others (a Pipeline, OneVsRest,
+    a tuner, any estimator with a param that is an estimator), as MLflow writes it; else {}."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import OneVsRest
+
+    nested = any(_is_params(v) for v in _defined(estimator, overrides).values())
+    if not (nested or isinstance(estimator, (Pipeline, OneVsRest)) or _is_tuning_estimator(estimator)):
+        return {}
+    return {"hierarchy": hierarchy(estimator, indexed_names(estimator, overrides), overrides)}
+
+
+def hierarchy(stage: Any, names: dict, overrides: dict) -> dict:
+    """mlflow.pyspark.ml's `hierarchy` entry of estimator_info.json."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import OneVsRest
+
+    node: dict = {"name": names[stage.uid]}
+    if isinstance(stage, Pipeline):
+        node["stages"] = [hierarchy(s, names, overrides) for s in _stages(stage, overrides)]
+    elif isinstance(stage, OneVsRest):
+        node["classifier"] = hierarchy(stage.getClassifier(), names, overrides)
+    elif _is_tuning_estimator(stage):
+        node["evaluator"] = hierarchy(stage.getEvaluator(), names, overrides)
+        node["tuned_estimator"] = hierarchy(stage.getEstimator(), names, overrides)
+    else:
+        nested = {p.name: v for p, v in _defined(stage, overrides).items() if _is_params(v)}
+        if nested:
+            node["params"] = {k: hierarchy(v, names, overrides) for k, v in nested.items()}
+    return node
+
+
+# -- a fitted model ----------------------------------------------------------------------------
+def _log_fitted(run: runs.ActiveRun, estimator: Any, model: Any, settings, artifact_path: str = "model") -> None:
+    """Remember the model for post-training metrics; queue its training summary's metrics
+    and, with `log_models`, its snapshot to be written (both need Spark: the worker)."""
+    post_training.register_model(model, run)
+    summary_models = _summary_models(model, estimator)
+    if summary_models:
+        work = pending.add(lambda: _summary_metrics(summary_models), f"the training metrics of run {run.run_id}")
+        run.defer(functools.partial(_deliver_metrics, run, work), label=f"pyspark: training metrics of run {run.run_id}")
+    if settings.log_models:
+        _log_model(run, model, artifact_path, settings)
+        if _is_tuning_model(model):
+            _log_model(run, model.bestModel, "best_model", settings)
+
+
+def _log_model(run: runs.ActiveRun, model: Any, artifact_path: str, settings) -> None:
+    unwritable = _unwritable(model)
+    if unwritable is not None:
+        reason = f"{_class_name(unwritable)} has no writer (it is not MLWritable)"
+        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
+        containment.warn_once(f"pyspark no writer {_class_name(unwritable)}",
+                              "%s; its model is not logged (run %s)", reason, run.run_id)
+        return
+    snapshot = snapshot_model(model)
+    flavor = PIPELINE_FLAVOR if _is_pipeline_model(model) else STAGE_FLAVOR
+    folder = os.path.join(run.staging_dir(), MODEL_DATA)
+    work = pending.add(functools.partial(save_model_data, snapshot, folder),
+                       f"writing the model {artifact_path}/ of run {run.run_id}")
+    run.defer(functools.partial(_deliver_model, run, work, flavor, artifact_path, settings),
+              label=f"pyspark: model {artifact_path}/ of run {run.run_id}")
+
+
+def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor", artifact_path: str, settings) -> None:
+    """On the worker: the model written (here, or already when the session was stopping),
+    then the model folder logged, subject to `max_model_size_mb`."""
+    activity.wait()
+    work.run()
+    if work.skipped:
+        run.set_tag(TAG_MODEL_SKIPPED, "the SparkSession was stopped before the model could be written", normalize=True)
+        _session_gone(run, f"the model {artifact_path}/")
+        return
+    if work.error is not None:
+        _skip_model(run, f"its writer failed ({type(work.error).__name__}: {work.error})")
+        return
+    log_model(run, WrittenModel(work.result), flavor, artifact_path=artifact_path,
+              max_size_mb=settings.max_model_size_mb)
+
+
+def _session_gone(run: runs.ActiveRun, what: str) -> None:
+    """Spark work found no session: it was stopped while autolog was off (a stop while it is
+    on does the work first). One warning for the process; the rest at DEBUG."""
+    containment.warn_once("pyspark session stopped", "the SparkSession was stopped before autolog could "
+                          "read or write %s of run %s (nor any other Spark work still pending): not logged",
+                          what, run.run_id)
+
+
+def _skip_model(run: runs.ActiveRun, reason: str) -> None:
+    run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
+    containment.warn_once(f"pyspark model skipped {reason[:40]}", "the model of run %s is not logged: %s",
+                          run.run_id, reason)
+
+
+def _deliver_metrics(run: runs.ActiveRun, work: "SparkWork") -> None:
+    activity.wait()
+    work.run()
+    if work.skipped:
+        _session_gone(run, "the training metrics")
+        return
+    if work.error is not None:
+        raise work.error
+    scalars, histories = work.result
+    if scalars:
+        run.log_metrics(scalars, normalize=True)
+    for key, values in histories.items():
+        for step, value in enumerate(values):
+            run.log_metric(key, value, step=step, normalize=True)
+
+
+def _log_input_facts(run: runs.ActiveRun, estimator: Any, dataset: Any) -> None:
+    """The input's column names and its row count where Spark knows it without a job."""
+    work = pending.add(functools.partial(input_facts, dataset), f"the input of run {run.run_id}")
+    run.defer(functools.partial(_deliver_input_facts, run, work, type(estimator).__name__),
+              label=f"pyspark: the input of run {run.run_id}")
+
+
+def _deliver_input_facts(run: runs.ActiveRun, work: "SparkWork", estimator_name: str) -> None:
+    work.run()
+    if work.skipped:
+        _session_gone(run, "the input's columns and row count")
+        return
+    if work.error is not None:
+        raise work.error
+    columns, rows = work.result
+    params: dict = {"input_columns": columns}
+    if rows is not None:
+        params["input_rows"] = rows
+        if rows == 0:
+            containment.warn_once("pyspark zero rows", "%s.fit was given a DataFrame with zero rows (run %s)",
+                                  estimator_name, run.run_id)
+    run.log_params(params, normalize=True)
+
+
+def input_facts(dataset: Any) -> tuple:
+    """(column names, row count or None). The count is the optimised plan's statistics,
+    which Spark has without running a job for local data (a pandas or Python collection),
+    `spark.range`, a cached DataFrame that has been materialised and a table with statistics."""
+    columns = list(dataset.columns)
+    jdf = getattr(dataset, "_jdf", None)  # a classic DataFrame's JVM side
+    if jdf is None:
+        return columns, None
+    count = jdf.queryExecution().optimizedPlan().stats().rowCount()
+    return columns, int(str(count.get())) if count.isDefined() else None  # a Python int, or a JVM BigInt
+
+
+# -- the training summary ------------------------------------------------------------------------
+def _summary_models(model: Any, estimator: Any) -> list:
+    """(prefix, model) of the fitted models whose training summary is logged: the model, the
+    best model of a search, the stages of a PipelineModel (prefixed with the stage's name
+    when more than one stage has a summary)."""
+    if _is_tuning_model(model):
+        model = model.bestModel
+    stages = list(getattr(model, "stages", None) or []) if _is_pipeline_model(model) else [model]
+    found = [stage for stage in stages if _has_summary_attribute(stage)]
+    if len(found) <= 1:
+        return [("", stage) for stage in found]
+    names = indexed_names(estimator)
+    return [(names.get(stage.uid, type(stage).__name__) + ".", stage) for stage in found]
+
+
+def _has_summary_attribute(model: Any) -> bool:
+    # `hasSummary` is a property of the models that can have one (no Spark call to ask the class)
+    return isinstance(getattr(type(model), "hasSummary", None), property)
+
+
+def _summary_metrics(models: list) -> tuple[dict, dict]:
+    """On the worker (Spark jobs: most summary values are computed from the predictions on
+    the training data when first read): `training_<name>` scalars and per-iteration histories."""
+    scalars: dict = {}
+    histories: dict = {}
+    for prefix, model in models:
+        if not model.hasSummary:
+            continue
+        summary = model.summary
+        for name in SUMMARY_METRICS:
+            value = _summary_value(summary, name)
+            if is_scalar_number(value):
+                scalars[f"{prefix}{_training_key(name)}"] = float(value)
+        history = _summary_value(summary, "objectiveHistory")
+        if isinstance(history, (list, tuple)) and history:
+            histories[f"{prefix}training_objectiveHistory"] = [float(v) for v in history if is_scalar_number(v)]
+    return scalars, histories
+
+
+def _summary_value(summary: Any, name: str) -> Any:
+    try:
+        value = getattr(summary, name)
+        return value() if name == "weightedFMeasure" and callable(value) else value
+    except Exception as exc:  # noqa: BLE001 - not defined for this model (areaUnderROC of 3 classes)
+        log.debug("autolog: pyspark summary value %s not read: %r", name, exc)
+        return None
+
+
+def _training_key(name: str) -> str:
+    if name.startswith("training") and name != "training":
+        rest = name[len("training"):]
+        return "training_" + rest[0].lower() + rest[1:]  # trainingCost -> training_cost
+    return "training_" + name
+
+
+# -- tuning: CrossValidator, TrainValidationSplit --------------------------------------------------
+def _is_tuning_estimator(stage: Any) -> bool:
+    from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
+
+    return isinstance(stage, (CrossValidator, TrainValidationSplit))
+
+
+def _is_tuning_model(model: Any) -> bool:
+    from pyspark.ml.tuning import CrossValidatorModel, TrainValidationSplitModel
+
+    return isinstance(model, (CrossValidatorModel, TrainValidationSplitModel))
+
+
+def _is_pipeline_model(model: Any) -> bool:
+    from pyspark.ml import PipelineModel
+
+    return isinstance(model, PipelineModel)
+
+
+def search_metrics(model: Any) -> dict:
+    """metric key -> one value per param map: `avg_<metric>` and `std_<metric>` of a
+    CrossValidatorModel, `<metric>` of a TrainValidationSplitModel (MLflow's names)."""
+    from pyspark.ml.tuning import CrossValidatorModel
+
+    metric = model.getEvaluator().getMetricName()
+    if isinstance(model, CrossValidatorModel):
+        found = {f"avg_{metric}": list(model.avgMetrics)}
+        std = getattr(model, "stdMetrics", None)
+        if std:
+            found[f"std_{metric}"] = list(std)
+        return found
+    return {metric: list(model.validationMetrics)}
+
+
+def _log_tuning(run: runs.ActiveRun, estimator: Any, model: Any, overrides: dict, settings) -> dict:
+    """A child run per param map (the best `max_tuning_runs`, best first) with its params and
+    metrics; `best_<param>` params and `best_<metric>` metrics on the parent; on the worker
+    search_results.csv and best_parameters.json, as MLflow writes them. Returns the tuner's
+    entry of estimator_info.json."""
+    names = indexed_names(estimator, overrides)
+    tuned = model.getEstimator()
+    param_maps = list(model.getEstimatorParamMaps())
+    metrics = search_metrics(model)
+    ranking_key = next(iter(metrics))
+    ranking = metrics[ranking_key]
+    larger_is_better = bool(model.getEvaluator().isLargerBetter())
+    order = sorted(range(len(ranking)), key=lambda i: ranking[i], reverse=larger_is_better)
+    best = order[0] if order else None
+    tuning_maps = [{_tuning_key(param, names): _plain(value) for param, value in pm.items()} for pm in param_maps]
+    if best is not None:
+        run.log_params({f"best_{k}": v for k, v in tuning_maps[best].items()}, normalize=True)
+        run.log_metrics({f"best_{k}": float(v[best]) for k, v in metrics.items()}, normalize=True)
+    limit = settings.max_tuning_runs
+    for index in order if limit is None else order[:limit]:
+        child_overrides = {**overrides, **param_maps[index]}
+        tags = {runs.TAG_INTEGRATION: NAME, TAG_CANDIDATE: index, **estimator_tags(tuned)}
+        params = instance_params(tuned, 0, names, child_overrides)
+        params["estimator_class"] = _class_name(tuned)
+        with runs.child_run(f"{run.run_name}-candidate-{index}", parent=run, tags=tags) as child:
+            child.log_params(params, normalize=True)
+            child.log_metrics({k: float(v[index]) for k, v in metrics.items()}, normalize=True)
+    run.defer(functools.partial(_write_search_artifacts, run, tuning_maps, metrics, best),
+              label=f"pyspark: search results of run {run.run_id}")
+    return {names[estimator.uid]: {"tuning_parameter_map_list": tuning_maps,
+                                   "tuned_estimator_parameter_map": instance_params(tuned, 1, names, overrides)}}
+
+
+def _tuning_key(param: Any, names: dict) -> str:
+    if param.parent not in names:
+        raise ValueError(f"a tuned param that the tuned estimator does not own: {param}")
+    return f"{names[param.parent]}.{param.name}"
+
+
+def _write_search_artifacts(run: runs.ActiveRun, tuning_maps: list, metrics: dict, best: Optional[int]) -> None:
+    import csv
+    import io
+
+    columns = sorted({k for pm in tuning_maps for k in pm})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["params", *metrics, *(f"param.{c}" for c in columns)])
+    for index, pm in enumerate(tuning_maps):
+        writer.writerow([json.dumps(pm, default=str), *(v[index] for v in metrics.values()),
+                         *(pm.get(c, "") for c in columns)])
+    run.log_text(out.getvalue(), "search_results.csv")
+    if best is not None:
+        run.log_text(json.dumps(tuning_maps[best], default=str), "best_parameters.json")
+
+
+# -- fit(dataset, [param maps]) ------------------------------------------------------------------
+def _log_param_map_runs(run: runs.ActiveRun, estimator: Any, param_maps: list, fitted: list, settings) -> None:
+    """`fit` with a list of param maps returns a model per map: a child run for each (the
+    first `max_tuning_runs`), with the params the map gives, the training metrics and the model."""
+    limit = settings.max_tuning_runs
+    count = len(fitted) if limit is None else min(limit, len(fitted))
+    for index in range(count):
+        param_map = param_maps[index] if isinstance(param_maps[index], dict) else {}
+        tags = {runs.TAG_INTEGRATION: NAME, TAG_CANDIDATE: index, **estimator_tags(estimator)}
+        with runs.child_run(f"{run.run_name}-param-map-{index}", parent=run, tags=tags) as child:
+            child.log_params(estimator_params(estimator, param_map), normalize=True)
+            _log_fitted(child, estimator, fitted[index], settings)
+
+
+# -- Spark work, done while the session is alive ---------------------------------------------------
+class SparkWork:
+    """One piece of work that needs the live SparkSession, done exactly once: normally on the
+    logger's worker, or first on the thread that stops the SparkContext or ends the process.
+    Afterwards `result` is set, or `error` (what the work raised), or `skipped` (no Spark
+    context was running any more)."""
+
+    __slots__ = ("_do", "_lock", "label", "result", "error", "skipped", "__weakref__")
+
+    def __init__(self, do: Callable[[], Any], label: str):
+        self._do: Optional[Callable[[], Any]] = do
+        self._lock = threading.Lock()
+        self.label = label
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.skipped = False
+
+    def run(self) -> None:
+        with self._lock:
+            do, self._do = self._do, None
+            if do is None:
+                return  # done already
+            try:
+                if _spark_alive():
+                    self.result = do()
+                else:
+                    self.skipped = True
+            except Exception as exc:  # noqa: BLE001 - handed to the one who delivers the result
+                self.error = exc
+            finally:
+                pending.discard(self)
+
+
+class PendingSparkWork:
+    """The Spark work queued for the worker and not done yet. It is bounded by the logger's
+    queue (each piece is one deferred record there). `run_all` does it on the calling thread;
+    it runs before the SparkContext stops and at interpreter exit (registered when the first
+    piece is queued, so after pyspark's own exit hook that kills the JVM, and thus before it)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._work: dict[int, SparkWork] = {}
+        self._exit_hook = False
+
+    def add(self, do: Callable[[], Any], label: str) -> SparkWork:
+        work = SparkWork(do, label)
+        with self._lock:
+            self._work[id(work)] = work
+            if not self._exit_hook:
+                self._exit_hook = True
+                atexit.register(self.run_all)
+        return work
+
+    def discard(self, work: SparkWork) -> None:
+        with self._lock:
+            self._work.pop(id(work), None)
+
+    def __len__(self) -> int:
+        return len(self._work)
+
+    def run_all(self) -> None:
+        with self._lock:
+            todo = list(self._work.values())
+        for work in todo:
+            with containment.contained(f"pyspark: {work.label}"):
+                work.run()
+
+
+pending = PendingSparkWork()
+
+
+def _spark_alive() -> bool:
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    return context is not None and getattr(context, "_jsc", None) is not None
+
+
+def _stop(wrapped, instance, args, kwargs):
+    """`SparkContext.stop`: what autolog still has to do with Spark is done first."""
+    if len(pending):
+        with containment.contained("pyspark: finishing Spark work before the SparkContext stops"):
+            pending.run_all()
+    return wrapped(*args, **kwargs)
+
+
+# -- the model: snapshot, writing, reading ----------------------------------------------------------
+def _unwritable(model: Any) -> Any:
+    """The model, or the stage inside it, that has no writer; None when all can be written."""
+    from pyspark.ml.util import MLWritable
+
+    if _is_pipeline_model(model):
+        for stage in model.stages:
+            found = _unwritable(stage)
+            if found is not None:
+                return found
+        return None
+    if not isinstance(model, MLWritable):
+        return model
+    if _is_tuning_model(model):
+        return _unwritable(model.bestModel)
+    return None
+
+
+def snapshot_model(model: Any) -> Any:
+    """A copy of a fitted model as it is now, for writing later: each Python wrapper copied
+    shallowly with copies of its param maps (the user may call a setter right after fit), and
+    each Java object copied in the JVM (`copy(ParamMap())`, one call: a later setter followed
+    by a transform changes the Java object's params). `Model.copy()` would do the same and
+    then transfer every param to the JVM again, one call each: tens of milliseconds."""
+    from pyspark.ml.param import Params
+    from pyspark.ml.wrapper import JavaWrapper
+
+    memo: dict = {}
+
+    def copied(value: Any) -> Any:
+        if isinstance(value, list):
+            return [copied(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(copied(v) for v in value)
+        if not isinstance(value, Params):
+            return value
+        if id(value) in memo:
+            return memo[id(value)]
+        java = vars(value).get("_java_obj")
+        owns_java = java is not None and isinstance(value, JavaWrapper)
+        # a JavaWrapper detaches its Java object when it is collected: a copy must own a Java
+        # object of its own from the start (made first: if that fails, no copy exists to detach the user's)
+        java_copy = java.copy(_empty_java_param_map()) if owns_java else None
+        that = memo[id(value)] = copy.copy(value)
+        if owns_java:
+            that._java_obj = java_copy
+        that._paramMap = {p: copied(v) for p, v in value._paramMap.items()}
+        that._defaultParamMap = {p: copied(v) for p, v in value._defaultParamMap.items()}
+        for name in NESTED_MODELS:
+            if name in vars(value):
+                setattr(that, name, copied(vars(value)[name]))
+        return that
+
+    return copied(model)
+
+
+_empty_maps: dict = {}  # id(py4j gateway) -> an empty org.apache.spark.ml.param.ParamMap
+
+
+def _empty_java_param_map() -> Any:
+    from pyspark import SparkContext
+    from pyspark.ml.wrapper import JavaParams
+
+    key = id(SparkContext._gateway)
+    found = _empty_maps.get(key)
+    if found is None:  # a JVM lookup of the class costs ~5 ms; the empty map is never changed
+        _empty_maps.clear()
+        found = _empty_maps[key] = JavaParams._empty_java_param_map()
+    return found
+
+
+def save_model_data(model: Any, folder: str) -> str:
+    """Write `model` with its own writer into the local `folder`, as mlflow.spark does: a
+    `PipelineModel` (a single model is wrapped in one). Local mode writes straight into the
+    folder; on a cluster the executors cannot reach the driver's disk, so the model goes to a
+    temporary folder of the cluster's default filesystem and is copied down."""
+    from pyspark import SparkContext
+    from pyspark.ml import PipelineModel
+
+    writable = model if isinstance(model, PipelineModel) else PipelineModel([model])
+    context = SparkContext._active_spark_context
+    if context.master.startswith("local"):
+        writable.write().save(pathlib.Path(folder).absolute().as_uri())
+        return folder
+    remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
+    writable.write().save(remote)
+    _hadoop_copy(context, remote, folder, to_local=True)
+    return folder
+
+
+def _dfs_tmpdir() -> str:
+    return os.environ.get("AUTOLOG_SPARK_DFS_TMPDIR", "/tmp/autolog-sparkml").rstrip("/")
+
+
+def _hadoop_copy(context: Any, source: str, target: str, *, to_local: bool) -> None:
+    jvm = context._jvm
+    conf = context._jsc.hadoopConfiguration()
+    remote = jvm.org.apache.hadoop.fs.Path(source if to_local else target)
+    local = jvm.org.apache.hadoop.fs.Path(pathlib.Path(target if to_local else source).absolute().as_uri())
+    filesystem = remote.getFileSystem(conf)
+    if to_local:
+        filesystem.copyToLocalFile(True, remote, local)  # and delete the temporary copy
+    else:
+        filesystem.copyFromLocalFile(False, True, local, remote)
+
+
+class WrittenModel:
+    """A model folder already written by Spark (`sparkml/`); `size` for max_model_size_mb."""
+
+    __slots__ = ("path", "size")
+
+    def __init__(self, path: str):
+        self.path = path
+        total = 0
+        for folder, _dirs, files in os.walk(path):
+            total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+        self.size = total
+
+
+class SparkFlavor(ModelFlavor):
+    """MLflow's `spark` flavor: `sparkml/` holds a PipelineModel written by Spark's own
+    writer; MLmodel's `spark` and `python_function` entries are those mlflow.spark writes,
+    so mlflow.spark.load_model and mlflow.pyfunc.load_model read it. `autolog.load_model`
+    gives back what was trained: the PipelineModel, or the single model mlflow.spark wraps."""
+
+    name = "spark"
+    library = "pyspark"
+
+    def __init__(self, loader: str):
+        self.loader = loader
+
+    def snapshot(self, model: WrittenModel) -> WrittenModel:
+        return model  # written already, by Spark, on the worker
+
+    def save(self, snapshot: WrittenModel, path: str) -> dict:
+        import pyspark
+
+        shutil.move(snapshot.path, os.path.join(path, MODEL_DATA))
+        return {
+            "spark": {"pyspark_version": pyspark.__version__, "model_data": MODEL_DATA, "code": None,
+                      "model_class": PIPELINE_MODEL_CLASS},
+            "python_function": {"loader_module": "mlflow.spark", "data": MODEL_DATA},
+        }
+
+
+PIPELINE_FLAVOR = SparkFlavor("autolog.integrations.pyspark:load_model")
+STAGE_FLAVOR = SparkFlavor("autolog.integrations.pyspark:load_single_model")
+
+
+def load_model(folder: str) -> Any:
+    """The PipelineModel of a model folder written by `SparkFlavor` (or by mlflow.spark)."""
+    from pyspark import SparkContext
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import SparkSession
+
+    flavor = (read_mlmodel(folder).get("flavors") or {}).get("spark") or {}
+    data = os.path.join(folder, flavor.get("model_data", MODEL_DATA))
+    SparkSession.builder.getOrCreate()  # loading needs a session, as mlflow.spark's does
+    context = SparkContext._active_spark_context
+    if context.master.startswith("local"):
+        return PipelineModel.load(pathlib.Path(data).absolute().as_uri())
+    remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
+    _hadoop_copy(context, data, remote, to_local=False)
+    return PipelineModel.load(remote)
+
+
+def load_single_model(folder: str) -> Any:
+    """The model (not a Pipeline) of a model folder: the one stage of its PipelineModel."""
+    return load_model(folder).stages[0]
+
+
+# -- post-training metrics ----------------------------------------------------------------------
+def _transform(wrapped, instance, args, kwargs):
+    """`model.transform(dataset)` of a model autolog logged: its predictions are remembered
+    (by id, while they live) with the model's run and the caller's name for `dataset`."""
+    run = post_training.run_of(instance) if instance is not None else None
+    if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
+        return wrapped(*args, **kwargs)
+    token = _in_evaluation.set(True)
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+    with containment.contained("pyspark: remembering predictions for post-training metrics"):
+        dataset = next(iter(call_arguments(wrapped, args, kwargs).values()), None)
+        post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
+    return result
+
+
+def _evaluate(wrapped, instance, args, kwargs):
+    """`evaluator.evaluate(predictions)` on predictions of a model autolog logged: the
+    metric goes to that model's run as `<metricName>_<dataset>` (`-2`, `-3` on a repeat)."""
+    if _in_evaluation.get() or runs.training_call_in_progress() is not None or instance is None:
+        return wrapped(*args, **kwargs)
+    try:
+        arguments = call_arguments(wrapped, args, kwargs)
+    except TypeError:  # the caller's own mistake: evaluate raises it, unchanged
+        return wrapped(*args, **kwargs)
+    source = post_training.prediction_source([arguments.get("dataset")])
+    if source is None:
+        return wrapped(*args, **kwargs)
+    token = _in_evaluation.set(True)
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+    with containment.contained("pyspark: logging a post-training metric"):
+        if is_scalar_number(result):
+            run, dataset_name = source
+            params = arguments.get("params")
+            evaluator = instance.copy(params) if isinstance(params, dict) and params else instance
+            key = post_training.metric_key(run, evaluator.getMetricName(), dataset_name)
+            run.log_metric(key, result, normalize=True)
+            _remember_evaluator(run, key, evaluator)
+    return result
+
+
+class EvaluatorCalls:
+    """metric_info.json of a run, as MLflow writes it: for each post-training metric key, the
+    evaluator's class and params. Kept for at most `MAX_RUNS` runs (the oldest forgotten)."""
+
+    MAX_RUNS = 1_000
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[str, dict] = {}
+
+    def add(self, run_id: str, key: str, info: dict) -> dict:
+        with self._lock:
+            calls = self._runs.pop(run_id, None) or {}
+            calls[key] = info
+            self._runs[run_id] = calls
+            while len(self._runs) > self.MAX_RUNS:
+                self._runs.pop(next(iter(self._runs)))
+            return dict(sorted(calls.items()))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+evaluator_calls = EvaluatorCalls()
+
+
+def _remember_evaluator(run: runs.ActiveRun, key: str, evaluator: Any) -> None:
+    params = {p.name: _plain(v) for p, v in _defined(evaluator, {}).items()}
+    calls = evaluator_calls.add(run.run_id, key, {"evaluator_class": _class_name(evaluator), "params": params})
+    text = json.dumps(calls, default=str)
+    run.defer(lambda: run.log_text(text, "metric_info.json"), label=f"pyspark: metric_info.json of run {run.run_id}")
+
+
+# -- thread pools of tuning and OneVsRest --------------------------------------------------------------
+def _thread_target(wrapped, instance, args, kwargs):
+    """`inheritable_thread_target(function)` gives a thread target, `inheritable_thread_target(
+    session)` a decorator of thread targets. Made inside a training call, the targets run as
+    inside it on the pool's threads, so the fits they make are not logged on their own."""
+    made = wrapped(*args, **kwargs)
+    if runs.training_call_in_progress() is None:
+        return made
+    target = args[0] if args else next(iter(kwargs.values()), None)
+    if callable(target):
+        return _inside_training_call(made)
+    return lambda function: _inside_training_call(made(function))
+
+
+def _inside_training_call(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def inside(*args, **kwargs):
+        with runs.InsideTrainingCall():
+            return function(*args, **kwargs)
+
+    return inside
