@@ -35,6 +35,8 @@ from autolog.transport.sync import SyncError, missing_store, sync
 
 PROG = "autolog"
 SHORT_ID = 8
+SYSTEM_PREFIX = "system/"  # the run context's machine metrics (autolog/provenance/system_metrics.py)
+TAG_BACKEND_RUN_ID = "autolog.mlflow_run_id"  # the MLflow backend's own id of a run read back
 MAX_CELL = 48  # widest a table cell gets in the terminal view
 MAX_TAG_VALUE = 60
 MAX_ERROR_LINES = 10  # sync: refused runs listed on stderr
@@ -86,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", metavar="NAME", help="only the runs of this experiment")
     p.add_argument("--status", type=str.upper, choices=RunStatus.ALL, help="only runs with this status")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
-    p.add_argument("--metrics", metavar="A,B", help="the metric columns (default: the 3 most common keys)")
+    p.add_argument("--metrics", metavar="A,B",
+                   help="the metric columns (default: the 3 most common model metrics, never system/*)")
+    p.add_argument("--system", action="store_true", help="also the most common system metrics (system/*)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_runs)
 
@@ -97,13 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", parents=[common], help="params and metrics of runs side by side")
     p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--only-diff", action="store_true", help="only the rows where the runs differ")
+    p.add_argument("--only-diff", action="store_true",
+                   help="only the rows where the runs differ (system metrics left out unless --system)")
+    p.add_argument("--system", action="store_true", help="with --only-diff, keep the system metrics that differ")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_compare)
 
-    p = sub.add_parser("plot", parents=[common], help="metric curves over steps, to an image file")
-    p.add_argument("runs", nargs="+", metavar="RUN")
+    p = sub.add_parser("plot", parents=[common],
+                       help="metric curves over steps; for a sweep, a metric against a param or parallel coordinates")
+    p.add_argument("runs", nargs="*", metavar="RUN")
+    p.add_argument("--experiment", metavar="NAME", help="every run of this experiment (with or instead of RUNs)")
     p.add_argument("--metric", action="append", required=True, metavar="KEY", help="a metric key (repeatable)")
+    p.add_argument("--x", metavar="PARAM", dest="x_param",
+                   help="a sweep: each run's last value of the metric against this param")
+    p.add_argument("--parallel", action="store_true",
+                   help="a sweep: parallel coordinates of the params that differ and the metrics")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the image to write (.png, .svg, .pdf)")
     p.set_defaults(handler=cmd_plot)
 
@@ -153,21 +165,26 @@ def find_run(store: Backend, ref: str) -> Run:
     if not ref:
         raise CliError("empty run id")
     resolver = getattr(store, "resolve_run_id", None)
+    not_found = f"no run with id or prefix {ref!r}"
     if resolver is not None:
         try:
             run_id = resolver(ref)
-        except (LookupError, ValueError, BackendError) as exc:
+        except LookupError as exc:  # no such id; a backend that resolves whole ids only may hold the prefix
+            run_id, not_found = None, _message(exc)
+        except (ValueError, BackendError) as exc:
             raise CliError(_message(exc)) from None
-        if not run_id:
-            raise CliError(f"no run with id or prefix {ref!r}")
-        return store.get_run(run_id)
-    try:
-        return store.get_run(ref)
-    except RunNotFound:
-        pass
-    matches = [r for r in store.search_runs() if r.run_id.startswith(ref)]
+        if run_id:
+            return store.get_run(run_id)
+    else:
+        try:
+            return store.get_run(ref)
+        except BackendError:  # not a whole id (an MLflow server refuses some prefixes outright)
+            pass
+    # a prefix of autolog's run id, or of the backend's own (MLflow's, shown in its UI)
+    matches = [r for r in store.search_runs()
+               if r.run_id.startswith(ref) or str(r.tags.get(TAG_BACKEND_RUN_ID, "")).startswith(ref)]
     if not matches:
-        raise CliError(f"no run with id or prefix {ref!r}")
+        raise CliError(not_found)
     if len(matches) > 1:
         ids = ", ".join(r.run_id[:12] for r in matches[:5])
         raise CliError(f"run prefix {ref!r} is ambiguous: {len(matches)} runs match ({ids}{', ...' if len(matches) > 5 else ''})")
@@ -175,12 +192,14 @@ def find_run(store: Backend, ref: str) -> Run:
 
 
 def last_points(store: Backend, run: Run) -> dict:
-    """key -> {value, step, timestamp} of each metric's last point (highest step, then latest)."""
+    """key -> {value, step, timestamp} of each metric's last point: the highest step, then the
+    latest timestamp, then the later logged (as `runs` and `get_run` count it)."""
     out = {}
     for key in sorted(run.metrics):
         history = store.get_metric_history(run.run_id, key)
         if history:
-            last = max(history, key=lambda m: (m.step, m.timestamp))
+            # histories come in the order logged within a step and timestamp: the last of the ties
+            _, last = max(enumerate(history), key=lambda im: (im[1].step, im[1].timestamp, im[0]))
             out[key] = {"value": last.value, "step": last.step, "timestamp": last.timestamp}
         else:
             out[key] = {"value": run.metrics[key], "step": None, "timestamp": None}
@@ -318,7 +337,7 @@ def cmd_runs(args) -> int:
             raise CliError(f"no experiment named {args.experiment!r} (experiments: {', '.join(names) or 'none'})")
     runs = store.search_runs([args.experiment] if args.experiment else None,
                              [args.status] if args.status else None, None, args.limit)
-    keys = _main_metric_keys(runs, args.metrics)
+    keys = _main_metric_keys(runs, args.metrics, args.system)
     if args.json:
         _print_json([dict(r.to_dict(), status=shown_status(r)) for r in runs])
         return 0
@@ -333,9 +352,20 @@ def cmd_runs(args) -> int:
         rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, shown_status(run),
                      format_time(run.start_time), format_duration(run.duration_ms)]
                     + [format_number(run.metrics.get(k), 4) for k in keys])
-    print(format_table(["id", "name", "experiment", "status", "start", "duration"] + keys, rows,
-                       floors={0: SHORT_ID, 1: 16, 3: 8, 4: 19, 5: 8}))
+    headers = ["id", "name", "experiment", "status", "start", "duration"] + _metric_headers(keys, rows)
+    print(format_table(headers, rows, floors={0: SHORT_ID, 1: 16, 3: 8, 4: 19, 5: 8}))
     return 0
+
+
+def _metric_headers(keys: list[str], rows: list) -> list[str]:
+    """The metric keys as column titles; when the table would not fit the terminal, without
+    what they all share (`training_r2_score`, `training_score` -> `r2_score`, `score`), so
+    that keys cut to fit stay apart."""
+    width = shutil.get_terminal_size((120, 24)).columns
+    cells = [len(_cell_text(c)) for row in rows[:1] for c in row[: len(row) - len(keys)]]
+    needed = sum(max(c, 8) for c in cells) + sum(len(k) + 2 for k in keys) + 2 * len(cells)
+    shorter = _differing_parts(keys) if needed > width else None
+    return shorter or list(keys)
 
 
 def shown_status(run: Run) -> str:
@@ -366,11 +396,22 @@ def cmd_gc(args) -> int:
     return 0
 
 
-def _main_metric_keys(runs: Sequence[Run], wanted: Optional[str]) -> list[str]:
+def is_system_metric(key: str) -> bool:
+    """A machine metric of the run context (system/cpu_..., system/<node>/gpu_...), not the model's."""
+    return key.startswith(SYSTEM_PREFIX)
+
+
+def _main_metric_keys(runs: Sequence[Run], wanted: Optional[str], system: bool = False) -> list[str]:
+    """The metric columns: those asked for, else the 3 most common model metrics (training_*,
+    validation, the user's), then with `system` the 3 most common system metrics."""
     if wanted:
         return [k.strip() for k in wanted.split(",") if k.strip()]
     counts = Counter(k for r in runs for k in r.metrics)
-    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+    ranked = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    keys = [k for k in ranked if not is_system_metric(k)][:3]
+    if system:
+        keys += [k for k in ranked if is_system_metric(k)][:3]
+    return keys
 
 
 def _tree_order(runs: Sequence[Run]) -> list[tuple[Run, int]]:
@@ -433,7 +474,9 @@ def cmd_show(args) -> int:
     print("\n".join(f"{k.ljust(label)}  {v}" for k, v in header))
     _section("Params", ["key", "value"], [[k, run.params[k]] for k in sorted(run.params)])
     _section("Metrics, last values", ["key", "value", "step"],
-             [[k, format_number(p["value"], 8), p["step"]] for k, p in points.items()])
+             [[k, format_number(p["value"], 8), p["step"]] for k, p in points.items() if not is_system_metric(k)])
+    _section("System metrics, last values", ["key", "value", "step"],
+             [[k, format_number(p["value"], 8), p["step"]] for k, p in points.items() if is_system_metric(k)])
     _section("Tags", ["key", "value"],
              [[k, _cut(" ".join(str(run.tags[k]).split()), MAX_TAG_VALUE)] for k in sorted(run.tags)])
     _section("Datasets", ["name", "digest", "context", "profile", "source"],
@@ -488,7 +531,8 @@ def cmd_compare(args) -> int:
     metrics = _side_by_side([r.metrics for r in runs])
     if args.only_diff:
         params = [row for row in params if row[2]]
-        metrics = [row for row in metrics if row[2]]
+        # machine metrics differ between any two runs: they would bury the model's differences
+        metrics = [row for row in metrics if row[2] and (args.system or not is_system_metric(row[0]))]
     if args.json:
         _print_json({
             "runs": [{"run_id": r.run_id, "run_name": r.run_name, "experiment_name": r.experiment_name,
@@ -497,12 +541,17 @@ def cmd_compare(args) -> int:
             "metrics": [{"key": k, "values": v, "differs": d} for k, v, d in metrics],
         })
         return 0
-    columns = _run_columns(runs)
+    key_width = max([len("experiment")] + [len(k) for k, _, _ in params + metrics])
+    columns = _run_columns(runs, _column_budget(len(runs), min(key_width, MAX_CELL) + 3))
     info = [["experiment"] + [r.experiment_name for r in runs],
             ["status"] + [r.status for r in runs],
             ["duration"] + [format_duration(r.duration_ms) for r in runs]]
     print(format_table(["run"] + columns, info))
-    for title, rows in (("Params", params), ("Metrics", metrics)):
+    sections = (("Params", params), ("Metrics", [row for row in metrics if not is_system_metric(row[0])]),
+                ("System metrics", [row for row in metrics if is_system_metric(row[0])]))
+    for title, rows in sections:
+        if title == "System metrics" and not rows:
+            continue
         differing = sum(1 for row in rows if row[2])
         print()
         if not rows:
@@ -532,9 +581,54 @@ def _compare_cell(value: Any) -> str:
     return str(value)
 
 
-def _run_columns(runs: Sequence[Run]) -> list[str]:
-    """Column titles: name and short id; the same run twice still gets two columns."""
-    return [f"{r.run_name} ({r.run_id[:SHORT_ID]})" for r in runs]
+def _column_budget(count: int, taken: int) -> int:
+    """The width a run's column gets in a terminal when `taken` characters go to other columns."""
+    width = shutil.get_terminal_size((120, 24)).columns
+    return max(SHORT_ID, (width - taken - 2 * count) // max(1, count))
+
+
+def _run_columns(runs: Sequence[Run], budget: int = 10_000) -> list[str]:
+    """Column titles that stay apart when cut to `budget` characters: "name (short id)" when it
+    fits, else the part of the names that differs (with the short id if that fits), else the
+    short id alone. The same run twice still gets two columns."""
+    ids = [r.run_id[:SHORT_ID] for r in runs]
+    candidates = [[f"{r.run_name} ({i})" for r, i in zip(runs, ids)]]
+    parts = _differing_parts([r.run_name for r in runs])
+    if parts is not None:
+        candidates += [[f"{p} ({i})" for p, i in zip(parts, ids)], parts]
+    candidates.append(ids)
+    for titles in candidates:
+        if max(len(t) for t in titles) <= budget and len(set(titles)) == len(set(r.run_id for r in runs)):
+            break
+    else:
+        titles = ids
+    seen: Counter = Counter()
+    out = []
+    for title in titles:
+        seen[title] += 1
+        out.append(title if seen[title] == 1 else f"{title} #{seen[title]}")
+    return out
+
+
+def _differing_parts(names: Sequence[str]) -> Optional[list[str]]:
+    """The names without what they all share at the start and the end (cut at - _ / or a
+    space; not at ".", which numbers hold), when what is left tells them apart; else None."""
+    if len(set(names)) < len(names) or len(names) < 2:
+        return None
+    separators = "-_/ "
+
+    def common_start(texts: Sequence[str]) -> int:
+        end = len(os.path.commonprefix(list(texts)))
+        while end > 0 and texts[0][end - 1] not in separators:
+            end -= 1
+        return end
+
+    start = common_start(names)
+    stop = common_start([n[::-1] for n in names])
+    parts = [n[start:len(n) - stop] if len(n) - stop > start else n[start:] for n in names]
+    if any(not p for p in parts) or len(set(parts)) < len(parts):
+        return None
+    return parts
 
 
 # -- plot -------------------------------------------------------------------------------------
@@ -542,6 +636,11 @@ def _run_columns(runs: Sequence[Run]) -> list[str]:
 def cmd_plot(args) -> int:
     store = open_store(args)
     runs = [find_run(store, ref) for ref in args.runs]
+    if args.experiment:
+        listed = {r.run_id for r in runs}
+        runs += [r for r in reversed(store.search_runs([args.experiment], None, None, None)) if r.run_id not in listed]
+    if not runs:
+        raise CliError("plot needs runs: RUN ids, or --experiment NAME")
     keys = list(dict.fromkeys(args.metric))
     curves: dict[str, list[tuple[Run, list]]] = {key: [] for key in keys}
     for run in runs:
@@ -551,30 +650,126 @@ def cmd_plot(args) -> int:
                 raise CliError(f"run {run.run_id[:SHORT_ID]} ({run.run_name}) has no metric {key!r} (its metrics: {known})")
             history = sorted(store.get_metric_history(run.run_id, key), key=lambda m: (m.step, m.timestamp))
             curves[key].append((run, history))
+    x_param, parallel = args.x_param, args.parallel
+    if x_param is None and not parallel and _is_sweep(curves):
+        # one point per run and metric: a line over steps would be a column of dots at step 0
+        differing = _differing_params(runs)
+        x_param, parallel = (differing[0], False) if len(differing) == 1 else (None, True)
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 3.2 * len(keys) + 0.6), squeeze=False)
+    if parallel:
+        fig, what = parallel_figure(plt, runs, keys), "parallel coordinates"
+    elif x_param is not None:
+        fig, what = sweep_figure(plt, runs, keys, x_param), f"against {x_param}"
+    else:
+        fig, what = curves_figure(plt, curves), ""
     try:
-        for ax, key in zip(axes[:, 0], keys):
-            for run, history in curves[key]:
-                steps = [m.step for m in history]
-                values = [m.value for m in history]
-                ax.plot(steps, values, marker="o" if len(history) <= 25 else None, markersize=3,
-                        label=f"{run.run_name} ({run.run_id[:SHORT_ID]})")
-            ax.set_title(key)
-            ax.set_xlabel("step")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(key)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize="small")
-        fig.tight_layout()
         fig.savefig(args.output, dpi=100)
     finally:
         plt.close(fig)
     print(f"wrote {args.output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, "
-          f"{len(keys)} metric{'s' if len(keys) != 1 else ''})")
+          f"{len(keys)} metric{'s' if len(keys) != 1 else ''}{', ' + what if what else ''})")
     return 0
+
+
+def _is_sweep(curves: dict) -> bool:
+    pairs = [history for per_run in curves.values() for _, history in per_run]
+    return len(next(iter(curves.values()))) > 1 and all(len(history) <= 1 for history in pairs)
+
+
+def _differing_params(runs: Sequence[Run]) -> list[str]:
+    """The params whose value is not the same in every run, sorted."""
+    return [key for key, _, differs in _side_by_side([r.params for r in runs]) if differs]
+
+
+def curves_figure(plt, curves: dict):
+    """One panel per metric: each run's points over steps."""
+    from matplotlib.ticker import MaxNLocator
+
+    keys = list(curves)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 3.2 * len(keys) + 0.6), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        for run, history in curves[key]:
+            ax.plot([m.step for m in history], [m.value for m in history], marker="o" if len(history) <= 25 else None,
+                    markersize=3, label=f"{run.run_name} ({run.run_id[:SHORT_ID]})")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _numbers(values: Sequence[Any]) -> Optional[list[float]]:
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def sweep_figure(plt, runs: Sequence[Run], keys: Sequence[str], x_param: str):
+    """One panel per metric: each run's last value against the param `x_param` (a numeric axis
+    when every value is a number, else one tick per value), joined in the order of the param."""
+    missing = [r for r in runs if x_param not in r.params]
+    if missing:
+        known = ", ".join(sorted(set().union(*(r.params for r in runs)))) or "none"
+        raise CliError(f"run {missing[0].run_id[:SHORT_ID]} ({missing[0].run_name}) has no param {x_param!r} "
+                       f"(params: {known})")
+    raw = [r.params[x_param] for r in runs]
+    numeric = _numbers(raw)
+    labels = sorted(set(raw)) if numeric is None else None
+    xs = numeric if numeric is not None else [labels.index(v) for v in raw]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 3.2 * len(keys) + 0.6), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        points = sorted(zip(xs, [r.metrics[key] for r in runs]))
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=4)
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, labels)) > 8 else 0)
+        elif numeric and min(numeric) > 0 and max(numeric) / min(numeric) >= 100:
+            ax.set_xscale("log")  # alphas, learning rates: a sweep over orders of magnitude
+        ax.set_title(f"{key} against {x_param} ({len(runs)} runs)")
+        ax.set_xlabel(x_param)
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def parallel_figure(plt, runs: Sequence[Run], keys: Sequence[str]):
+    """Parallel coordinates: one vertical axis per param that differs and per metric, each run a
+    line across them; every axis scaled to its own range (its min and max written at its ends)."""
+    columns = [(name, [r.params.get(name) for r in runs]) for name in _differing_params(runs)]
+    columns += [(key, [r.metrics.get(key) for r in runs]) for key in keys]
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(columns) + 2), 5))
+    scaled = []
+    for index, (name, values) in enumerate(columns):
+        numeric = _numbers([v for v in values if v is not None])
+        if numeric is not None and all(v is not None for v in values):
+            low, high = min(numeric), max(numeric)
+            span = (high - low) or 1.0
+            scaled.append([(float(v) - low) / span for v in values])
+            ends = (format_number(low, 4), format_number(high, 4))
+        else:  # categories, spread evenly
+            levels = sorted({str(v) for v in values})
+            scaled.append([levels.index(str(v)) / max(1, len(levels) - 1) for v in values])
+            ends = (levels[0], levels[-1])
+        ax.axvline(index, color="0.6", linewidth=1)
+        ax.text(index, -0.06, ends[0], ha="center", va="top", fontsize="small")
+        ax.text(index, 1.06, ends[1], ha="center", va="bottom", fontsize="small")
+    colors = plt.get_cmap("viridis")
+    last = scaled[-1] if scaled else []
+    for row, run in enumerate(runs):
+        ax.plot(range(len(columns)), [column[row] for column in scaled], marker="o", markersize=3,
+                color=colors(last[row] if last else 0.5), label=f"{run.run_name} ({run.run_id[:SHORT_ID]})")
+    ax.set_xticks(range(len(columns)), [name for name, _ in columns], rotation=20)
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.15)
+    ax.set_title(f"{len(runs)} runs (colour: {keys[-1]})")
+    if len(runs) <= 12:
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
 
 
 def _pyplot():
