@@ -31,6 +31,33 @@ warnings are not what is measured).
 to `plain`) and returns the raw timings. `time_calls` measures the per-call cost of a
 tiny function (log_metric and friends). Machine facts for a results page come from
 `machine_summary()`.
+
+Fresh processes (issue 18): a script trains once and exits, so the figures that matter to
+it are those of a new interpreter, first-use costs included, and the time until
+everything is written, not only the training call's:
+
+    from benchmarks.harness import Workload, compare_fresh, report_targets
+
+    fits = {"LogisticRegression 20k x 20": Workload(
+        setup="from sklearn.linear_model import LogisticRegression\n"
+              "from sklearn.datasets import make_classification\n"
+              "X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)",
+        call="LogisticRegression(max_iter=200).fit(X, y)")}
+    result = compare_fresh(fits, ("plain", "autolog", "mlflow"), repeats=5, sampled=2)
+    report_targets(result)
+
+Each measurement is one interpreter (benchmarks/fresh_child.py): the variant is turned on
+first (as a script's top line does), the setup runs (imports, data), then the call is
+timed, then the wait until everything is written. One autolog process gives both
+figures: the training call alone (what the training thread pays) and the call plus
+`autolog.flush()` (until every record, plot and model is on disk); the mlflow process the
+call plus its async flush. `compare_fresh` interleaves the variants, rotating their order
+per repetition, and reports what each adds to plain as the median of paired differences
+(the processes of one repetition run one after the other: on a shared machine a paired
+difference is steadier than a difference of medians). `sampled=N` runs N more autolog
+processes that sample the stacks of the training thread and of autolog's worker, and
+prints where their wall and CPU time went (plots, training metrics, model folder, store
+writes, environment, ...). `report_targets` checks issue 18's targets for each workload.
 """
 
 from __future__ import annotations
@@ -259,3 +286,234 @@ def iter_rows(result: Comparison) -> Iterable[tuple]:
     for workload, per in result.timings.items():
         for variant in per:
             yield workload, variant, result.median(workload, variant)
+
+
+# -- fresh processes: the first training call of a script, and everything until it is written ----------
+FRESH_VARIANTS = ("plain", "autolog", "mlflow")
+MEASURES = ("enable", "setup", "train", "train_cpu", "written")
+_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fresh_child.py")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A training workload as source code, run in a fresh interpreter for each measurement.
+
+    `setup` (imports, data) runs before the clock; `call` (statements) is the training
+    that is timed. Names that `setup` defines are visible to `call`."""
+
+    call: str
+    setup: str = ""
+
+
+@dataclass
+class FreshComparison:
+    """Per workload and variant, one dict per fresh process: `enable` (autolog() or
+    mlflow.autolog(), before the setup), `setup`, `train` (the call, wall), `train_cpu`
+    (the calling thread's CPU), `written` (the call plus the wait until everything is
+    written), all in seconds; sampled processes add, per category, `worker` and
+    `worker_cpu` (autolog's worker thread, wall and CPU seconds from the call's start until
+    all is written), `worker_cpu_during_call`, `training` and `training_cpu` (the training
+    thread during the call) and `threads_cpu` (autolog's other threads)."""
+
+    variants: tuple
+    samples: dict = field(default_factory=dict)  # workload -> variant -> [dict]
+    sampled: dict = field(default_factory=dict)  # workload -> [dict] (autolog, sampled)
+
+    def median(self, workload: str, variant: str, measure: str = "train") -> float:
+        return statistics.median(s[measure] for s in self.samples[workload][variant])
+
+    def added(self, workload: str, variant: str, measure: str = "written") -> float:
+        """Median over repetitions of `variant`'s `measure` less plain's in the same repetition
+        (plain's `written`, its call, for `train` and `written`; its own `train_cpu`, `setup`,
+        `enable` for those). The processes of one repetition run one after another: a paired
+        difference is steadier than a difference of medians on a busy machine."""
+        base = "written" if measure in ("train", "written") else measure
+        pairs = zip(self.samples[workload][variant], self.samples[workload]["plain"])
+        return statistics.median(mine[measure] - plain[base] for mine, plain in pairs)
+
+    def breakdown(self, workload: str, part: str = "worker_cpu") -> dict:
+        """Median seconds per category over the sampled processes, largest first (`part`:
+        worker, worker_cpu, worker_cpu_during_call, training, training_cpu, threads_cpu)."""
+        runs = [s.get(part, {}) for s in self.sampled.get(workload, [])]
+        names = sorted({name for run in runs for name in run}, key=lambda n: -sum(r.get(n, 0.0) for r in runs))
+        return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
+
+    def targets(self, workload: str) -> list[tuple[str, float, float, bool]]:
+        """The issue-18 targets of one workload, at the defaults: (what, added, limit, met).
+
+        Training thread: at most max(5 % of plain, 20 ms) added (by the wall clock; its CPU
+        time is reported beside it). Until everything is written: at most max(25 % of plain,
+        150 ms), and at most 1/20 of what mlflow.autolog() adds (when mlflow ran)."""
+        plain = self.median(workload, "plain", "written")
+        checks = []
+        if "autolog" in self.variants:
+            budget = max(0.05 * plain, 0.020)
+            train = self.added(workload, "autolog", "train")
+            cpu = self.added(workload, "autolog", "train_cpu")
+            written = self.added(workload, "autolog", "written")
+            checks.append(("training thread", train, budget, train <= budget))
+            checks.append(("training thread CPU", cpu, budget, cpu <= budget))
+            checks.append(("until written", written, max(0.25 * plain, 0.150), written <= max(0.25 * plain, 0.150)))
+            if "mlflow" in self.variants:
+                mlflow_added = self.added(workload, "mlflow", "written")
+                checks.append(("until written vs mlflow/20", written, mlflow_added / 20, written <= mlflow_added / 20))
+        return checks
+
+    def markdown(self) -> str:
+        cols = ["workload", "plain"]
+        autologs = [v for v in self.variants if v.startswith("autolog")]
+        for v in autologs:
+            cols += [f"{v}: the call (added)", "its CPU added", f"{v}: until written (added)"]
+        if "mlflow" in self.variants:
+            cols += ["mlflow.autolog: until written (added)"]
+            cols += [f"{v}: until-written added / mlflow's" for v in autologs]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for workload in self.samples:
+            row = [workload, _seconds(self.median(workload, "plain", "written"))]
+            for v in autologs:
+                row.append(f"{_seconds(self.median(workload, v, 'train'))} ({_signed(self.added(workload, v, 'train'))})")
+                row.append(_signed(self.added(workload, v, "train_cpu")))
+                row.append(f"{_seconds(self.median(workload, v, 'written'))} ({_signed(self.added(workload, v))})")
+            if "mlflow" in self.variants:
+                mlflow_added = self.added(workload, "mlflow")
+                row.append(f"{_seconds(self.median(workload, 'mlflow', 'written'))} ({_signed(mlflow_added)})")
+                for v in autologs:
+                    mine = self.added(workload, v)
+                    row.append(f"1/{mlflow_added / mine:.0f}" if mine > 0 else "nothing added")
+            lines.append("| " + " | ".join(row) + " |")
+        counts = sorted({len(s) for per in self.samples.values() for s in per.values()})
+        lines += ["", f"Medians of {', '.join(map(str, counts))} fresh interpreters per variant, interleaved; "
+                      "added: the median of the paired differences to plain in the same repetition."]
+        return "\n".join(lines)
+
+    def breakdown_markdown(self, part: str = "worker_cpu") -> str:
+        if not self.sampled:
+            return ""
+        names: list = []
+        for workload in self.sampled:
+            names += [n for n in self.breakdown(workload, part) if n not in names]
+        lines = ["| workload | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for workload in self.sampled:
+            per = self.breakdown(workload, part)
+            lines.append(f"| {workload} | " + " | ".join(_seconds(per[n]) if per.get(n) else "—" for n in names) + " |")
+        counts = sorted({len(s) for s in self.sampled.values()})
+        lines += ["", f"Medians of {', '.join(map(str, counts))} sampled fresh interpreters (autolog at its defaults)."]
+        return "\n".join(lines)
+
+
+def _signed(value: float) -> str:
+    return ("+" if value >= 0 else "−") + _seconds(abs(value))
+
+
+def run_fresh(workload: Workload, variant: str = "autolog", options: Optional[Mapping[str, Any]] = None, *,
+              sample: bool = False, sample_interval: float = 0.002, env: Optional[Mapping[str, str]] = None,
+              timeout: float = 900) -> dict:
+    """One fresh interpreter (benchmarks/fresh_child.py): the variant turned on, the setup,
+    the timed call and the wait until everything is written; its measurements (seconds)."""
+    import json
+    import subprocess
+
+    root = tempfile.mkdtemp(prefix="autolog-bench-fresh-")
+    try:
+        spec = {"variant": variant, "options": dict(options or {}), "setup": workload.setup,
+                "call": workload.call, "store": root, "sample": sample, "sample_interval": sample_interval}
+        spec_path = os.path.join(root, "spec.json")
+        with open(spec_path, "w", encoding="utf-8") as fh:
+            json.dump(spec, fh)
+        child_env = {**os.environ, **(env or {})}
+        # the children cache bytecode as an installed package does (a development shell's
+        # PYTHONDONTWRITEBYTECODE would make every import of autolog's own modules compile them)
+        for name in ("MLFLOW_TRACKING_URI", "AUTOLOG_TRACKING_URI", "PYTHONDONTWRITEBYTECODE"):
+            if name not in (env or {}):
+                child_env.pop(name, None)
+        child_env["AUTOLOG_JOURNAL_DIR"] = os.path.join(root, "journal")
+        done = subprocess.run([sys.executable, _CHILD, spec_path], env=child_env, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"fresh {variant} process failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def compare_fresh(
+    workloads: Mapping[str, Workload],
+    variants: Sequence[str] = FRESH_VARIANTS,
+    repeats: int = 5,
+    *,
+    autolog_options: Optional[Mapping[str, Any]] = None,
+    mlflow_options: Optional[Mapping[str, Any]] = None,
+    variant_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    variant_env: Optional[Mapping[str, Mapping[str, str]]] = None,
+    sampled: int = 0,
+    warmup: bool = True,
+    env: Optional[Mapping[str, str]] = None,
+    title: Optional[str] = None,
+    stream=sys.stdout,
+) -> FreshComparison:
+    """Each workload in fresh interpreters, one per variant and repetition, interleaved in an
+    order rotated per repetition; print and return the table.
+
+    Variants: `plain`, `autolog` (autolog at its defaults plus `autolog_options`), `mlflow`
+    (`mlflow.autolog()` into a sqlite store, plus `mlflow_options`), and any other name
+    starting with "autolog" whose options `variant_options[name]` adds (e.g.
+    `{"autolog, context off": {"log_environment": False}}`); `variant_env[name]` adds
+    environment variables for one variant's processes (e.g. `{"PYTHONPATH": "/tmp/old-tree"}`
+    to time an older copy of autolog beside this one). One autolog process yields both
+    figures: the call's own time (the training thread) and the time until everything is
+    written (`autolog.flush()` inside the clock). `sampled` more autolog processes per
+    workload sample the stacks of the training thread and the worker (the breakdown tables).
+    `plain` must be among the variants: every figure is added to it.
+    """
+    variants = tuple(variants)
+    if "plain" not in variants:
+        raise ValueError("compare_fresh needs the plain variant: every figure is what a variant adds to it")
+    options = {"silent": True, **(autolog_options or {})}
+    per_variant = {}
+    for v in variants:
+        if v.startswith("autolog"):
+            per_variant[v] = {**options, **((variant_options or {}).get(v) or {})}
+        elif v == "mlflow":
+            per_variant[v] = {"silent": True, **(mlflow_options or {})}
+        elif v == "plain":
+            per_variant[v] = {}
+        else:
+            raise ValueError(f"unknown variant {v!r}: plain, mlflow, or a name starting with 'autolog'")
+    result = FreshComparison(variants)
+    first = next(iter(workloads.values()), None)
+    for v in variants if first is not None and warmup else ():  # bytecode and file caches, dropped
+        run_fresh(first, v, per_variant[v], env={**(env or {}), **((variant_env or {}).get(v) or {})})
+    for rep in range(repeats):
+        shift = rep % len(variants)
+        for name, workload in workloads.items():
+            per = result.samples.setdefault(name, {v: [] for v in variants})
+            for v in variants[shift:] + variants[:shift]:
+                per[v].append(run_fresh(workload, v, per_variant[v], env={**(env or {}), **((variant_env or {}).get(v) or {})}))
+    autolog_env = {**(env or {}), **((variant_env or {}).get("autolog") or {})}
+    for name, workload in workloads.items():
+        for _ in range(sampled):
+            result.sampled.setdefault(name, []).append(
+                run_fresh(workload, "autolog", options, sample=True, env=autolog_env))
+    if title:
+        print(f"\n### {title}\n", file=stream)
+    print(result.markdown(), file=stream)
+    if sampled:
+        for part, what in (("worker_cpu", "CPU of autolog's worker, from the call's start until all is written"),
+                           ("worker_cpu_during_call", "CPU of autolog's worker while the call ran"),
+                           ("worker", "wall time of autolog's worker, from the call's start until all is written"),
+                           ("training_cpu", "CPU of the training thread during the call")):
+            print(f"\n{what}:\n", file=stream)
+            print(result.breakdown_markdown(part), file=stream)
+    return result
+
+
+def report_targets(result: FreshComparison, stream=sys.stdout) -> int:
+    """Print issue 18's targets for every workload of `result`; return how many are missed."""
+    missed = 0
+    for workload in result.samples:
+        parts = []
+        for what, added, limit, ok in result.targets(workload):
+            missed += not ok
+            parts.append(f"{what} {_signed(added)} (limit {_seconds(limit)}: {'ok' if ok else 'OVER'})")
+        print(f"- {workload}: " + "; ".join(parts), file=stream)
+    return missed
