@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import weakref
 from typing import Any, Optional
@@ -126,7 +127,11 @@ def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
     from sklearn import metrics
 
     out: dict = {}
-    y_pred = predicted["y"] = model.predict(X)
+    proba = _forest_proba(model, X)
+    if proba is not None:  # what ForestClassifier.predict does with it: one pass over the trees, not two
+        y_pred = predicted["y"] = model.classes_.take(proba.argmax(axis=1), axis=0)
+    else:
+        y_pred = predicted["y"] = model.predict(X)
     counts = predicted["codes"] = _label_codes(y, y_pred, getattr(model, "classes_", None), sw)
     try:  # the same values as precision_score, recall_score, f1_score (average="weighted")
         found = _weighted_prf(*counts) if counts is not None else None
@@ -143,7 +148,7 @@ def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
          or metrics.accuracy_score(y, y_pred, sample_weight=sw))
     if hasattr(model, "predict_proba"):
         try:
-            proba = model.predict_proba(X)
+            proba = model.predict_proba(X) if proba is None else proba
         except Exception as exc:  # noqa: BLE001 - e.g. SVC(probability=False)
             log.debug("autolog: predict_proba failed: %r", exc)
             return out
@@ -157,6 +162,18 @@ def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
 
         _put(out, prefix + "roc_auc", roc_auc)
     return out
+
+
+def _forest_proba(model: Any, X: Any) -> Any:
+    """`predict_proba(X)` of a single-output forest classifier whose `predict` is scikit-learn's
+    ForestClassifier's (the classes of the largest probabilities); None for any other model."""
+    forest = sys.modules.get("sklearn.ensemble._forest")
+    if forest is None or getattr(model, "n_outputs_", None) != 1:
+        return None
+    owner = next((cls for cls in type(model).__mro__ if "predict" in vars(cls)), None)
+    if owner is not forest.ForestClassifier:
+        return None
+    return model.predict_proba(X)
 
 
 def _label_codes(y: Any, y_pred: Any, classes: Any, sw: Any) -> Optional[tuple]:

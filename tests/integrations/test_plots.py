@@ -139,3 +139,19 @@ def test_labels_the_model_does_not_know_fall_back_to_scikit_learn():
     assert sklearn_api._label_codes([0, 1, 5], [0, 1, 1], np.array([0, 1]), None) is None
     assert sklearn_api._label_codes(np.zeros((3, 2)), np.zeros((3, 2)), np.array([0, 1]), None) is None
     assert sklearn_api._label_codes([1, "a"], [1, 1], np.array([1, "a"], dtype=object), None) is None
+
+
+@pytest.mark.parametrize("estimator", ["RandomForestClassifier", "ExtraTreesClassifier"])
+def test_a_forest_predicts_once_for_the_same_metrics(estimator):
+    import sklearn.ensemble
+    from sklearn.datasets import make_classification
+    from sklearn.metrics import accuracy_score
+    from autolog.instrument.snapshots import DataSnapshot
+
+    X, y = make_classification(n_samples=400, n_features=6, n_classes=3, n_informative=4, random_state=0)
+    model = getattr(sklearn.ensemble, estimator)(n_estimators=5, random_state=0).fit(X, y)
+    predicted: dict = {}
+    found = sklearn_api.training_metrics(model, DataSnapshot.take(X, y, None, 100_000), predicted=predicted)
+    np.testing.assert_array_equal(predicted["y"], model.predict(X))
+    assert found["training_accuracy_score"] == accuracy_score(y, model.predict(X))
+    assert found["training_score"] == model.score(X, y)
