@@ -167,6 +167,10 @@ def test_fit_logs_settings_params_epoch_metrics_summary_checkpoints_and_model(tm
     model_folder = reader.download_artifacts(run.run_id, "model", str(tmp_path / "dl-model"))
     predicted = mlflow_pyfunc.load_model(model_folder).predict(x.numpy())
     assert predicted == pytest.approx(expected.numpy())
+    import mlflow.pytorch
+
+    with torch.no_grad():
+        assert torch.equal(mlflow.pytorch.load_model(model_folder)(x), expected)
 
 
 def test_validate_and_test_after_fit_log_into_the_fits_run():
@@ -305,7 +309,7 @@ def _has_tensorboard() -> bool:
     return True
 
 
-def test_mlflow_logger_into_its_own_run_and_into_autologs_run(tmp_path):
+def test_mlflow_logger_into_its_own_run_and_into_autologs_run(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -322,12 +326,23 @@ def test_mlflow_logger_into_its_own_run_and_into_autologs_run(tmp_path):
         autolog.flush()
         mlflow_id = autolog.get_run(run.run_id).tags["autolog.mlflow_run_id"]
         shared = MLFlowLogger(tracking_uri=uri, run_id=mlflow_id)
-        fit(max_epochs=2, logger=shared)
+        _, model = fit(max_epochs=2, logger=shared)
     autolog.flush()
     assert [m.step for m in shared.experiment.get_metric_history(mlflow_id, "val_loss")] == [3, 7]  # global steps
     logged = autolog.get_run(run.run_id)
     assert logged.params["optimizer_name"] == "SGD" and logged.params["hidden"] == "8"
-    assert "lr-SGD" in logged.metrics and "model" in artifacts(run.run_id)
+    assert "lr-SGD" in logged.metrics
+
+    # the model, read from the MLflow store by MLflow's own client and loaded by mlflow.pyfunc
+    import mlflow.pyfunc
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    monkeypatch.setenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", "cpu")
+    folder = shared.experiment.download_artifacts(mlflow_id, "model", str(tmp_path))
+    x = torch.randn(3, 4)
+    model.eval()
+    with torch.no_grad():
+        assert mlflow.pyfunc.load_model(folder).predict(x.numpy()) == pytest.approx(model(x).numpy())
 
 
 def test_nan_metrics_and_an_unpicklable_module_warn_once_and_training_goes_on(caplog):
