@@ -27,7 +27,9 @@ it marks early stopping. This module holds the rest, once:
 On the training thread a call costs: its params as records, one record per metric and
 iteration (batched by the logger), and at the end one in-memory copy of the model
 (`Library.snapshot`, also used for the importances) plus, for a wrapper, a capped copy of
-the training data. Everything else is made from those copies on the logger's worker.
+the training data (`max_metric_rows`), and for each dataset input not covered by that copy
+its first rows (autolog/instrument/datasets.py). Everything else is made from those copies
+on the logger's worker.
 
 Imports no ML library at import time.
 """
