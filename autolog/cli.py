@@ -23,6 +23,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import sys
 from collections import Counter
@@ -358,14 +359,24 @@ def cmd_runs(args) -> int:
 
 
 def _metric_headers(keys: list[str], rows: list) -> list[str]:
-    """The metric keys as column titles; when the table would not fit the terminal, without
-    what they all share (`training_r2_score`, `training_score` -> `r2_score`, `score`), so
-    that keys cut to fit stay apart."""
+    """The metric keys as column titles. When the table would not fit the terminal, shorter
+    titles that stay apart: without what the keys all share (`training_r2_score` ->
+    `r2_score`), else the first letters of their words (`mean_squared_error` -> `mse`)."""
     width = shutil.get_terminal_size((120, 24)).columns
-    cells = [len(_cell_text(c)) for row in rows[:1] for c in row[: len(row) - len(keys)]]
-    needed = sum(max(c, 8) for c in cells) + sum(len(k) + 2 for k in keys) + 2 * len(cells)
-    shorter = _differing_parts(keys) if needed > width else None
-    return shorter or list(keys)
+    fixed = len(rows[0]) - len(keys) if rows else 0
+    others = sum(max(len(_cell_text(c)), 8) + 2 for c in rows[0][:fixed]) if rows else 0
+    room = (width - others) // max(1, len(keys)) - 2
+    shorter = _differing_parts(keys) or list(keys)
+    for titles in (list(keys), shorter, [_initials(k) for k in shorter]):
+        if max(map(len, titles)) <= room and len(set(titles)) == len(titles):
+            return titles
+    return shorter
+
+
+def _initials(key: str) -> str:
+    """`mean_squared_error` -> `mse`; words with a digit stay whole (`r2_score` -> `r2s`)."""
+    words = [w for w in re.split(r"[_\-./ ]+", key) if w]
+    return "".join(w if any(c.isdigit() for c in w) else w[0] for w in words) if len(words) > 1 else key
 
 
 def shown_status(run: Run) -> str:
