@@ -353,24 +353,29 @@ def cmd_runs(args) -> int:
         rows.append([run.run_id[:SHORT_ID], name, run.experiment_name, shown_status(run),
                      format_time(run.start_time), format_duration(run.duration_ms)]
                     + [format_number(run.metrics.get(k), 4) for k in keys])
-    headers = ["id", "name", "experiment", "status", "start", "duration"] + _metric_headers(keys, rows)
-    print(format_table(headers, rows, floors={0: SHORT_ID, 1: 16, 3: 8, 4: 19, 5: 8}))
+    headers = ["id", "name", "experiment", "status", "start", "duration"] + _metric_headers(keys)
+    print(format_table(headers, rows, floors=RUNS_FLOORS))
     return 0
 
 
-def _metric_headers(keys: list[str], rows: list) -> list[str]:
+#: the narrowest the columns before the metrics get in `autolog runs` (id, name, experiment, status, start, duration)
+RUNS_FLOORS = {0: SHORT_ID, 1: 16, 2: 8, 3: 8, 4: 19, 5: 8}
+RUNS_FIXED_WIDTH = sum(RUNS_FLOORS.values()) + 2 * len(RUNS_FLOORS)
+
+
+def _metric_headers(keys: list[str]) -> list[str]:
     """The metric keys as column titles. When the table would not fit the terminal, shorter
     titles that stay apart: without what the keys all share (`training_r2_score` ->
     `r2_score`), else the first letters of their words (`mean_squared_error` -> `mse`)."""
     width = shutil.get_terminal_size((120, 24)).columns
-    fixed = len(rows[0]) - len(keys) if rows else 0
-    others = sum(max(len(_cell_text(c)), 8) + 2 for c in rows[0][:fixed]) if rows else 0
-    room = (width - others) // max(1, len(keys)) - 2
+    room = (width - RUNS_FIXED_WIDTH) // max(1, len(keys)) - 2
     shorter = _differing_parts(keys) or list(keys)
-    for titles in (list(keys), shorter, [_initials(k) for k in shorter]):
-        if max(map(len, titles)) <= room and len(set(titles)) == len(titles):
+    candidates = [titles for titles in (list(keys), shorter, [_initials(k) for k in shorter])
+                  if len(set(titles)) == len(titles)]
+    for titles in candidates:
+        if max(map(len, titles)) <= room:
             return titles
-    return shorter
+    return candidates[-1] if candidates else list(keys)
 
 
 def _initials(key: str) -> str:

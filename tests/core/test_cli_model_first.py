@@ -41,8 +41,12 @@ def test_runs_shows_model_metrics_never_system_ones(sweep, capsys, monkeypatch):
     header = out.splitlines()[0].split()
     assert code == 0 and "training_r2_score" in header and "validation_r2_score" in header
     assert not any(h.startswith("system/") for h in header)
+    monkeypatch.setenv("COLUMNS", "400")
     code, out, _ = run_cli(capsys, "runs", "--system")
     assert "system/cpu_utilization_percentage" in out.splitlines()[0]
+    monkeypatch.setenv("COLUMNS", "100")  # too narrow for the keys: titles that stay apart
+    code, out, _ = run_cli(capsys, "runs")
+    assert out.splitlines()[0].split()[-3:] == ["tmse", "tr2s", "vr2s"]
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert "system/cpu_utilization_percentage" in json.loads(out)[0]["metrics"]  # JSON keeps everything
 
