@@ -20,6 +20,7 @@ from autolog import config as _config
 from autolog.instrument import beside_mlflow as _beside_mlflow
 from autolog.instrument import containment as _containment
 from autolog import runs as _runs
+from autolog.runs import handover as _handover
 from autolog.runs import process as _process
 from autolog.backends import require_client_library
 from autolog.entities import Experiment, Metric, Param, Run, RunStatus
@@ -83,6 +84,7 @@ def autolog(
     log_args: Optional[bool] = None,
     log_code_state: Optional[bool] = None,
     log_environment: Optional[bool] = None,
+    log_all_ranks: Optional[bool] = None,
 ) -> list[str]:
     """Turn automatic logging on (or off with `disable=True`); return the enabled integrations.
 
@@ -98,6 +100,7 @@ def autolog(
         _beside_mlflow.unwatch()
         _disable_run_context()
         _process.disable()
+        _handover.disable()
         return []
     settings = _config.build_settings(arguments)
     require_client_library(settings.tracking_uri)  # e.g. mlflow for an http:// URI, before any patching
@@ -108,6 +111,7 @@ def autolog(
                             settings.exclude + _beside_mlflow.watch(settings.integrations, settings.exclude))
     _enable_run_context(settings)
     _process.enable()  # exit status and SIGTERM (autolog/runs/process.py)
+    _handover.enable(settings)  # ranks of a job, Spark workers (autolog/runs/handover.py)
     return enabled
 
 

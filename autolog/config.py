@@ -71,6 +71,8 @@ class Settings:
     log_args: bool = True
     log_code_state: bool = True
     log_environment: bool = True
+    # distributed jobs: metrics from every rank, not only the primary's (autolog/runs/handover.py)
+    log_all_ranks: bool = False
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -99,6 +101,7 @@ ENVIRONMENT = {
     "log_args": ("AUTOLOG_LOG_ARGS", bool),
     "log_code_state": ("AUTOLOG_LOG_CODE_STATE", bool),
     "log_environment": ("AUTOLOG_LOG_ENVIRONMENT", bool),
+    "log_all_ranks": ("AUTOLOG_LOG_ALL_RANKS", bool),
 }
 
 

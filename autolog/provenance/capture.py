@@ -186,8 +186,8 @@ def _on_run_start(run: Any) -> None:
         return
     settings = _state.settings
     sampler = _state.sampler
-    if sampler is not None and settings.log_system_metrics:
-        sampler.add(run)
+    if sampler is not None and settings.log_system_metrics and getattr(run, "samples_host", True):
+        sampler.add(run)  # not for a rank whose host another rank samples (autolog/runs/handover.py)
     if run.owner == "attached" or run.parent_run_id is not None:
         return
     with _state.lock:

@@ -51,7 +51,6 @@ class _State:
         self.last_run_uri: Optional[str] = None
         self.exit_hook_installed = False
         self.env_attached = False
-        self.flush_at_run_end: Optional[float] = None  # a Spark worker's bound (autolog/runs/handover.py)
 
 
 _state = _State()
@@ -305,8 +304,6 @@ def _end(run: ActiveRun, status: str) -> None:
         job_end(status)
     else:
         run._enqueue(("e", run.run_id, status, run.end_time))
-    if _state.flush_at_run_end is not None and run.owner == "autolog":
-        run._logger.flush(_state.flush_at_run_end)  # a Spark worker leaves with os._exit
 
 
 def _run_end_hooks_for(run: ActiveRun) -> None:
