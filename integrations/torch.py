@@ -16,8 +16,8 @@ A plain loop is captured at the parts every loop uses (docs/integrations/torch.m
 - `SummaryWriter.add_scalar` / `add_scalars` / `add_hparams` (when tensorboard is
   installed): mirrored as metrics (tag, global step) and params.
 
-Which run: the active run; with none, a run is started at the first optimizer step or
-TensorBoard scalar and ends at process exit: FINISHED, or FAILED (KILLED for Ctrl-C) when
+Which run: the active run; with none, a run is started (in the main thread) at the first
+optimizer step or TensorBoard scalar and ends at process exit: FINISHED, or FAILED (KILLED for Ctrl-C) when
 an exception ends the process (`sys.excepthook` is wrapped for that while such a run is
 open; `disable` puts it back). Nothing is captured inside another integration's training
 call (a Lightning `fit` logs itself), in a DataLoader worker, or in a process that is not
@@ -171,7 +171,9 @@ class LoopCapture:
             self.current = state
             return state if state.logging else None
         if run is None:
-            if not start or _in_dataloader_worker() or not is_primary_process():
+            if not start or threading.current_thread() is not threading.main_thread():
+                return None  # a run of its own is the main thread's: only its runs end at exit
+            if _in_dataloader_worker() or not is_primary_process():
                 return None
             run = self._start_run()
             logging = True

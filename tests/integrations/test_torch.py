@@ -142,6 +142,11 @@ def test_without_a_run_one_is_started_at_the_first_step_and_ended_when_the_user_
     assert logged.tags["autolog.integration"] == "torch"
     assert [s for s, _ in history(run.run_id, "loss")] == [1]
 
+    helper = threading.Thread(target=train, kwargs={"steps": 3})  # no run of its own for a helper thread
+    helper.start()
+    helper.join()
+    assert autolog.active_run() is None and len(all_runs()) == 1
+
 
 EXIT_SCRIPT = """
 import sys, torch, autolog
