@@ -724,15 +724,15 @@ def _empty_java_param_map() -> Any:
 
 def save_model_data(model: Any, folder: str) -> str:
     """Write `model` with its own writer into the local `folder`, as mlflow.spark does: a
-    `PipelineModel` (a single model is wrapped in one). Local mode writes straight into the
-    folder; on a cluster the executors cannot reach the driver's disk, so the model goes to a
-    temporary folder of the cluster's default filesystem and is copied down."""
+    `PipelineModel` (a single model is wrapped in one). In local mode Spark writes straight
+    into the folder; on a cluster the executors cannot reach the driver's disk, so the model
+    goes to a temporary folder of the cluster's filesystem and is copied down (`_via_dfs`)."""
     from pyspark import SparkContext
     from pyspark.ml import PipelineModel
 
     writable = model if isinstance(model, PipelineModel) else PipelineModel([model])
     context = SparkContext._active_spark_context
-    if context.master.startswith("local"):
+    if not _via_dfs(context):
         writable.write().save(pathlib.Path(folder).absolute().as_uri())
         return folder
     remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
@@ -741,8 +741,18 @@ def save_model_data(model: Any, folder: str) -> str:
     return folder
 
 
+DFS_TMPDIR_VARIABLE = "AUTOLOG_SPARK_DFS_TMPDIR"
+
+
+def _via_dfs(context: Any) -> bool:
+    """Models go through a temporary folder of the cluster's filesystem when the executors
+    may not share the driver's disk (a master other than local[...] and local-cluster[...]),
+    or when AUTOLOG_SPARK_DFS_TMPDIR names that folder."""
+    return bool(os.environ.get(DFS_TMPDIR_VARIABLE)) or not context.master.startswith("local")
+
+
 def _dfs_tmpdir() -> str:
-    return os.environ.get("AUTOLOG_SPARK_DFS_TMPDIR", "/tmp/autolog-sparkml").rstrip("/")
+    return (os.environ.get(DFS_TMPDIR_VARIABLE) or "/tmp/autolog-sparkml").rstrip("/")
 
 
 def _hadoop_copy(context: Any, source: str, target: str, *, to_local: bool) -> None:
@@ -810,9 +820,9 @@ def load_model(folder: str) -> Any:
     data = os.path.join(folder, flavor.get("model_data", MODEL_DATA))
     SparkSession.builder.getOrCreate()  # loading needs a session, as mlflow.spark's does
     context = SparkContext._active_spark_context
-    if context.master.startswith("local"):
+    if not _via_dfs(context):
         return PipelineModel.load(pathlib.Path(data).absolute().as_uri())
-    remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
+    remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"  # left there: Spark may read it again later
     _hadoop_copy(context, data, remote, to_local=False)
     return PipelineModel.load(remote)
 

@@ -354,6 +354,26 @@ def test_model_loads_with_mlflow_spark_from_an_mlflow_store(spark, data, tmp_pat
     assert type(autolog.load_model(run.run_id, tracking_uri=uri)) is type(model)
 
 
+def test_a_cluster_writes_and_reads_models_through_its_filesystem(data, tmp_path, monkeypatch):
+    """On a cluster the executors write the model to a temporary folder of the cluster's
+    filesystem, copied to the driver; AUTOLOG_SPARK_DFS_TMPDIR names that folder (here one
+    of the local filesystem, as a cluster's default filesystem would be)."""
+    from pyspark.ml.classification import LogisticRegression
+
+    dfs = tmp_path / "dfs"
+    monkeypatch.setenv("AUTOLOG_SPARK_DFS_TMPDIR", dfs.as_uri())
+    autolog.autolog()
+    model = LogisticRegression(maxIter=3).fit(data.train)
+    run = the_run()
+
+    assert os.listdir(dfs) == []  # written there, copied down, removed
+    folder = model_folder(run.run_id, tmp_path)
+    assert {"metadata", "stages"} <= set(os.listdir(os.path.join(folder, "sparkml")))
+    loaded = autolog.load_model(run.run_id)  # copied up to the cluster's filesystem, read from there
+    assert predictions(loaded, data.test) == predictions(model, data.test)
+    assert len(os.listdir(dfs)) == 1
+
+
 # -- tuning --------------------------------------------------------------------------------------------
 def cross_validator(parallelism: int = 1):
     from pyspark.ml.classification import LogisticRegression
