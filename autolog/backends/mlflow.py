@@ -90,7 +90,9 @@ _MAX_BATCH_BYTES = 800_000
 
 # our requests: no retries inside MLflow (the logger retries), a short connect timeout
 _DEFAULT_MAX_RETRIES = 0
-_DEFAULT_TIMEOUT = (5.0, 60.0)  # (connect, read) seconds
+# (connect, read) seconds: a server that accepts and never answers holds the worker at most
+# this long per request (then the records are retried, spilled, replayed), not MLflow's 120 s
+_DEFAULT_TIMEOUT = (5.0, 15.0)
 
 _SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN",
                      "DATABRICKS_CLIENT_SECRET", "MLFLOW_TRACKING_CLIENT_CERT_PATH")

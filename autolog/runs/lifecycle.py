@@ -389,8 +389,9 @@ def _at_exit() -> None:
     """End the runs still active, then flush with a bounded wait. They end FINISHED, as MLflow
     does, unless the interpreter is ending by an unhandled exception or a non-zero exit
     status (FAILED), a KeyboardInterrupt or a SIGTERM (KILLED): autolog/runs/process.py."""
-    from autolog.transport.logger import close_all
+    from autolog.transport.logger import begin_exit, close_all
 
+    begin_exit()
     with containment.contained("ending runs at exit"):
         end_open_runs(*exit_status())
     close_all()

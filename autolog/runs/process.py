@@ -180,8 +180,9 @@ def _on_sigterm(signum, frame) -> None:
 def _end_for_sigterm() -> None:
     from autolog.instrument import containment
     from autolog.runs.lifecycle import end_open_runs
-    from autolog.transport.logger import close_all
+    from autolog.transport.logger import begin_exit, close_all
 
+    begin_exit()
     with containment.contained("ending runs on SIGTERM"):
         end_open_runs(RunStatus.KILLED, "SIGTERM")
     close_all(SIGTERM_FLUSH_TIMEOUT)

@@ -203,8 +203,10 @@ class BatchingLogger:
             self._wake.set()
 
     def _wait_for_space(self) -> None:
-        if on_worker_thread():
-            return  # the worker never waits on itself
+        if on_worker_thread() or _exiting:
+            # the worker never waits on itself; at exit the few records that end runs go past
+            # the bound rather than wait for a worker a hung backend may hold past the exit limit
+            return
         self._wake.set()
         with self._space:
             while len(self._queue) >= self.max_queue_size and not self._abandoned:
@@ -224,7 +226,12 @@ class BatchingLogger:
         if not self._queue and self._settled():
             return True
         done = threading.Event()
-        self.enqueue(("f", done))
+        # the marker never waits for room in the queue (one small record past the bound): a
+        # flush, and the exit that calls it, keep their deadline while a hung backend holds
+        # the worker and the queue is full
+        self._queue.append(("f", done))
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
         self._wake.set()
         return done.wait(timeout)
 
@@ -768,6 +775,15 @@ def new_staging_dir(logger: BatchingLogger) -> str:
 _all_loggers: "weakref.WeakSet[BatchingLogger]" = weakref.WeakSet()
 
 
+_exiting = False
+
+
+def begin_exit() -> None:
+    """The process is ending (atexit, SIGTERM): from now on no enqueue waits for room."""
+    global _exiting
+    _exiting = True
+
+
 def close_all(timeout: Optional[float] = None) -> None:
     for logger in list(_all_loggers):
         with containment.contained("flushing at exit"):
@@ -775,6 +791,8 @@ def close_all(timeout: Optional[float] = None) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _exiting
+    _exiting = False
     for logger in list(_all_loggers):
         logger._after_fork_in_child()
 

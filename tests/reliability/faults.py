@@ -48,3 +48,18 @@ def figures(logged: int, stored: int) -> str:
 
 def stored_points(store_dir: str, run_id: str, key: str) -> int:
     return len(LocalStore(store_dir).get_metric_history(run_id, key))
+
+
+def replay_journals(journal_root, store_dir: str) -> int:
+    """Replay every spill journal under `journal_root` into the local store at `store_dir`
+    (what the next autolog process or `autolog sync` does); the records sent."""
+    from autolog.transport.journal import Journal
+
+    sent = 0
+    if not os.path.isdir(journal_root):
+        return 0
+    for name in sorted(os.listdir(journal_root)):
+        folder = os.path.join(journal_root, name)
+        if os.path.isdir(folder):
+            sent += Journal("replay", folder=folder).replay(LocalStore(store_dir)).sent
+    return sent

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.reliability.faults import figures, output, run_python, stored_points
+from tests.reliability.faults import figures, output, replay_journals, run_python, stored_points
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,9 +72,15 @@ def test_pool_as_a_context_manager_loses_nothing(tmp_path, store_dir, store):
     assert proc.returncode == 0, output(proc)
     run_id = json.loads(proc.stdout.splitlines()[-1])["run_id"]
     stored = sum(stored_points(store_dir, run_id, f"worker{i}") for i in range(tasks))
-    report = f"Pool context manager: {figures(tasks * points, stored)}\n{output(proc)}"
+    # a worker whose flush did not finish within the SIGTERM bound (SQLite busy with its three
+    # siblings on a loaded machine) spilled the rest to the journal: replayed as the next
+    # autolog process would
+    replayed = replay_journals(tmp_path / "journal", store_dir)
+    total = sum(stored_points(store_dir, run_id, f"worker{i}") for i in range(tasks))
+    report = (f"Pool context manager: {figures(tasks * points, total)} "
+              f"({stored} stored by the workers, {replayed} replayed from the journal)\n{output(proc)}")
     print(report)
-    assert stored == tasks * points, report
+    assert total == tasks * points, report
     assert store().get_run(run_id).status == "FINISHED", report
 
 
