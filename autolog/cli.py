@@ -22,7 +22,6 @@ import datetime
 import json
 import math
 import os
-import pathlib
 import re
 import shutil
 import sys
@@ -899,10 +898,10 @@ def cmd_ui(args) -> int:
     missing = missing_store(uri)
     if missing is not None:
         raise CliError(f"no autolog store at {missing}")
-    from autolog.backends import local_path_of
+    from autolog.backends import local_path_of, plugin_uri
 
     folder = os.path.abspath(os.path.expanduser(local_path_of(uri)))
-    store = "autolog://" + pathlib.Path(folder).as_uri()[len("file://"):]
+    store = plugin_uri(folder)
     extra = [a for a in args.mlflow_args if a != "--"]
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
                "--host", args.host, "--port", str(args.port), "--workers", "1", *extra]
