@@ -30,6 +30,7 @@ both read it; the Lightning integration logs its trained modules with it.
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import os
@@ -56,6 +57,7 @@ from autolog.validation import MAX_TAG_VALUE_LENGTH
 
 NAME = "torch"
 DEFAULT_EVERY_N_STEPS = 50  # plain loops, when log_every_n_steps is not set
+MAX_RUN_STATES = 64  # the runs whose loop state is kept (step counts, optimizers seen); older ones start afresh
 MODEL_DATA = "data"  # mlflow.pytorch's folder of the model file
 MODEL_FILE = "model.pth"
 PICKLE_MODULE_INFO = "pickle_module_info.txt"
@@ -152,7 +154,7 @@ class LoopCapture:
     def __init__(self, patcher: Patcher):
         self.patcher = patcher
         self.current: Optional[LoopState] = None  # the last one used: the common case in one lookup
-        self.states: "weakref.WeakKeyDictionary[runs.ActiveRun, LoopState]" = weakref.WeakKeyDictionary()
+        self.states: "collections.OrderedDict[str, LoopState]" = collections.OrderedDict()  # by run id
         self.auto_run: Optional[runs.ActiveRun] = None  # the run autolog started for the loop
         self.thread = threading.local()  # .loss: the tensor of this thread's last backward()
 
@@ -166,8 +168,8 @@ class LoopCapture:
         state = self.current
         if state is not None and state.run is run and run is not None:
             return state if state.logging else None
-        state = self.states.get(run) if run is not None else None  # another thread's run, or an earlier one
-        if state is not None:
+        state = self.states.get(run.run_id) if run is not None else None  # another thread's run, or an earlier one
+        if state is not None and state.run is run:
             self.current = state
             return state if state.logging else None
         if run is None:
@@ -180,7 +182,9 @@ class LoopCapture:
         else:
             exclusive = run.owner != "autolog" and runs.settings().exclusive
             logging = not exclusive and not _in_dataloader_worker() and is_primary_process()
-        state = self.current = self.states[run] = LoopState(run, logging)
+        state = self.current = self.states[run.run_id] = LoopState(run, logging)
+        if len(self.states) > MAX_RUN_STATES:
+            self.states.popitem(last=False)
         return state if logging else None
 
     def _start_run(self) -> runs.ActiveRun:
