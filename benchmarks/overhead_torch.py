@@ -203,7 +203,8 @@ def main(argv=None) -> int:
         failures += ratio > 1.05
         # judged on CPU time, as the training: the wall clock of a 3 s import on a busy machine
         # moves by more than 5 % between interpreters
-        print(f"- import {module}{' (after torch)' if module == 'lightning' else ''}: plain {plain_cpu * 1e3:.0f} ms CPU "
+        after = " (after torch)" if module == "lightning" else ""
+        print(f"- import {module}{after}: plain {plain_cpu * 1e3:.0f} ms CPU "
               f"({plain_wall * 1e3:.0f} ms wall), after autolog.autolog() {ours_cpu * 1e3:.0f} ms CPU "
               f"({ours_wall * 1e3:.0f} ms wall): {ratio:.2f}x CPU, {ours_wall / plain_wall:.2f}x wall "
               f"(target <= 1.05x: {'ok' if ratio <= 1.05 else 'OVER'}); medians of {args.import_repeats} fresh "
