@@ -354,7 +354,11 @@ def enable(current: Any) -> None:
         patcher = _spark.patcher = Patcher("autolog.spark-handover")
         for module in ("pyspark.core.rdd", "pyspark.rdd"):  # pyspark 4 / pyspark 3
             patcher.when_imported(module, lambda module: _patch_rdd_module(patcher, module))
-    _sync_spark_property(None)
+        # TorchDistributor pickles its training function to a file each torchrun rank loads
+        patcher.when_imported("pyspark.ml.dl_util", lambda module: patcher.wrap(
+            module, "FunctionPickler.pickle_fn_and_save", _on_pickle_fn_and_save))
+    with containment.contained("handing the active run to Spark jobs"):
+        _sync_spark_property(None)
 
 
 def disable() -> None:
@@ -402,6 +406,33 @@ def _on_prepare_for_python(wrapped, instance, args, kwargs):
             _sync_spark_property()
             args = (args[0], ExecutorBootstrap(args[1], _executor_settings())) + tuple(args[2:])
     return wrapped(*args, **kwargs)
+
+
+def _on_pickle_fn_and_save(wrapped, instance, args, kwargs):
+    """TorchDistributor's training function, pickled for the torchrun ranks: it carries the
+    bootstrap too, so each rank turns autolog on (and the ranks share one run)."""
+    if _spark.enabled and args:
+        with containment.contained("handing autolog to TorchDistributor's ranks"):
+            args = (ProcessBootstrap(args[0], _executor_settings()),) + tuple(args[1:])
+    return wrapped(*args, **kwargs)
+
+
+class ProcessBootstrap:
+    """Pickled in place of a function another process runs: unpickling it turns autolog on
+    there with the settings given, and gives back the function itself."""
+
+    def __init__(self, function: Any, settings_values: dict):
+        self.function = function
+        self.settings_values = settings_values
+
+    def __reduce__(self):
+        return _bootstrap_process, (self.settings_values, self.function)
+
+
+def _bootstrap_process(settings_values: dict, function: Any) -> Any:
+    with containment.contained("turning autolog on in a process started for Spark"):
+        _apply_settings(settings_values)
+    return function
 
 
 def _executor_settings() -> dict:
@@ -452,9 +483,18 @@ def _bootstrap_executor(settings_values: dict, command: Any) -> Any:
 def _enable_in_executor(settings_values: dict) -> None:
     """autolog() with the driver's settings, once per worker process (again when they change),
     and the end of each task noted (TaskContext is reset to None when a task ends)."""
+    _apply_settings(settings_values)
+    if _executor.patcher is None:
+        from autolog.instrument.patching import Patcher
+
+        patcher = _executor.patcher = Patcher("autolog.spark-task")
+        patcher.wrap(sys.modules["pyspark"].TaskContext, "_setTaskContext", _on_set_task_context)
+
+
+def _apply_settings(settings_values: dict) -> None:
+    """autolog() with the driver's settings, unless this process already runs with them."""
     if _executor.pid != os.getpid():
-        _executor.pid, _executor.applied, _executor.muted = os.getpid(), None, None
-        _executor.patcher = None
+        _executor.pid, _executor.applied, _executor.muted, _executor.patcher = os.getpid(), None, None, None
     if _executor.applied != settings_values:
         import inspect
 
@@ -464,11 +504,6 @@ def _enable_in_executor(settings_values: dict) -> None:
         autolog.autolog(**{k: v for k, v in settings_values.items() if k in accepted and k != "disable"})
         _executor.applied = settings_values
         _executor.base_tags = dict(settings().extra_tags)
-    if _executor.patcher is None:
-        from autolog.instrument.patching import Patcher
-
-        patcher = _executor.patcher = Patcher("autolog.spark-task")
-        patcher.wrap(sys.modules["pyspark"].TaskContext, "_setTaskContext", _on_set_task_context)
 
 
 def _attach_task() -> None:
