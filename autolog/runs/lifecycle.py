@@ -92,6 +92,13 @@ class _LazyBackend:
     def __init__(self, uri: str):
         self.uri = uri
         self._backend = None
+        # The worker builds the backend as soon as it starts (the first record), not at its
+        # first write, so that a short script's exit finds it built. A client library still
+        # importing when the interpreter begins to shut down must not fail there: importing
+        # concurrent.futures.thread registers a threading-atexit hook, refused once shutdown
+        # has begun ("can't register atexit after shutdown"); it is imported here, up front
+        # (stdlib, a few ms), so a client import that needs it (mlflow's) completes at exit.
+        import concurrent.futures.thread  # noqa: F401
 
     def _get(self):
         if self._backend is None:

@@ -269,6 +269,10 @@ class BatchingLogger:
     # -- the worker ----------------------------------------------------------
     def _run(self) -> None:
         worker_thread_local.is_worker = True
+        # build the backend now (a lazy one imports its client library: seconds for mlflow),
+        # not at the first write, which for a short script would be during interpreter exit
+        with containment.contained("opening the backend"):
+            self.backend.limits
         if self.journal.has_pending():
             self._down = True  # replay older spills before anything new is sent
             self._next_probe = 0.0
