@@ -134,3 +134,24 @@ def test_a_rank_logging_before_the_run_exists_on_an_mlflow_server(clean_launcher
     [run] = mlflow_client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.metrics == {"loss": 1.0, "loss/rank_1": 3.0}
+
+
+def test_one_system_metrics_sampler_per_host_named_by_rank(clean_launcher):
+    """Rank 1 as the first rank of another host (LOCAL_RANK 0) samples it; rank 2, the second
+    rank of that host (LOCAL_RANK 1), does not."""
+    job = uuid.uuid4().hex
+    metrics_on = {"AUTOLOG_LOG_SYSTEM_METRICS": "true", "AUTOLOG_SYSTEM_METRICS_INTERVAL": "60",
+                  "WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "2"}
+    primary = start_rank("primary", 0, job, WORLD_SIZE="3", LOCAL_WORLD_SIZE="2")
+    ready = primary.stdout.readline().split()
+    assert ready[0] == "ready", primary.stderr.read()
+    for rank, local_rank in ((1, 0), (2, 1)):
+        other = start_rank("sample", rank, job, LOCAL_RANK=str(local_rank), **metrics_on)
+        out, err = other.communicate(timeout=180)
+        assert other.returncode == 0 and "sampled" in out, err
+    primary.communicate("\n", timeout=120)
+    run = runs.get_run(ready[1])
+    assert run.status == "FINISHED"
+    assert "system/rank_1/cpu_utilization_percentage" in run.metrics
+    assert run.tags["autolog.system.node.rank_1.rank"] == "1"
+    assert not [key for key in run.metrics if key.startswith("system/rank_2/")]

@@ -2,7 +2,8 @@
 
 argv[1]: "primary" (starts the run, logs a param, says "ready", waits for a line on stdin,
 ends), "fail" (joins, logs a metric, raises), "log" (joins, logs a metric, says "logged",
-flushes, says "flushed").
+flushes, says "flushed"), "sample" (joins, waits for one system-metrics sample when it
+samples its host, flushes).
 """
 
 import sys
@@ -28,3 +29,10 @@ elif mode == "log":
     print("logged", run.run_id, flush=True)
     autolog.flush()
     print("flushed", flush=True)
+elif mode == "sample":
+    from autolog.provenance.capture import sampler
+
+    if getattr(run, "samples_host", False):
+        assert sampler().wait_for_samples(run.run_id, 1, 120)
+    autolog.flush()
+    print("sampled", flush=True)
