@@ -344,7 +344,9 @@ class BatchingLogger:
                     pending, size = {}, 0
                     last_run = last_metrics = None
                 if track:
-                    self._inflight_pos = index
+                    # deferred work is the worker's once it starts it: an exit that gives up
+                    # meanwhile must not run it a second time (what it logs is spilled below)
+                    self._inflight_pos = index + 1 if kind == "x" else index
                 try:
                     self._control(rec)
                 except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
@@ -369,15 +371,7 @@ class BatchingLogger:
     def _control(self, rec: tuple) -> None:
         kind = rec[0]
         if kind == "c":
-            run = rec[1]
-            tags = dict(run.tags)
-            if self._source_tags is not None:
-                with containment.contained("collecting source tags"):
-                    tags = dict(self._source_tags())
-                    tags.update(run.tags)
-            # text UTF-8 cannot store (a non-UTF-8 byte in argv, a run name) must not lose the run
-            run = type(run)(run.run_id, clean_text(run.experiment_name), clean_text(run.run_name), run.start_time,
-                            run.parent_run_id, {k: clean_text(v) if isinstance(v, str) else v for k, v in tags.items()})
+            run = self._complete_run_start(rec[1])
             self._send(run.run_id, lambda: self.backend.create_run(run), lambda: encode_create(run), 1, create=True)
         elif kind == "e":
             _, run_id, status, end_time = rec
@@ -401,6 +395,17 @@ class BatchingLogger:
         else:
             containment.report("the logger", ValueError(f"unknown record kind {kind!r}"))
 
+    def _complete_run_start(self, run):
+        """A run's creation as it is written or spilled: with the source tags (the run's own
+        win), every text as UTF-8 can store it (a non-UTF-8 byte in argv must not lose the run)."""
+        tags = dict(run.tags)
+        if self._source_tags is not None:
+            with containment.contained("collecting source tags"):
+                tags = dict(self._source_tags())
+                tags.update(run.tags)
+        return type(run)(run.run_id, clean_text(run.experiment_name), clean_text(run.run_name), run.start_time,
+                         run.parent_run_id, {k: clean_text(v) if isinstance(v, str) else v for k, v in tags.items()})
+
     def _collect_inline(self, work: Callable[[], None], label: str) -> list:
         """Run deferred `work`, contained, and return the records it logged: they go to a list
         of their own, not to the queue (the gate is closed meanwhile, so that they take the
@@ -420,6 +425,14 @@ class BatchingLogger:
     def _run_deferred(self, work: Callable[[], None]) -> None:
         outer = self._inline
         emitted = self._collect_inline(work, "deferred logging work")
+        if emitted and outer is None and self._abandoned:
+            # the exit gave up on the worker while it ran this job: it spilled the records
+            # after the job; what the job logged is spilled from here, not lost
+            with containment.contained("keeping deferred work's records at exit"):
+                ops, count = _encode_records(emitted, self)
+                if ops:
+                    self._spill(ops, count)
+            return
         if emitted:
             if outer is not None:
                 outer.extend(emitted)
@@ -707,7 +720,7 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             continue
         flush_pending()
         if kind == "c":
-            ops.append(encode_create(rec[1]))
+            ops.append(encode_create(logger._complete_run_start(rec[1])))
             count += 1
         elif kind == "e":
             ops.append(encode_end(rec[1], rec[2], rec[3]))
@@ -728,11 +741,12 @@ def _encode_records(records: list, logger: BatchingLogger) -> tuple[list, int]:
             count += len(rec[2])
         elif kind == "x":
             # deferred work (a model to write) runs here, on the exiting thread, in order
+            was_worker = on_worker_thread()
             worker_thread_local.is_worker = True
             try:
                 emitted = logger._collect_inline(rec[1], "deferred logging work at exit")
             finally:
-                worker_thread_local.is_worker = False
+                worker_thread_local.is_worker = was_worker
             more_ops, more = _encode_records(emitted, logger)
             ops.extend(more_ops)
             count += more
