@@ -161,4 +161,6 @@ def logger_options() -> dict:
         "max_queue_size": env_value("AUTOLOG_MAX_QUEUE_SIZE", int, 200_000),
         "retry_seconds": env_value("AUTOLOG_RETRY_SECONDS", float, 5.0),
         "exit_flush_timeout": env_value("AUTOLOG_EXIT_FLUSH_TIMEOUT", float, 10.0),
+        "max_deferred_jobs": env_value("AUTOLOG_MAX_DEFERRED_JOBS", int, 8),
+        "max_deferred_bytes": int(env_value("AUTOLOG_MAX_DEFERRED_MB", float, 512.0) * 1048576),
     }

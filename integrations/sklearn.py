@@ -192,10 +192,26 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
         run.log_params(estimator_params(estimator), normalize=True)  # the params at least
         raise
     loaded: dict = {}  # the model unpickled on the worker, shared with the child runs' work
+    # heavy: it holds the model's bytes and the data copy, so the logger bounds the backlog
     run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
-              label=f"sklearn: params, training metrics and model of run {run.run_id}")
+              label=f"sklearn: params, training metrics and model of run {run.run_id}",
+              holds_bytes=len(snapshot.data) + _data_bytes(data))
     if _is_search(estimator):
         _log_candidate_runs(run, estimator, settings.max_tuning_runs, loaded)
+
+
+def _data_bytes(data: Optional[DataSnapshot]) -> int:
+    """About how many bytes the copies of a DataSnapshot hold (numpy, pandas; else 0)."""
+    total = 0
+    for part in (data.X, data.y, data.sample_weight) if data is not None else ():
+        size = getattr(part, "nbytes", None)
+        if size is None and hasattr(part, "memory_usage"):
+            try:
+                size = int(part.memory_usage(deep=False).sum())
+            except Exception:  # noqa: BLE001 - an estimate only
+                size = 0
+        total += int(size or 0)
+    return total
 
 
 def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings,

@@ -198,7 +198,7 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
             on_logged(run, artifact_path)
         _register_when_asked(run, artifact_path)
 
-    run.defer(write_and_log, label=f"writing the {flavor.name} model of run {run.run_id}")
+    run.defer(write_and_log, label=f"writing the {flavor.name} model of run {run.run_id}", holds_bytes=size or 0)
     return True
 
 

@@ -225,19 +225,26 @@ class ActiveRun:
             fh.write(text)
         self.log_owned_artifact(path, os.path.dirname(artifact_file) or None)
 
-    def defer(self, work, label: Optional[str] = None) -> None:
+    def defer(self, work, label: Optional[str] = None, *, holds_bytes: Optional[int] = None) -> None:
         """Run `work()` on the logger's worker, in order with this run's records.
 
         For what need not happen on the training thread (writing a model from a snapshot,
         metrics and plots computed from copies). Whatever `work` logs is written in its
         place; an exception in it is contained and reported once.
+
+        `holds_bytes` (0 when unknown) marks heavy work that holds copies (a model snapshot,
+        the training data): the logger bounds how many such jobs and bytes wait at once, and
+        past the bound this call waits for the worker (autolog/transport/logger.py).
         """
         if label:
             try:
                 work.autolog_label = label
             except AttributeError:
                 pass
-        self._enqueue(("x", work))
+        if holds_bytes is not None:
+            self._logger.enqueue_heavy(work, holds_bytes)
+        else:
+            self._enqueue(("x", work))
 
     # -- life cycle -------------------------------------------------------------
     def end(self, status: str = RunStatus.FINISHED) -> None:

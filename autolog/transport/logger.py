@@ -122,6 +122,8 @@ class BatchingLogger:
         exit_flush_timeout: float = 10.0,
         journal: Optional[Journal] = None,
         source_tags: Optional[Callable[[], dict]] = None,
+        max_deferred_jobs: int = 8,
+        max_deferred_bytes: int = 512 * 1048576,
     ):
         if max_batch_size < 1 or max_queue_size < max_batch_size:
             raise ValueError("need 1 <= max_batch_size <= max_queue_size")
@@ -131,6 +133,8 @@ class BatchingLogger:
         self.max_queue_size = max_queue_size
         self.retry_seconds = retry_seconds
         self.exit_flush_timeout = exit_flush_timeout
+        self.max_deferred_jobs = max(1, max_deferred_jobs)
+        self.max_deferred_bytes = max_deferred_bytes
         self.journal = journal or Journal(backend.uri)
         self._source_tags = source_tags
         self._init_process_state()
@@ -160,6 +164,11 @@ class BatchingLogger:
         self.stats = LoggerStats()
         self._forked_child = False
         self._finalizer_registered = False
+        # heavy deferred work (model snapshots, data copies) waiting or running: jobs and bytes
+        self._heavy = threading.Condition(threading.Lock())
+        self._heavy_jobs = 0
+        self._heavy_bytes = 0
+        self.heavy_waits = 0  # how many times a caller waited for room (the bound reached)
         self._set_gate()
 
     @property
@@ -201,6 +210,45 @@ class BatchingLogger:
             self._start()
         if len(queue) >= self.max_batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def enqueue_heavy(self, work: Callable[[], None], nbytes: int) -> None:
+        """Deferred work that holds copies (a model snapshot, the training data). At most
+        `max_deferred_jobs` such jobs and `max_deferred_bytes` wait at once: past either bound
+        the caller (the training thread) waits until the worker finishes one; one job alone
+        may exceed the bytes. Never on the worker, nor at exit."""
+        nbytes = max(0, int(nbytes))
+        if not on_worker_thread() and not _exiting:
+            with self._heavy:
+                while (self._heavy_jobs and (self._heavy_jobs >= self.max_deferred_jobs
+                                             or self._heavy_bytes + nbytes > self.max_deferred_bytes)
+                       and not self._abandoned):
+                    self.heavy_waits += 1
+                    self._wake.set()
+                    if self._thread is None or not self._thread.is_alive():
+                        self._start()
+                    self._heavy.wait(0.1)
+                self._heavy_jobs += 1
+                self._heavy_bytes += nbytes
+        else:
+            with self._heavy:
+                self._heavy_jobs += 1
+                self._heavy_bytes += nbytes
+        pid = self._pid
+
+        def heavy_job() -> None:
+            try:
+                work()
+            finally:
+                if self._pid == pid:  # not a forked child's copy of the parent's counts
+                    with self._heavy:
+                        self._heavy_jobs -= 1
+                        self._heavy_bytes -= nbytes
+                        self._heavy.notify_all()
+
+        label = getattr(work, "autolog_label", None)
+        if label:
+            heavy_job.autolog_label = label  # type: ignore[attr-defined]
+        self.enqueue(("x", heavy_job))
 
     def _wait_for_space(self) -> None:
         if on_worker_thread() or _exiting:
