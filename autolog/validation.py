@@ -34,7 +34,7 @@ REDACTED = "[REDACTED]"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-. /:]+$")
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
 _SECRET_NAME_RE = re.compile(
-    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
+    r"(pass(word|wd|phrase)?|pwd|(?<![a-z])pw(?![a-z])|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
     r"credential|auth(orization)?|bearer|session[-_]?key|signature)",
     re.IGNORECASE,
 )
@@ -167,16 +167,45 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME_RE.search(name or ""))
 
 
+#: secrets recognised inside any text, whatever its name: `password=...` / `pwd=...` pairs
+#: (libpq and ODBC connection strings), `Authorization: Bearer ...` / `Basic ...` headers, and
+#: `token=` style query parameters
+_SECRET_VALUE_RES = (
+    re.compile(r"(?i)\b(pass(?:word|wd)?|pwd|pw|secret|token|api[-_]?key|access[-_]?key)(\s*[=:]\s*)"
+               r"(\"[^\"]*\"|'[^']*'|[^\s;&,]+)"),
+    re.compile(r"(?i)\b(authorization\s*[:=]\s*)(bearer|basic|token)?(\s*)([^\s,;\"']+)"),
+    re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9._~+/=-]{8,})"),
+)
+
+
+def redact_text(text: str) -> str:
+    """`text` with URL credentials stripped and secrets found by value pattern replaced."""
+    if "@" in text:
+        text = strip_url_credentials(text)
+    if "=" in text or ":" in text or "earer" in text:
+        first, header, bearer = _SECRET_VALUE_RES
+        text = first.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+        text = header.sub(lambda m: m.group(1) + (m.group(2) or "") + (m.group(3) or "") + REDACTED
+                          if m.group(4) != REDACTED else m.group(0), text)
+        text = bearer.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    return text
+
+
 def strip_url_credentials(text: str) -> str:
     return _URL_CREDENTIALS_RE.sub(lambda m: m.group("scheme"), text)
 
 
+#: option strings of argparse actions whose name (any option string, or dest) looks secret:
+#: `-p` when the parser declared `-p/--password`; filled as parsers parse (provenance/arguments.py)
+secret_options: set[str] = set()
+
+
 def redact_value(name: str, value: Any) -> Any:
-    """REDACTED when the name looks secret; URL credentials stripped from text."""
+    """REDACTED when the name looks secret; secrets found by value pattern redacted in text."""
     if is_secret_name(str(name)):
         return REDACTED
-    if isinstance(value, str) and "@" in value:
-        return strip_url_credentials(value)
+    if isinstance(value, str):
+        return redact_text(value)
     return value
 
 
@@ -191,14 +220,27 @@ def redact_argv(argv: list[str]) -> list[str]:
             continue
         if arg.startswith("-") and "=" in arg:
             name, _, _value = arg.partition("=")
-            out.append(f"{name}={REDACTED}" if is_secret_name(name) else strip_url_credentials(arg))
+            secret = is_secret_name(name) or name in secret_options
+            out.append(f"{name}={REDACTED}" if secret else redact_text(arg))
             continue
-        if arg.startswith("-") and is_secret_name(arg):
+        if arg.startswith("-") and (is_secret_name(arg) or arg in secret_options):
             out.append(arg)
             hide_next = True
             continue
-        out.append(strip_url_credentials(arg))
+        short = arg[:2]
+        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and short in secret_options:
+            out.append(short + REDACTED)  # `-psecret`: a short option with its value attached
+            continue
+        out.append(redact_text(arg))
     return out
+
+
+def redact_command_tag(key: str, value: Any) -> Any:
+    """A command-line tag made before a parser told which short options are secret (`-p` of
+    `-p/--password`) redacted again with what is known now (split at spaces as it was joined)."""
+    if secret_options and isinstance(value, str) and key.endswith(".command"):
+        return " ".join(redact_argv(value.split(" ")))
+    return value
 
 
 def is_finite(value: float) -> bool:

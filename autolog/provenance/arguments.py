@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 
 from autolog.instrument import containment
 from autolog.instrument.patching import Patcher, when_imported
-from autolog.validation import MAX_PARAM_VALUE_LENGTH, REDACTED, is_secret_name, strip_url_credentials, value_to_text
+from autolog.validation import MAX_PARAM_VALUE_LENGTH, REDACTED, is_secret_name, redact_text, secret_options, value_to_text
 
 PREFIX = "args."
 
@@ -56,14 +56,31 @@ def as_params(values: dict) -> dict:
         name = str(name)
         if name.startswith("_"):
             continue  # argparse internals (e.g. a sub-command's dispatch function)
-        if is_secret_name(name):
+        if is_secret_name(name) or name in _secret_dests:
             text = REDACTED
         elif callable(value) and not isinstance(value, (str, bytes)):
             text = getattr(value, "__qualname__", None) or value_to_text(value, MAX_PARAM_VALUE_LENGTH)
         else:
-            text = strip_url_credentials(value_to_text(value, MAX_PARAM_VALUE_LENGTH))
+            text = redact_text(value_to_text(value, MAX_PARAM_VALUE_LENGTH))
         params[PREFIX + name] = text
     return params
+
+
+#: dests of argparse actions one of whose option strings looks secret (`-k/--token` -> "k")
+_secret_dests: set[str] = set()
+
+
+def learn_secret_options(parser: Any) -> None:
+    """Note every option string and the dest of each action of `parser` (and its
+    sub-parsers) that any of its names marks secret: `-p` of `-p/--password` is then redacted
+    in the command-line tag, and its dest in the params."""
+    for action in getattr(parser, "_actions", ()):
+        names = list(getattr(action, "option_strings", ()) or ()) + [str(getattr(action, "dest", "") or "")]
+        if any(is_secret_name(n) for n in names):
+            secret_options.update(action.option_strings)
+            _secret_dests.add(str(action.dest))
+        for sub in (getattr(action, "choices", None) or {}).values() if hasattr(action, "_name_parser_map") else ():
+            learn_secret_options(sub)
 
 
 #: the names a script usually gives its parsed arguments, looked at first
@@ -142,6 +159,8 @@ class ArgumentRecorder:
 
     # -- argparse ------------------------------------------------------------------------------------
     def _argparse_wrapper(self, wrapped, instance, args, kwargs):
+        with containment.contained("learning the secret options of a parser"):
+            learn_secret_options(instance)
         depth = getattr(self._depth, "value", 0)
         self._depth.value = depth + 1
         try:

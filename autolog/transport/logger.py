@@ -53,7 +53,7 @@ from typing import Callable, Optional
 from autolog.instrument import containment
 from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, CredentialsRefused, RunNotFound
 from autolog.entities import MetricRecords, Param
-from autolog.validation import clean_text
+from autolog.validation import clean_text, redact_command_tag
 from autolog.transport.journal import (
     Journal,
     encode_artifact,
@@ -452,7 +452,8 @@ class BatchingLogger:
                 tags = dict(self._source_tags())
                 tags.update(run.tags)
         return type(run)(run.run_id, clean_text(run.experiment_name), clean_text(run.run_name), run.start_time,
-                         run.parent_run_id, {k: clean_text(v) if isinstance(v, str) else v for k, v in tags.items()})
+                         run.parent_run_id, {k: clean_text(redact_command_tag(k, v)) if isinstance(v, str) else v
+                                             for k, v in tags.items()})
 
     def _collect_inline(self, work: Callable[[], None], label: str) -> list:
         """Run deferred `work`, contained, and return the records it logged: they go to a list
