@@ -197,7 +197,7 @@ class ActiveRun:
         staging = new_staging_dir(self._logger)
         if os.path.isdir(local_path):
             copy = os.path.join(staging, "dir")
-            shutil.copytree(local_path, copy, copy_function=_link_or_copy)
+            shutil.copytree(local_path, copy, copy_function=_link_or_copy, ignore=_links_leaving(local_path))
         else:
             copy = os.path.join(staging, os.path.basename(local_path))
             _link_or_copy(local_path, copy)
@@ -280,10 +280,32 @@ class ActiveRun:
 def _check_artifact_path(artifact_path: Optional[str]) -> Optional[str]:
     if artifact_path in (None, "", "."):
         return None
-    text = str(artifact_path).replace("\\", "/").strip("/")
-    if text.startswith("/") or any(part == ".." for part in text.split("/")):
+    text = str(artifact_path).replace("\\", "/")
+    # refused, never silently made relative: an absolute path, a drive, `..` anywhere
+    if (text.startswith("/") or (len(text) > 1 and text[1] == ":")
+            or any(part == ".." for part in text.split("/"))):
         raise ValueError(f"artifact_path must be relative and stay inside the run: {artifact_path!r}")
-    return text
+    return text.strip("/")
+
+
+def _links_leaving(root: str):
+    """copytree's `ignore`: the symbolic links under `root` whose target lies outside it are
+    left out (one warning each), so logging a folder never copies a file from elsewhere."""
+    real_root = os.path.realpath(root)
+
+    def ignore(folder: str, names: list) -> set:
+        skipped = set()
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                if target != real_root and not target.startswith(real_root + os.sep):
+                    skipped.add(name)
+                    containment.warn_once(f"link leaves {path}", "log_artifacts: %s is a link to %s, outside the "
+                                          "logged folder; left out", path, target)
+        return skipped
+
+    return ignore
 
 
 def _link_or_copy(src: str, dst: str) -> str:
