@@ -235,6 +235,24 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_run_id(run_id: Any) -> str:
+    """`run_id` if it is safe as a file name (letters, digits, `_`, `-`; at most 64): ids come
+    from stores, journals and MLflow tags any server user can set, and name folders."""
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
+        raise ValueError(f"unsafe run id {run_id!r}: only letters, digits, '_' and '-' (at most 64)")
+    return run_id
+
+
+def is_safe_relative_path(path: str) -> bool:
+    """A "/"-separated path that stays inside the folder it is relative to."""
+    text = str(path).replace("\\", "/")
+    return bool(text) and not text.startswith("/") and not (len(text) > 1 and text[1] == ":") and \
+        all(part not in ("..", "") for part in text.split("/"))
+
+
 def redact_command_tag(key: str, value: Any) -> Any:
     """A command-line tag made before a parser told which short options are secret (`-p` of
     `-p/--password`) redacted again with what is known now (split at spaces as it was joined)."""

@@ -38,6 +38,7 @@ from autolog.backends.base import (Backend, BackendError, BackendUnavailable, Ba
                                    StoreNotFound)
 from autolog.entities import (ArtifactInfo, Dataset, DatasetInput, Experiment, Metric, Param, Run, RunStart, RunStatus,
                               metric_columns)
+from autolog.validation import check_run_id
 
 #: the schema this code reads and writes; an older store is migrated on open, a newer one refused
 SCHEMA_VERSION = 3
@@ -307,6 +308,12 @@ class LocalStore(Backend):
 
     # -- writing ---------------------------------------------------------
     def create_run(self, run: RunStart) -> None:
+        try:
+            check_run_id(run.run_id)  # it names the run's artifact folder
+            if run.parent_run_id is not None:
+                check_run_id(run.parent_run_id)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
         with self._write() as conn:
             if _run_exists(conn, run.run_id):
                 return  # a replay of the journal, or a second create: nothing to do
@@ -426,7 +433,11 @@ class LocalStore(Backend):
             row = conn.execute("SELECT artifact_uri FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        return self._absolute_artifact_uri(row[0])
+        folder = self._absolute_artifact_uri(row[0])
+        root = os.path.realpath(self.root)
+        if not os.path.realpath(folder).startswith(root + os.sep):  # a crafted store row
+            raise BackendError(f"the artifact folder of run {run_id!r} ({row[0]!r}) is outside the store")
+        return folder
 
     def _absolute_artifact_uri(self, stored: str) -> str:
         return os.path.normpath(os.path.join(self.root, stored))

@@ -44,6 +44,7 @@ from autolog.backends import (
     resolve_tracking_uri,
 )
 from autolog.entities import Metric, Param, Run, RunStart
+from autolog.validation import check_run_id, is_safe_relative_path
 from autolog.transport.journal import Journal, all_journal_dirs, record_count
 
 
@@ -159,6 +160,7 @@ def _copy_runs(source: Backend, target: Backend, report: SyncReport, experiment:
     for done, run in enumerate(runs, 1):
         report.runs_seen += 1
         try:
+            _check_ids(run)
             _copy_run(run, source, target, report, in_target.get(run.run_id))
         except BackendUnavailable:
             raise
@@ -167,6 +169,17 @@ def _copy_runs(source: Backend, target: Backend, report: SyncReport, experiment:
             report.errors.append(f"run {run.run_id} ({run.run_name}): {exc}")
         if progress is not None:
             progress(done, len(runs))
+
+
+def _check_ids(run: Run) -> None:
+    """Ids from a source store (a crafted one, or MLflow's autolog.run_id tag that any server user
+    can set) name folders in the target: refuse what could leave them."""
+    try:
+        check_run_id(run.run_id)
+        if run.parent_run_id is not None:
+            check_run_id(run.parent_run_id)
+    except ValueError as exc:
+        raise BackendError(f"refused: {exc}") from None
 
 
 def _runs_in_target(target: Backend, runs: Sequence[Run]) -> dict:
@@ -314,6 +327,8 @@ def _artifact_files(backend: Backend, run_id: str, path: Optional[str] = None) -
     """Every artifact file of a run, as "/"-separated paths under its artifact root."""
     out: list[str] = []
     for info in backend.list_artifacts(run_id, path):
+        if not is_safe_relative_path(info.path):
+            raise BackendError(f"refused: the artifact path {info.path!r} of run {run_id} leaves the run's folder")
         if info.is_dir:
             out.extend(_artifact_files(backend, run_id, info.path))
         else:
