@@ -145,7 +145,15 @@ def metric_value(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"metric value must be a number, got {type(value).__name__}: {value!r}") from None
+        raise type(exc)(f"metric value must be a number, got {type(value).__name__}: {_safe_repr(value)}") from None
+
+
+def _safe_repr(value: Any) -> str:
+    """repr() for an error message; a value whose repr raises must not replace the error."""
+    try:
+        return truncate(repr(value), 200)
+    except Exception:  # noqa: BLE001
+        return f"<unrepresentable {type(value).__name__}>"
 
 
 #: steps and timestamps are stored as signed 64-bit integers, as MLflow stores them
