@@ -18,6 +18,7 @@ def reset_for_tests() -> None:
     beside_mlflow.unwatch()
     capture.disable()
     process.disable()  # sys.exit and SIGTERM as they were
+    process._process.exit_code = None  # a test's caught sys.exit(n) is not the next test's exit status
     for run in reversed(_current_stack()):
         with containment.contained("ending a run left active by a test"):
             _end(run, RunStatus.FINISHED)
