@@ -153,6 +153,17 @@ def _check(settings: Settings) -> None:
     object.__setattr__(settings, "extra_tags", {str(k): str(v) for k, v in settings.extra_tags.items()})
 
 
+def make_private_if_asked(folder: str) -> None:
+    """With AUTOLOG_PRIVATE_FILES=1, make `folder` owner-only (0700): whatever is created in it
+    then is out of other users' reach whatever its own mode (files follow the umask otherwise).
+    The process's umask is left alone: it is the user's."""
+    if env_value("AUTOLOG_PRIVATE_FILES", bool, False):
+        try:
+            os.chmod(folder, 0o700)
+        except OSError:
+            pass
+
+
 def logger_options() -> dict:
     """Tuning of the BatchingLogger, from the environment only (rarely changed)."""
     return {

@@ -38,6 +38,7 @@ from autolog.backends.base import (Backend, BackendError, BackendUnavailable, Ba
                                    StoreNotFound)
 from autolog.entities import (ArtifactInfo, Dataset, DatasetInput, Experiment, Metric, Param, Run, RunStart, RunStatus,
                               metric_columns)
+from autolog.config import make_private_if_asked
 from autolog.validation import check_run_id
 
 #: the schema this code reads and writes; an older store is migrated on open, a newer one refused
@@ -187,6 +188,7 @@ class LocalStore(Backend):
                 raise StoreNotFound(f"no autolog store at {self.root}")
             try:
                 os.makedirs(self.root, exist_ok=True)
+                make_private_if_asked(self.root)
             except OSError as exc:
                 # unavailable, not refused: a disk not mounted yet or a path fixed later is
                 # something that passes; the logger keeps the records in its journal and

@@ -32,6 +32,7 @@ import time
 import uuid
 from typing import Iterable, Iterator, Optional
 
+from autolog.config import make_private_if_asked
 from autolog.backends.base import Backend, BackendError, BackendUnavailable
 from autolog.entities import Dataset, DatasetInput, Metric, Param, RunStart
 
@@ -174,6 +175,7 @@ class Journal:
     # -- writing ---------------------------------------------------------
     def _ensure_folder(self) -> None:
         os.makedirs(os.path.join(self.folder, "staged"), exist_ok=True)
+        make_private_if_asked(self.folder)  # spilled records and staged copies: the user's data
         uri_file = os.path.join(self.folder, "uri.txt")
         if not os.path.exists(uri_file):
             tmp = f"{uri_file}.{os.getpid()}.tmp"
