@@ -260,6 +260,26 @@ def load_model(run_id_or_uri: str, *, tracking_uri: Optional[str] = None) -> Any
     loader = (meta.get("autolog") or {}).get("loader")
     if not loader:
         raise ValueError(f"the model at {run_id_or_uri!r} was not written by autolog; load it with mlflow.pyfunc.load_model")
+    _check_loader(loader, run_id_or_uri)
     if sys.modules.get("autolog.integrations") is None:
         import autolog.integrations  # noqa: F401 - the loaders live there
     return load(loader)(folder)
+
+
+def _check_loader(loader: str, where: str) -> None:
+    """The MLmodel file names the function that loads it; a model folder is data, so only a
+    loader this process knows is called: the `load_model` of a known integration's module, or
+    the `loader` of a ModelFlavor class defined in it (a crafted folder naming "os:system" must
+    not run it)."""
+    from autolog.instrument.integration import available
+
+    known = {target.partition(":")[0] + ":load_model" for target in available().values()}
+    pending = list(ModelFlavor.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if isinstance(getattr(cls, "loader", None), str):
+            known.add(cls.loader)
+    if str(loader) not in known:
+        raise ValueError(f"the model at {where!r} names the loader {loader!r}, which is neither the load_model "
+                         "of a known autolog integration nor the loader of a model flavor; refused")

@@ -34,3 +34,13 @@ def test_a_link_out_of_a_logged_folder_is_not_followed(tmp_path, store, containe
     root = store()._artifact_dir(run.run_id)
     names = sorted(os.listdir(os.path.join(root, "files")))
     assert names == ["inner.txt", "kept.txt"], names
+
+
+def test_load_model_calls_only_an_integrations_loader(tmp_path):
+    """A model folder is data: the loader its MLmodel file names must be a known
+    integration's load_model (a crafted folder naming os:system is refused)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text(f"autolog:\n  loader: os:system\nflavors: {{}}\n")
+    with pytest.raises(ValueError, match="refused"):
+        autolog.load_model(str(folder))
