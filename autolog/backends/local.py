@@ -139,7 +139,10 @@ _RUN_COLUMNS = """
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL = 5, 6, 10, 13, 14, 15
 _TRANSIENT_CODES = {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL}
 _TRANSIENT_TEXT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open database")
-_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: OS errors that pass (a full disk freed, a permission fixed, a read-only mount remounted):
+#: the records are retried, spilled and replayed, never set aside for good
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, getattr(errno, "EDQUOT", errno.ENOSPC),
+                     errno.EACCES, errno.EPERM, errno.EROFS}
 
 #: connections inherited through fork: kept referenced so that they are never closed
 #: (closing one in the child could disturb the parent's locks and WAL)

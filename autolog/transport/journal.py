@@ -303,6 +303,46 @@ class Journal:
         log.warning("autolog: the backend %s refused a journalled %s of run %s (%s); kept in %s",
                     self.uri, op.get("op"), op.get("run_id"), exc, os.path.join(self.folder, "rejected.jsonl"))
 
+    def replay_rejected(self, backend: Backend) -> tuple[int, int]:
+        """Send again what was set aside in `rejected.jsonl` (once its cause is gone: a folder
+        writable again, a run created since); (records sent, entries still refused). What is
+        refused again stays, with its new reason."""
+        path = os.path.join(self.folder, "rejected.jsonl")
+        if not os.path.exists(path):
+            return 0, 0
+        with self._lock:
+            with open(path, encoding="utf-8") as fh:
+                lines = [line for line in fh if line.strip()]
+            kept: list[str] = []
+            sent = 0
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    kept.append(line)
+                    continue
+                op = {k: v for k, v in entry.items() if k not in ("error", "rejected_at")}
+                if op.get("op") == "raw":
+                    kept.append(line)
+                    continue
+                try:
+                    apply(op, backend)
+                except Exception as exc:  # noqa: BLE001 - still refused: kept, with the new reason
+                    entry.update(error=f"{type(exc).__name__}: {exc}")
+                    kept.append(json.dumps(entry, separators=(",", ":")) + "\n")
+                    continue
+                sent += record_count(op)
+                if op.get("op") == "artifact":
+                    _remove_staged(self.folder, op.get("local_path"))
+            if kept:
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.writelines(kept)
+                os.replace(tmp, path)
+            else:
+                _unlink(path)
+        return sent, len(kept)
+
     def _reject_line(self, line: str, why: str) -> None:
         self._ensure_folder()
         with open(os.path.join(self.folder, "rejected.jsonl"), "a", encoding="utf-8") as fh:

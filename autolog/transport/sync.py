@@ -394,6 +394,9 @@ def _replay_journals(dirs: Sequence[tuple[str, str]], target: Backend, report: S
                 report.journal_records += count
             continue
         result = journal.replay(target)
+        # what was set aside earlier (a folder not writable then) is tried again once
+        again, _ = journal.replay_rejected(target) if result.unavailable is None else (0, 0)
+        result.sent += again
         if result.sent or result.rejected or result.unavailable is not None:
             report.journals.append(folder)
         report.journal_records += result.sent
