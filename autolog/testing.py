@@ -12,12 +12,13 @@ def reset_for_tests() -> None:
     """Forget every run, logger and setting of this process (flushing first). For test suites."""
     from autolog.instrument.integration import engine
     from autolog.provenance import capture  # run-context patches (argparse) and the sampler thread, too
-    from autolog.runs import process
+    from autolog.runs import handover, process
 
     engine.disable_all()
     beside_mlflow.unwatch()
     capture.disable()
     process.disable()  # sys.exit and SIGTERM as they were
+    handover.reset_for_tests()  # the Spark hand-over patches; a job's run count
     process._process.exit_code = None  # a test's caught sys.exit(n) is not the next test's exit status
     for run in reversed(_current_stack()):
         with containment.contained("ending a run left active by a test"):

@@ -80,13 +80,15 @@ EXECUTOR_FLUSH_TIMEOUT = 30.0
 
 
 # -- a token --------------------------------------------------------------------------------------
-def export_run_context(run: Optional[ActiveRun] = None) -> str:
+def export_run_context(run: Optional[ActiveRun] = None, *, inside_training_call: bool = False) -> str:
     """A token another process passes to `attach()` (or sets as AUTOLOG_RUN_CONTEXT) to log into `run`."""
     run = run or active_run()
     if run is None:
         raise RuntimeError("no active run to export")
     payload = {"run_id": run.run_id, "run_name": run.run_name, "experiment": run.experiment_name,
                "tracking_uri": run.tracking_uri, "start_time": run.start_time}
+    if inside_training_call:
+        payload["inside_training_call"] = True
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
 
@@ -361,6 +363,13 @@ def enable(current: Any) -> None:
         _sync_spark_property(None)
 
 
+def reset_for_tests() -> None:
+    """Undo `enable` and forget the job's run count (autolog/testing.py)."""
+    disable()
+    global _job
+    _job = _Job()
+
+
 def disable() -> None:
     if _spark.enabled:
         with containment.contained("clearing the run of Spark jobs"):
@@ -396,7 +405,20 @@ def _sync_spark_property(_run: Any = None, *, clear: bool = False) -> None:
     run = None if clear else active_run()
     if run is not None and run.end_time is not None:
         run = None
-    context.setLocalProperty(SPARK_RUN_CONTEXT, export_run_context(run) if run is not None else None)
+    token = None
+    if run is not None:
+        token = export_run_context(run, inside_training_call=_inside_training_call(run))
+    context.setLocalProperty(SPARK_RUN_CONTEXT, token)
+
+
+def _inside_training_call(run: ActiveRun) -> bool:
+    """Spark work submitted from inside a training call (xgboost.spark's fit trains in
+    executors): the executors' own fits are part of it, and log nothing (the outermost-call
+    guard, across processes)."""
+    from autolog.runs.training import training_call_in_progress
+
+    call = training_call_in_progress()
+    return run.owner == "autolog" or (call is not None and call.run is run)
 
 
 def _on_prepare_for_python(wrapped, instance, args, kwargs):
@@ -522,8 +544,11 @@ def _attach_task() -> None:
                      TAG_SPARK_ATTEMPT: str(context.attemptNumber())})
     _state.settings = settings().replace(extra_tags=tags)
     _leave_task_run()
-    if token:
-        _set_stack((_attached(_decode(token)),))
+    payload = _decode(token) if token else None
+    if payload is not None and payload.get("inside_training_call"):
+        _mute_training_calls()  # part of the driver's training call: logged there, once
+    elif payload is not None:
+        _set_stack((_attached(payload),))
 
 
 def _leave_task_run() -> None:
@@ -531,6 +556,13 @@ def _leave_task_run() -> None:
         if run.owner == "attached" and run.end_time is None:
             run.end_time = now_ms()
     _set_stack(())
+
+
+def _mute_training_calls() -> None:
+    from autolog.runs.training import TrainingCall, _in_training
+
+    if _executor.muted is None:
+        _executor.muted = _in_training.set(TrainingCall("", "between Spark tasks"))
 
 
 def _on_set_task_context(wrapped, instance, args, kwargs):
@@ -542,10 +574,8 @@ def _on_set_task_context(wrapped, instance, args, kwargs):
     if args and args[0] is None and _executor.pid == os.getpid():
         with containment.contained("ending a Spark task's logging"):
             from autolog.runs.lifecycle import flush
-            from autolog.runs.training import TrainingCall, _in_training
 
             _leave_task_run()
-            if _executor.muted is None:
-                _executor.muted = _in_training.set(TrainingCall("", "between Spark tasks"))
+            _mute_training_calls()
             flush(EXECUTOR_FLUSH_TIMEOUT)
     return result
