@@ -22,6 +22,7 @@ at the outermost call. See docs/integrations/sklearn.md for what is logged.
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 import os
@@ -191,11 +192,20 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
     except Exception:
         run.log_params(estimator_params(estimator), normalize=True)  # the params at least
         raise
-    loaded: dict = {}  # the model unpickled on the worker, shared with the child runs' work
-    # heavy: it holds the model's bytes and the data copy, so the logger bounds the backlog
+    # The worker reads params and computes metrics from a deep copy made here, never from the
+    # snapshot unpickled: cloudpickle re-creates a __main__ class in place when it loads one (class
+    # attributes set since reset, fit's wrapper lost); deepcopy shares the classes. Its cost is
+    # about the pickling's, on the same thread (see docs/reliability.md).
+    try:
+        model_copy = copy.deepcopy(estimator)
+    except Exception:  # noqa: BLE001 - not copyable: params from the live estimator, no training metrics
+        model_copy = None
+        run.log_params(estimator_params(estimator), normalize=True)
+    loaded: dict = {"model": model_copy}  # the copy, shared with the child runs' work
+    # heavy: it holds the model (bytes and copy) and the data copy, so the logger bounds the backlog
     run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
               label=f"sklearn: params, training metrics and model of run {run.run_id}",
-              holds_bytes=len(snapshot.data) + _data_bytes(data))
+              holds_bytes=2 * len(snapshot.data) + _data_bytes(data))
     if _is_search(estimator):
         _log_candidate_runs(run, estimator, settings.max_tuning_runs, loaded)
 
@@ -217,7 +227,11 @@ def _data_bytes(data: Optional[DataSnapshot]) -> int:
 def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings,
                        loaded: dict) -> None:
     activity.wait()  # between fits, not during the next one
-    model = loaded["model"] = snapshot.load()
+    model = loaded["model"]
+    if model is None:  # the estimator could not be copied: its params were logged at the call
+        if settings.log_models:
+            models.log_model(run, snapshot, SKLEARN_FLAVOR, max_size_mb=settings.max_model_size_mb)
+        return
     run.log_params(estimator_params(model), normalize=True)
     if _is_search(model):
         with containment.contained("sklearn: logging the search results"):
@@ -271,6 +285,8 @@ def _log_candidate_runs(parent: runs.ActiveRun, search: Any, max_runs: Optional[
 
 
 def _fill_candidate_run(child: runs.ActiveRun, loaded: dict, index: int) -> None:
+    if loaded["model"] is None:
+        return  # the search could not be copied: no candidate results
     results = loaded["model"].cv_results_
     child.log_params(results["params"][index], normalize=True)
     child.log_metrics({k: results[k][index] for k in results if k.startswith(("mean_", "std_", "rank_"))},
