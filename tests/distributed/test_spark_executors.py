@@ -94,6 +94,15 @@ def test_map_in_pandas_models_are_child_runs_of_the_driver_run(spark, grouped):
     alone = [r for r in runs.search_runs() if r.parent_run_id is None and r.run_id != parent.run_id]
     assert len(runs.search_runs()) == before + GROUPS and len(alone) == GROUPS
 
+    # submitted from inside a training call (as xgboost.spark's fit does): the executors'
+    # fits are part of that call, logged once, by it
+    with runs.TrainingCall("test", "outer") as call:
+        grouped.mapInPandas(fit_per_group_in_partition, "g long, score double").collect()
+    autolog.flush()
+    assert runs.search_runs(parent_run_id=call.run.run_id) == []
+    assert len(runs.search_runs()) == before + GROUPS + 1
+    before += 1
+
     # disabled: the function is the original again and nothing is shipped with the work
     autolog.autolog(disable=True)
     assert vars(rdd)["_prepare_for_python_RDD"] is original
