@@ -122,13 +122,14 @@ def _on_autolog_called(flavor: str) -> None:
 
 
 def _warn(taken: tuple) -> None:
-    if taken:
+    """One warning per library MLflow's autologging takes (`mlflow.autolog()` turns its
+    flavors on one by one: each library is named once, not a growing list each time)."""
+    for name in taken:
         containment.warn_once(
-            f"beside mlflow {','.join(taken)}",
-            "MLflow's own autologging is on for %s: autolog leaves %s to it (not patched, nothing logged "
+            f"beside mlflow {name}",
+            "MLflow's own autologging is on for %s: autolog leaves it to it (not patched, nothing logged "
             "by autolog for it) and logs the other libraries; turn MLflow's off "
-            "(mlflow.autolog(disable=True)) to have autolog log it", ", ".join(taken),
-            "it" if len(taken) == 1 else "them")
+            "(mlflow.autolog(disable=True)) to have autolog log it", name)
 
 
 def _flavor_module(flavor: str) -> Optional[str]:
