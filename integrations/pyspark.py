@@ -65,7 +65,7 @@ SUMMARY_METRICS = (
     "weightedTruePositiveRate", "weightedFalsePositiveRate",
     "r2", "r2adj", "rootMeanSquaredError", "meanSquaredError", "meanAbsoluteError", "explainedVariance",
     "degreesOfFreedom", "aic", "deviance", "nullDeviance", "dispersion", "residualDegreeOfFreedom",
-    "residualDegreeOfFreedomNull", "rank", "trainingCost", "logLikelihood", "silhouette",
+    "residualDegreeOfFreedomNull", "rank", "trainingCost", "logLikelihood",
     "totalIterations", "numIterations", "numIter",
 )
 TAG_CANDIDATE = "autolog.candidate_index"
@@ -311,28 +311,23 @@ def _log_fitted(run: runs.ActiveRun, estimator: Any, model: Any, settings, artif
 def _log_model(run: runs.ActiveRun, model: Any, artifact_path: str, settings) -> None:
     unwritable = _unwritable(model)
     if unwritable is not None:
-        reason = f"{_class_name(unwritable)} has no writer (it is not MLWritable)"
-        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
-        containment.warn_once(f"pyspark no writer {_class_name(unwritable)}",
-                              "%s; its model is not logged (run %s)", reason, run.run_id)
+        _skip_model(run, f"{_class_name(unwritable)} has no writer (it is not MLWritable)")
         return
     snapshot = snapshot_model(model)
     flavor = PIPELINE_FLAVOR if _is_pipeline_model(model) else STAGE_FLAVOR
     folder = os.path.join(run.staging_dir(), MODEL_DATA)
     work = pending.add(functools.partial(save_model_data, snapshot, folder),
                        f"writing the model {artifact_path}/ of run {run.run_id}")
+    # a job that holds a copy (in the JVM, of unknown size): the logger bounds how many wait
     run.defer(functools.partial(_deliver_model, run, work, flavor, artifact_path, settings),
-              label=f"pyspark: model {artifact_path}/ of run {run.run_id}")
+              label=f"pyspark: model {artifact_path}/ of run {run.run_id}", holds_bytes=0)
 
 
 def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor", artifact_path: str, settings) -> None:
     """On the worker: the model written (here, or already when the session was stopping),
     then the model folder logged, subject to `max_model_size_mb`."""
-    activity.wait()
-    work.run()
-    if work.skipped:
+    if not _finished(run, work, f"the model {artifact_path}/"):
         run.set_tag(TAG_MODEL_SKIPPED, "the SparkSession was stopped before the model could be written", normalize=True)
-        _session_gone(run, f"the model {artifact_path}/")
         return
     if work.error is not None:
         _skip_model(run, f"its writer failed ({type(work.error).__name__}: {work.error})")
@@ -341,12 +336,18 @@ def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor"
               max_size_mb=settings.max_model_size_mb)
 
 
-def _session_gone(run: runs.ActiveRun, what: str) -> None:
-    """Spark work found no session: it was stopped while autolog was off (a stop while it is
-    on does the work first). One warning for the process; the rest at DEBUG."""
-    containment.warn_once("pyspark session stopped", "the SparkSession was stopped before autolog could "
-                          "read or write %s of run %s (nor any other Spark work still pending): not logged",
-                          what, run.run_id)
+def _finished(run: runs.ActiveRun, work: "SparkWork", what: str, *, heavy: bool = True) -> bool:
+    """On the worker: `work` done (now, between fits when it is `heavy`, or earlier by a
+    stopping session); False when it found no session: it was stopped while autolog was off
+    (a stop while it is on does the work first). One warning for the process about that."""
+    if heavy:
+        activity.wait()
+    work.run()
+    if work.skipped:
+        containment.warn_once("pyspark session stopped", "the SparkSession was stopped before autolog could "
+                              "read or write %s of run %s (nor any other Spark work still pending): not logged",
+                              what, run.run_id)
+    return not work.skipped
 
 
 def _skip_model(run: runs.ActiveRun, reason: str) -> None:
@@ -356,10 +357,7 @@ def _skip_model(run: runs.ActiveRun, reason: str) -> None:
 
 
 def _deliver_metrics(run: runs.ActiveRun, work: "SparkWork") -> None:
-    activity.wait()
-    work.run()
-    if work.skipped:
-        _session_gone(run, "the training metrics")
+    if not _finished(run, work, "the training metrics"):
         return
     if work.error is not None:
         raise work.error
@@ -379,9 +377,7 @@ def _log_input_facts(run: runs.ActiveRun, estimator: Any, dataset: Any) -> None:
 
 
 def _deliver_input_facts(run: runs.ActiveRun, work: "SparkWork", estimator_name: str) -> None:
-    work.run()
-    if work.skipped:
-        _session_gone(run, "the input's columns and row count")
+    if not _finished(run, work, "the input's columns and row count", heavy=False):
         return
     if work.error is not None:
         raise work.error
@@ -788,9 +784,7 @@ class SparkFlavor(ModelFlavor):
 
     name = "spark"
     library = "pyspark"
-
-    def __init__(self, loader: str):
-        self.loader = loader
+    loader = "autolog.integrations.pyspark:load_model"
 
     def snapshot(self, model: WrittenModel) -> WrittenModel:
         return model  # written already, by Spark, on the worker
@@ -806,8 +800,14 @@ class SparkFlavor(ModelFlavor):
         }
 
 
-PIPELINE_FLAVOR = SparkFlavor("autolog.integrations.pyspark:load_model")
-STAGE_FLAVOR = SparkFlavor("autolog.integrations.pyspark:load_single_model")
+class SparkStageFlavor(SparkFlavor):
+    """The same folder, for a model that is not a PipelineModel: loaded back as that model."""
+
+    loader = "autolog.integrations.pyspark:load_single_model"
+
+
+PIPELINE_FLAVOR = SparkFlavor()
+STAGE_FLAVOR = SparkStageFlavor()
 
 
 def load_model(folder: str) -> Any:
