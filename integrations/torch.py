@@ -18,10 +18,10 @@ A plain loop is captured at the parts every loop uses (docs/integrations/torch.m
 
 Which run: the active run; with none, a run is started (in the main thread) at the first
 optimizer step or TensorBoard scalar and ends at process exit: FINISHED, or FAILED (KILLED for Ctrl-C) when
-an exception ends the process (`sys.excepthook` is wrapped for that while such a run is
-open; `disable` puts it back). Nothing is captured inside another integration's training
-call (a Lightning `fit` logs itself), in a DataLoader worker, or in a process that is not
-the primary one of its job.
+an exception or a non-zero exit status ends the process (the core's exit status,
+autolog/runs/process.py). Nothing is captured inside another integration's training
+call (a Lightning `fit` logs itself) or in a DataLoader worker; a process that is not the
+primary one of its job logs its metrics into the job's run only with `log_all_ranks`.
 
 The `pytorch` model flavor (`TorchFlavor`) writes what `mlflow.pytorch.save_model` writes
 with its default pickle format, so `mlflow.pyfunc.load_model` and `autolog.load_model`
@@ -42,8 +42,6 @@ import weakref
 from typing import Any, Callable, Iterable, Optional
 
 from autolog import runs
-from autolog.entities import RunStatus
-from autolog.instrument import containment
 from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, read_mlmodel
@@ -53,7 +51,6 @@ from autolog.instrument.role import is_primary_process
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import call_arguments
 from autolog.runs.training import training_call_in_progress
-from autolog.validation import MAX_TAG_VALUE_LENGTH
 
 NAME = "torch"
 DEFAULT_EVERY_N_STEPS = 50  # plain loops, when log_every_n_steps is not set
@@ -176,12 +173,14 @@ class LoopCapture:
             if not start or threading.current_thread() is not threading.main_thread():
                 return None  # a run of its own is the main thread's: only its runs end at exit
             if _in_dataloader_worker() or not is_primary_process():
-                return None
+                return None  # other ranks join rank 0's run through the core (runs/handover.py)
             run = self._start_run()
             logging = True
         else:
             exclusive = run.owner != "autolog" and runs.settings().exclusive
-            logging = not exclusive and not _in_dataloader_worker() and is_primary_process()
+            # other ranks log into the job's run only with log_all_ranks (their metrics, by rank)
+            logging = (not exclusive and not _in_dataloader_worker()
+                       and (is_primary_process() or runs.settings().log_all_ranks))
         state = self.current = self.states[run.run_id] = LoopState(run, logging)
         if len(self.states) > MAX_RUN_STATES:
             self.states.popitem(last=False)
@@ -189,10 +188,7 @@ class LoopCapture:
 
     def _start_run(self) -> runs.ActiveRun:
         run = runs.start_run(f"torch-{uuid.uuid4().hex[:6]}", tags={runs.TAG_INTEGRATION: NAME}, owner="autolog")
-        self.auto_run = run
-        # the run ends at exit: FAILED when an exception ends the process, which only the
-        # interpreter's excepthook sees before the exit hooks run
-        self.patcher.wrap(sys, "excepthook", self.on_uncaught_exception)
+        self.auto_run = run  # ended at exit by the core, FAILED / KILLED as the process ends (runs/process.py)
         return run
 
     # -- the wrappers ---------------------------------------------------------------------------
@@ -220,15 +216,6 @@ class LoopCapture:
             if state is not None:
                 capture_checkpoint(state.run, path, step=state.primary_steps, integration=NAME)
         return result
-
-    def on_uncaught_exception(self, wrapped, instance, args, kwargs):
-        run = self.auto_run
-        if run is not None and run.end_time is None and args:
-            exc_type, exc = args[0], args[1] if len(args) > 1 else None
-            with containment.contained(f"{NAME}: ending the run of the training loop"):
-                run.set_tag(runs.TAG_ERROR, f"{exc_type.__name__}: {exc}"[:MAX_TAG_VALUE_LENGTH], normalize=True)
-                run.end(RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED)
-        return wrapped(*args, **kwargs)
 
     # -- TensorBoard ------------------------------------------------------------------------------
     def patch_tensorboard(self, module: Any) -> None:
