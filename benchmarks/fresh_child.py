@@ -8,7 +8,8 @@ the time goes. The script turns the variant on first, as a user's script does at
 (timed: `enable`), runs the setup (imports, data; timed: `setup`), then the training call
 (timed: `train`, and the calling thread's CPU time `train_cpu`), then waits until
 everything is written (`autolog.flush()`; for mlflow, its active runs ended and its async
-queue flushed; timed from the call's start: `written`). It prints one JSON line.
+queue flushed; timed from the call's start: `written`, and the CPU time of every thread of
+the process over the same span: `written_cpu`). It prints one JSON line.
 
 It runs as a script file inside the repository (not `python -c`), so that autolog finds
 an entry-point script in a git work tree, as it does for a user's training script: the
@@ -173,7 +174,7 @@ def main() -> None:
     sampler = StackSampler(spec.get("sample_interval", 0.002)) if spec.get("sample") else None
     if sampler is not None:
         sampler.start()
-    start, cpu = time.perf_counter(), time.thread_time()
+    start, cpu, process_cpu = time.perf_counter(), time.thread_time(), time.process_time()
     exec(code, namespace)
     out["train"] = time.perf_counter() - start
     out["train_cpu"] = time.thread_time() - cpu
@@ -190,6 +191,7 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - nothing pending, or an MLflow without it
             pass
     out["written"] = time.perf_counter() - start
+    out["written_cpu"] = time.process_time() - process_cpu  # every thread of the process, the call and the flush
     if sampler is not None:
         sampler.stop()
         out["worker"], out["worker_cpu"] = sampler.worker, sampler.worker_cpu

@@ -1,0 +1,182 @@
+"""The choices for drawing the plots autolog logs (issue 18), each measured in fresh interpreters.
+
+    python benchmarks/plots.py [--repeats 7]
+
+The plot is the training confusion matrix of a LogisticRegression on 20k x 20 (2 classes),
+as autolog logs it. The choices:
+
+- `matplotlib, Agg canvas, no pyplot`: a bare `Figure` on `FigureCanvasAgg` (what autolog
+  drew with until issue 18): the cost of importing it, of the first figure, of a later one;
+- `matplotlib imported during the fit`: the same, with matplotlib's import started on a
+  thread when the fit starts (a pre-warm) — how much longer the fit takes (RandomForest 50
+  trees, which releases the GIL while it builds trees, and LogisticRegression, which does
+  not), and how long after the fit the PNG is ready;
+- `Pillow` (integrations/plots.py, what autolog draws with now): import, first, later plot;
+- the plot's data as JSON next to the PNG (`plots.write_json`).
+
+Every figure is a median over `--repeats` fresh interpreters, wall and CPU (the
+interpreter's own CPU time: `time.process_time()`, all its threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
+
+from benchmarks.harness import machine_summary  # noqa: E402
+
+SETUP = """
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import confusion_matrix
+X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
+X5, y5 = make_classification(n_samples=5_000, n_features=20, random_state=1)
+model = LogisticRegression(max_iter=200).fit(X, y)
+matrix = confusion_matrix(y, model.predict(X), labels=model.classes_)
+labels = list(model.classes_)
+"""
+
+
+def draw_matplotlib(matrix, labels, path) -> None:
+    """The confusion matrix as autolog drew it before issue 18 (integrations/sklearn_api.py)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(labels)
+    size = min(3 + 0.5 * n, 12)
+    fig = Figure(figsize=(size, size), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, interpolation="nearest", cmap="viridis")
+    fig.colorbar(image, ax=ax)
+    threshold = (matrix.max() + matrix.min()) / 2.0
+    for i in range(n):
+        for j in range(n):
+            value = matrix[i, j]
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="black" if value > threshold else "white")
+    ax.set_xticks(range(n), [str(label) for label in labels])
+    ax.set_yticks(range(n), [str(label) for label in labels])
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title("Training confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def draw_pillow(matrix, labels, path) -> None:
+    from autolog.integrations import plots
+
+    plots.confusion_matrix_png(matrix, labels, path)
+
+
+def child(mode: str) -> dict:
+    """One measurement, in this (fresh) interpreter."""
+    namespace: dict = {}
+    exec(SETUP, namespace)
+    matrix, labels = namespace["matrix"], namespace["labels"]
+    folder = tempfile.mkdtemp(prefix="autolog-bench-plots-")
+    out: dict = {}
+
+    def timed(key, fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        out[key] = time.perf_counter() - wall
+        out[key + "_cpu"] = time.process_time() - cpu
+
+    if mode in ("matplotlib", "pillow"):
+        draw = draw_matplotlib if mode == "matplotlib" else draw_pillow
+        if mode == "matplotlib":
+            timed("import", lambda: __import__("matplotlib.backends.backend_agg") and __import__("matplotlib.figure"))
+        else:
+            timed("import", lambda: __import__("PIL.Image") and __import__("PIL.ImageDraw") and __import__("PIL.ImageFont")
+                  and __import__("autolog.integrations.plots"))
+        timed("first", lambda: draw(matrix, labels, os.path.join(folder, "a.png")))
+        timed("later", lambda: draw(matrix, labels, os.path.join(folder, "b.png")))
+        if mode == "pillow":
+            from autolog.integrations import plots
+
+            data = plots.confusion_matrix_data(matrix, labels)
+            timed("json", lambda: plots.write_json(data, os.path.join(folder, "a.json")))
+        out["png_bytes"] = os.path.getsize(os.path.join(folder, "a.png"))
+    else:  # "fit:<estimator>:<prewarm or not>": a fit, with matplotlib's import on a thread or not
+        import threading
+
+        _, estimator, prewarm = mode.split(":")
+        fit = {"rf": lambda: namespace["RandomForestClassifier"](n_estimators=50, random_state=0).fit(
+                   namespace["X5"], namespace["y5"]),
+               "lr": lambda: namespace["LogisticRegression"](max_iter=200).fit(namespace["X"], namespace["y"])}[estimator]
+        thread = None
+        start = time.perf_counter()
+        if prewarm == "prewarm":
+            thread = threading.Thread(target=lambda: __import__("matplotlib.figure") and
+                                      __import__("matplotlib.backends.backend_agg"))
+            thread.start()
+        fit()
+        out["fit"] = time.perf_counter() - start
+        if thread is not None:
+            thread.join()
+        draw_matplotlib(matrix, labels, os.path.join(folder, "a.png"))
+        out["png_ready"] = time.perf_counter() - start
+    return out
+
+
+def measure(repeats: int) -> dict:
+    modes = ["matplotlib", "pillow", "fit:rf:plain", "fit:rf:prewarm", "fit:lr:plain", "fit:lr:prewarm"]
+    samples: dict = {mode: [] for mode in modes}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for rep in range(repeats + 1):  # round 0 warms the file cache and the bytecode, and is dropped
+        shift = rep % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
+            done = subprocess.run([sys.executable, __file__, "--child", mode], capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-3000:])
+            if rep:
+                samples[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {mode: {k: statistics.median(s[k] for s in got) for k in got[0]} for mode, got in samples.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    print(f"machine: {machine_summary()}, load average before: {os.getloadavg()[0]:.1f}\n")
+    found = measure(args.repeats)
+    print("| how the confusion matrix is drawn | import | first plot | a later plot | PNG |")
+    print("|---|---|---|---|---|")
+    for mode, label in (("matplotlib", "matplotlib `Figure` on the Agg canvas, no pyplot"),
+                        ("pillow", "Pillow (integrations/plots.py)")):
+        t = found[mode]
+        print(f"| {label} | {t['import'] * 1e3:.0f} ms ({t['import_cpu'] * 1e3:.0f} ms CPU) | "
+              f"{t['first'] * 1e3:.1f} ms ({t['first_cpu'] * 1e3:.1f} ms CPU) | "
+              f"{t['later'] * 1e3:.1f} ms ({t['later_cpu'] * 1e3:.1f} ms CPU) | {t['png_bytes'] / 1024:.0f} kB |")
+    print(f"\nThe data as JSON next to the PNG: {found['pillow']['json'] * 1e3:.2f} ms "
+          f"({found['pillow']['json_cpu'] * 1e3:.2f} ms CPU).\n")
+    print("| matplotlib imported on a thread while the fit runs | the fit | PNG ready after the fit's start |")
+    print("|---|---|---|")
+    for estimator, label in (("rf", "RandomForest 50 trees, 5k x 20"), ("lr", "LogisticRegression 20k x 20")):
+        plain, warm = found[f"fit:{estimator}:plain"], found[f"fit:{estimator}:prewarm"]
+        print(f"| {label}: imported after the fit | {plain['fit'] * 1e3:.0f} ms | {plain['png_ready'] * 1e3:.0f} ms |")
+        print(f"| {label}: imported during the fit | {warm['fit'] * 1e3:.0f} ms ({(warm['fit'] / plain['fit'] - 1) * 100:+.0f} %) | "
+              f"{warm['png_ready'] * 1e3:.0f} ms |")
+    print(f"\nMedians of {args.repeats} fresh interpreters each, interleaved. "
+          f"Load average after: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
