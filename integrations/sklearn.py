@@ -192,16 +192,18 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
     except Exception:
         run.log_params(estimator_params(estimator), normalize=True)  # the params at least
         raise
-    # The worker reads params and computes metrics from a deep copy made here, never from the
-    # snapshot unpickled: cloudpickle re-creates a __main__ class in place when it loads one (class
-    # attributes set since reset, fit's wrapper lost); deepcopy shares the classes. Its cost is
-    # about the pickling's, on the same thread (see docs/reliability.md).
-    try:
-        model_copy = copy.deepcopy(estimator)
-    except Exception:  # noqa: BLE001 - not copyable: params from the live estimator, no training metrics
-        model_copy = None
-        run.log_params(estimator_params(estimator), normalize=True)
-    loaded: dict = {"model": model_copy}  # the copy, shared with the child runs' work
+    # The worker reads params and computes metrics from a private copy of the estimator that
+    # shares the user's classes. A plain-pickle snapshot is such a copy once loaded (pickle finds
+    # classes by name, as deepcopy does), so it is loaded on the worker, off the training thread.
+    # A cloudpickle snapshot is not: loading it re-creates a __main__ class in place (class
+    # attributes set since reset, fit's wrapper lost), so for those a deep copy is made here.
+    loaded: dict = {"model": None, "copyable": True}  # the copy, shared with the child runs' work
+    if snapshot.serialization_format != "pickle":
+        try:
+            loaded["model"] = copy.deepcopy(estimator)
+        except Exception:  # noqa: BLE001 - not copyable: params from the live estimator, no training metrics
+            loaded["copyable"] = False
+            run.log_params(estimator_params(estimator), normalize=True)
     # heavy: it holds the model (bytes and copy) and the data copy, so the logger bounds the backlog
     run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
               label=f"sklearn: params, training metrics and model of run {run.run_id}",
@@ -227,6 +229,8 @@ def _data_bytes(data: Optional[DataSnapshot]) -> int:
 def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Optional[DataSnapshot], settings,
                        loaded: dict) -> None:
     activity.wait()  # between fits, not during the next one
+    if loaded["model"] is None and loaded["copyable"]:
+        loaded["model"] = snapshot.load()  # plain pickle: classes by reference, nothing re-created
     model = loaded["model"]
     if model is None:  # the estimator could not be copied: its params were logged at the call
         if settings.log_models:
