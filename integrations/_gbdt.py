@@ -113,7 +113,8 @@ class Library:
         raise NotImplementedError
 
     def load(self, snapshot: Any) -> Any:
-        """On the worker: the model of a snapshot (a booster or a fitted wrapper)."""
+        """On the worker: the model of a snapshot (a booster or a fitted wrapper) to compute
+        importances and metrics from; None when there is none to be had."""
         raise NotImplementedError
 
     def importances(self, booster: Any) -> dict[str, Any]:
@@ -336,21 +337,32 @@ def log_model_and_importances(run: Any, library: Library, model: Any, flavor: Mo
         run.defer(lambda: log_importances(run, importances, s.log_plots),
                   label=f"{library.name}: feature importances of run {run.run_id}")
         return
+    # heavy: it holds the model's copy and the data's, so the logger bounds how many wait
+    held = (flavor.snapshot_size(snapshot) or 0) + _data_bytes(data)
     run.defer(lambda: _log_from_snapshot(run, library, snapshot, flavor, data, wrapper, s),
-              label=f"{library.name}: feature importances, training metrics and model of run {run.run_id}")
+              label=f"{library.name}: feature importances, training metrics and model of run {run.run_id}",
+              holds_bytes=held)
+
+
+def _data_bytes(data: Optional[DataSnapshot]) -> int:
+    """About how many bytes a DataSnapshot's arrays hold (0 for what does not say)."""
+    if data is None:
+        return 0
+    return sum(int(getattr(part, "nbytes", 0) or 0) for part in (data.X, data.y, data.sample_weight))
 
 
 def _log_from_snapshot(run: Any, library: Library, snapshot: Any, flavor: ModelFlavor, data: Optional[DataSnapshot],
                        wrapper: bool, s: Any) -> None:
     activity.wait()  # between training calls, not during the next one
-    model = library.load(snapshot)
-    log_importances(run, library.importances(library.booster_of(model)), s.log_plots)
-    if wrapper and data is not None:
+    model = library.load(snapshot)  # None: no copy to compute from (the model is still written)
+    if model is not None:
+        log_importances(run, library.importances(library.booster_of(model)), s.log_plots)
+    if wrapper and data is not None and model is not None:
         log_training_metrics(run, model, data, log_plots=s.log_plots, activity=activity, integration=library.name)
     if s.log_models:
         activity.wait()
         signature = example = None
-        if wrapper and data is not None and s.log_model_signatures:
+        if wrapper and data is not None and s.log_model_signatures and model is not None:
             signature = signature_of(model, data.X)
         if wrapper and data is not None and s.log_input_examples:
             example = input_example_of(data.X)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from copy import deepcopy
 from typing import Any, Mapping, Optional
 
 from autolog.instrument.callbacks import contained_callback
@@ -115,13 +116,23 @@ class BoosterText:
 
 
 class PickledWrapper:
-    """A fitted wrapper pickled on the training thread (`snapshots.pickle_model`), and its class."""
+    """A fitted wrapper pickled on the training thread (`snapshots.pickle_model`), its class, and
+    for a cloudpickle snapshot a deep copy to compute from: loading a cloudpickle snapshot would
+    re-create a `__main__` class in place (as the scikit-learn integration does)."""
 
-    __slots__ = ("pickled", "model_class")
+    __slots__ = ("pickled", "model_class", "copy")
 
-    def __init__(self, pickled: PickledModel, model_class: str):
+    def __init__(self, pickled: PickledModel, model_class: str, copy: Any = None):
         self.pickled = pickled
         self.model_class = model_class
+        self.copy = copy
+
+    def model(self) -> Any:
+        """The wrapper to compute from: the copy, or the plain pickle loaded (classes found by
+        name, nothing re-created); None for a cloudpickle snapshot that could not be copied."""
+        if self.copy is not None:
+            return self.copy
+        return self.pickled.load() if self.pickled.serialization_format == "pickle" else None
 
 
 class LightGBMLibrary(_gbdt.Library):
@@ -148,14 +159,21 @@ class LightGBMLibrary(_gbdt.Library):
         if isinstance(model, Booster):
             return BoosterText(model.model_to_string())  # the best iteration's model, as save_model writes
         cls = type(model)
-        return PickledWrapper(pickle_model(model), f"{cls.__module__}.{cls.__name__}")
+        pickled = pickle_model(model)
+        copy = None
+        if pickled.serialization_format != "pickle":
+            try:
+                copy = deepcopy(model)
+            except Exception:  # noqa: BLE001 - then no importances or training metrics, the model still logged
+                copy = None
+        return PickledWrapper(pickled, f"{cls.__module__}.{cls.__name__}", copy)
 
     def load(self, snapshot: Any) -> Any:
         from lightgbm import Booster
 
         if isinstance(snapshot, BoosterText):
             return Booster(model_str=snapshot.text)
-        return snapshot.pickled.load()
+        return snapshot.model()
 
     def booster_of(self, model: Any) -> Any:
         from lightgbm import Booster

@@ -243,6 +243,23 @@ def test_training_and_validation_data_are_dataset_inputs(data):
         assert len(inputs) == 2 and ("eval", eval_name) in inputs and {c for c, _ in inputs} == {"train", "eval"}
 
 
+def test_a_wrapper_that_only_cloudpickle_can_save(data, tmp_path):
+    """A custom objective defined inside a function: pickle refuses the wrapper, cloudpickle
+    writes it; the metrics come from a copy made at the call, not from the snapshot loaded back."""
+    X, y, Xv, _ = data
+
+    def squared_error(y_true, y_pred):
+        return y_pred - y_true, np.ones_like(y_pred)
+
+    autolog.autolog()
+    model = lgb.LGBMRegressor(n_estimators=3, n_jobs=1, verbose=-1, objective=squared_error).fit(X, y.astype(float))
+    run = only_run()
+    assert "training_r2_score" in run.metrics and "feature_importance_gain.json" in artifacts(run.run_id)
+    with open(os.path.join(common.download(run.run_id, "model", tmp_path), "MLmodel")) as fh:
+        assert json.load(fh)["flavors"]["lightgbm"]["serialization_format"] == "cloudpickle"
+    np.testing.assert_allclose(autolog.load_model(run.run_id).predict(Xv), model.predict(Xv))
+
+
 def test_wrappers_inside_sklearn_pipeline_and_search_keep_sklearns_runs(data):
     X, y, _, _ = data
     autolog.autolog()
