@@ -10,11 +10,12 @@ What a fit logs (docs/integrations/keras.md):
   batch_size, inferred for tf.data datasets and generators, steps_per_epoch, shuffle, ...),
   the optimizer's config (`optimizer_*` as mlflow.keras names it, `opt_*` as
   mlflow.tensorflow does, a learning-rate schedule flattened by its config), loss, metric
-  names, parameter counts, EarlyStopping's settings; `model_summary.txt`;
+  names, EarlyStopping's settings; the training and validation arrays as dataset inputs;
+  `model_summary.txt` when training begins; parameter counts after the first epoch;
 - per epoch, from a contained callback added to a copy of the user's callback list: every
   key of the epoch logs (`loss`, `accuracy`, `val_loss`, ...), `validation_*` as
   mlflow.keras names a validation's results, and the learning rate; every N batches on
-  request (`AUTOLOG_LOG_EVERY_N_STEPS`: `batch_loss`, ...);
+  request (`autolog(log_every_n_steps=N)`: `batch_loss`, ...);
 - files written by `keras.callbacks.ModelCheckpoint`, captured as they appear (toolkit's
   checkpoint capture), before Keras writes the same file again;
 - after the fit: EarlyStopping's `stopped_epoch`, `restored_epoch` and the restored epoch's
@@ -23,8 +24,8 @@ What a fit logs (docs/integrations/keras.md):
 - `model.evaluate(...)` after a fit logs `validation_*` to the run that trained the model.
 
 The model is saved on the training thread (Keras reads the live variables; the user may
-train the same object again right after): one `model.save` into autolog's staging folder,
-the cost measured in docs/benchmarks.md. Everything else the training thread does is
+train the same object again right after): one `model.save` into a private temporary
+folder, the cost measured in docs/benchmarks.md. Everything else the training thread does is
 Python bookkeeping; metric values are the floats Keras already made at the end of each
 epoch, and the learning rate is a device-side copy converted on autolog's worker.
 """

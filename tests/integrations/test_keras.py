@@ -326,10 +326,9 @@ def test_keep_last_and_log_checkpoints_false(data, tmp_path, monkeypatch):
     assert os.path.exists(tmp_path / "d1.weights.h5") and "checkpoints" not in artifact_paths(newest.run_id)
 
 
-def test_every_n_steps(data, monkeypatch):
+def test_every_n_steps(data):
     x, y = data
-    monkeypatch.setenv("AUTOLOG_LOG_EVERY_N_STEPS", "2")
-    autolog.autolog()
+    autolog.autolog(log_every_n_steps=2)
     mlp().fit(x, y, epochs=2, batch_size=16, verbose=0)  # 4 steps per epoch
     run = the_run()
     assert [s for s, _ in history(run.run_id, "batch_loss")] == [2, 4, 6, 8]
