@@ -113,6 +113,46 @@ def test_statsmodels_model_loads_with_mlflow(mlflow_reads_the_server, mlflow_exp
     assert f"statsmodels=={metadata.version('statsmodels')}" in requirements_of(mlflow_id, tmp_path)
 
 
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_boosters_load_with_mlflow_from_the_server(library, mlflow_reads_the_server, mlflow_experiment, tmp_path):
+    """xgboost.train / lightgbm.train logged to a real server: MLflow's pyfunc and flavor loaders
+    and autolog.load_model all predict what the booster predicts."""
+    pytest.importorskip(library)
+    import mlflow.pyfunc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(float)
+    autolog.autolog(experiment=mlflow_experiment, integrations=[library])
+    if library == "xgboost":
+        import mlflow.xgboost as flavor
+        import xgboost as xgb
+
+        booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(X, label=y),
+                            num_boost_round=5)
+        expected = booster.predict(xgb.DMatrix(X))
+    else:
+        import lightgbm as lgb
+        import mlflow.lightgbm as flavor
+
+        booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1}, lgb.Dataset(X, label=y),
+                            num_boost_round=5)
+        expected = booster.predict(X)
+    autolog.flush()
+    run = only_run(mlflow_experiment)
+    mlflow_id = run.tags[TAG_MLFLOW_RUN_ID]
+
+    np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model").predict(X)).ravel(),
+                               expected, rtol=1e-6)
+    loaded = flavor.load_model(f"runs:/{mlflow_id}/model")
+    got = loaded.predict(xgb.DMatrix(X)) if library == "xgboost" else loaded.predict(X)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    again = autolog.load_model(run.run_id)
+    got = again.predict(xgb.DMatrix(X)) if library == "xgboost" else again.predict(X)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert any(line.startswith(f"{library}==") for line in requirements_of(mlflow_id, tmp_path))
+
+
 @needs_sklearn_integration
 def test_each_logged_model_is_a_new_registered_version(mlflow_uri, mlflow_experiment, mlflow_client):
     from sklearn.linear_model import LinearRegression
