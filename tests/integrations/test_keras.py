@@ -370,6 +370,29 @@ def test_custom_layer_model_loads_back_with_equal_predictions(data, tmp_path, mo
         assert f"keras=={keras.__version__}" in fh.read().split()
 
 
+def test_mlflow_pyfunc_loads_the_model_from_an_mlflow_store(data, tmp_path):
+    """autolog logging into MLflow's own tracking store (sqlite, as an MLflow server keeps it):
+    `mlflow.pyfunc.load_model("runs:/<id>/model")` predicts what the model predicts."""
+    mlflow = pytest.importorskip("mlflow")
+    import mlflow.pyfunc
+
+    x, y = data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    autolog.autolog(tracking_uri=uri)
+    model = mlp()
+    model.fit(x, y, epochs=1, verbose=0)
+    autolog.flush()
+    mlflow_id = autolog.last_run().tags["autolog.mlflow_run_id"]  # docs/backends.md
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert mlflow.get_run(mlflow_id).data.params["optimizer_name"] == "adam"
+        pyfunc = mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    np.testing.assert_allclose(pyfunc.predict(x), model.predict(x, verbose=0), rtol=1e-6)
+
+
 def test_autolog_log_model_of_a_keras_model(data):
     x, _ = data
     model = mlp()
