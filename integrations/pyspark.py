@@ -44,7 +44,7 @@ from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
-from autolog.instrument.params import is_scalar_number
+from autolog.instrument.params import flatten, is_scalar_number
 from autolog.instrument.patching import Patcher
 from autolog.instrument.snapshots import TrainingActivity
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
@@ -228,7 +228,8 @@ def indexed_names(root: Any, overrides: Optional[dict] = None) -> dict:
 
 
 def instance_params(instance: Any, level: int, names: dict, overrides: dict) -> dict:
-    """mlflow.pyspark.ml's `_get_instance_param_map_recursively`, values made loggable."""
+    """mlflow.pyspark.ml's `_get_instance_param_map_recursively`, values made loggable; a
+    param whose value is a dict also gives one `<param>.<key>` param per entry."""
     from pyspark.ml import Pipeline
 
     prefix = "" if level == 0 else names[instance.uid] + "."
@@ -249,6 +250,8 @@ def instance_params(instance: Any, level: int, names: dict, overrides: dict) -> 
             out.update(instance_params(value, level + 1, names, overrides))
         else:
             out[key] = _plain(value)
+            if isinstance(value, dict) and value:  # e.g. xgboost.spark's arbitrary_params_dict
+                out.update({k: _plain(v) for k, v in flatten(value, prefix=key).items()})
     return out
 
 

@@ -695,10 +695,13 @@ def test_xgboost_spark_classifier(data):
     from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
 
     autolog.autolog(integrations=["pyspark"])
-    estimator = SparkXGBClassifier(n_estimators=3, max_depth=2, learning_rate=0.3, num_workers=1)
+    # alpha is an xgboost param that is no Spark param: xgboost.spark keeps it in arbitrary_params_dict
+    estimator = SparkXGBClassifier(n_estimators=3, max_depth=2, learning_rate=0.3, num_workers=1, alpha=0.5)
     model = estimator.fit(data.train)
     run = the_run()
 
+    assert run.params["arbitrary_params_dict"] == "{'alpha': 0.5}"
+    assert run.params["arbitrary_params_dict.alpha"] == "0.5"
     assert run.params["n_estimators"] == "3" and run.params["max_depth"] == "2"
     assert run.params["learning_rate"] == "0.3" and run.params["num_workers"] == "1"
     for name in ("objective", "reg_lambda", "subsample", "tree_method", "booster"):  # defaults too
