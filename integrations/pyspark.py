@@ -836,17 +836,23 @@ def load_single_model(folder: str) -> Any:
 
 
 # -- post-training metrics ----------------------------------------------------------------------
+def _evaluating(wrapped, args: tuple, kwargs: dict) -> Any:
+    """The original call, during which the transforms and evaluations it makes itself (a
+    PipelineModel's stages, an evaluator's own) record nothing."""
+    token = _in_evaluation.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _in_evaluation.reset(token)
+
+
 def _transform(wrapped, instance, args, kwargs):
     """`model.transform(dataset)` of a model autolog logged: its predictions are remembered
     (by id, while they live) with the model's run and the caller's name for `dataset`."""
     run = post_training.run_of(instance) if instance is not None else None
     if run is None or _in_evaluation.get() or runs.training_call_in_progress() is not None:
         return wrapped(*args, **kwargs)
-    token = _in_evaluation.set(True)
-    try:
-        result = wrapped(*args, **kwargs)
-    finally:
-        _in_evaluation.reset(token)
+    result = _evaluating(wrapped, args, kwargs)
     with containment.contained("pyspark: remembering predictions for post-training metrics"):
         dataset = next(iter(call_arguments(wrapped, args, kwargs).values()), None)
         post_training.register_prediction(result, run, post_training.dataset_name(run, dataset))
@@ -865,11 +871,7 @@ def _evaluate(wrapped, instance, args, kwargs):
     source = post_training.prediction_source([arguments.get("dataset")])
     if source is None:
         return wrapped(*args, **kwargs)
-    token = _in_evaluation.set(True)
-    try:
-        result = wrapped(*args, **kwargs)
-    finally:
-        _in_evaluation.reset(token)
+    result = _evaluating(wrapped, args, kwargs)
     with containment.contained("pyspark: logging a post-training metric"):
         if is_scalar_number(result):
             run, dataset_name = source
