@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 from autolog.testing import reset_for_tests
@@ -35,10 +38,26 @@ def _isolated_autolog(request, tmp_path, monkeypatch, store_dir):
     request.node._autolog_errors = errors
     yield errors
     reset_for_tests()
+    _forget_mlflow_fluent_state()
     containment.set_error_hook(None)
     containment.reset()
     if errors and "contained_errors" not in request.fixturenames:
         pytest.fail("autolog contained errors during the test: " + "; ".join(f"{w}: {e!r}" for w, e in errors))
+
+
+def _forget_mlflow_fluent_state() -> None:
+    """MLflow's fluent API keeps its tracking URI and experiment in module globals and in
+    MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID (`mlflow.set_tracking_uri` and `set_experiment`
+    set the variables for subprocesses, even when a test puts the previous URI back): a test
+    that used them must not hand them to the next test or its subprocesses."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None:
+        tracking._tracking_uri = None
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:
+        fluent._active_experiment_id = None
 
 
 @pytest.fixture
