@@ -428,7 +428,7 @@ class _Copier:
 
     def _start(self) -> None:
         if not self._alive():
-            self._thread = threading.Thread(target=self._run, name="autolog-checkpoints", daemon=True)
+            self._thread = containment.background_thread(self._run, "autolog-checkpoints")
             self._thread.start()
 
     def _run(self) -> None:

@@ -12,6 +12,7 @@ hook (`set_error_hook`) that makes anything contained fail the test.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
@@ -86,3 +87,62 @@ def contained(where: str) -> Iterator[None]:
         yield
     except Exception as exc:  # noqa: BLE001 - this is the one place that swallows
         report(where, exc)
+
+
+# -- background threads ----------------------------------------------------------------------
+#: what a terminal, a scheduler or the user sends a process: left to the main thread
+_ASYNC_SIGNALS = tuple(
+    getattr(signal, name) for name in
+    ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGWINCH")
+    if hasattr(signal, name)
+)
+
+
+def background_thread(target: Callable[..., None], name: str, args: tuple = ()) -> threading.Thread:
+    """A daemon thread (not started) for autolog's own work that leaves the process's signals
+    to the main thread.
+
+    The kernel hands a signal sent to the process (`kill`, `docker stop`, Ctrl-C) to any
+    thread that does not block it. Python runs its handlers on the main thread only when
+    that thread next runs bytecode, and only the thread the signal landed on sees its
+    blocking call interrupted: a SIGTERM landing on our idle worker left a main thread
+    blocked in `read()` (or `queue.get()`, a barrier) unaware, and the user's handler
+    never ran. Our threads block these signals, so they land where the user expects.
+    """
+
+    def run() -> None:
+        block_async_signals()
+        target(*args)
+
+    return threading.Thread(target=run, name=name, daemon=True)
+
+
+def block_async_signals() -> None:
+    """Block, in the calling thread, the signals a process is sent (see `background_thread`)."""
+    if not _ASYNC_SIGNALS or not hasattr(signal, "pthread_sigmask"):
+        return
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
+    except (OSError, ValueError):
+        pass
+
+
+@contextmanager
+def async_signals_unblocked() -> Iterator[None]:
+    """Unblock, for the block, the signals `background_thread` blocks: around work that may
+    start processes (a subprocess inherits the mask; a child deaf to SIGTERM would be a bug)."""
+    if not _ASYNC_SIGNALS or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, _ASYNC_SIGNALS)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        except (OSError, ValueError):
+            pass

@@ -135,7 +135,7 @@ def _prepare_in_background(settings: config.Settings) -> None:
         if _state.prepared_pid == os.getpid():
             return
         _state.prepared_pid = os.getpid()
-    thread = threading.Thread(target=_prepare, args=(settings,), name="autolog-provenance", daemon=True)
+    thread = containment.background_thread(_prepare, "autolog-provenance", (settings,))
     thread.start()
 
 

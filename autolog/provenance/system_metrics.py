@@ -315,7 +315,7 @@ class SystemMetricsSampler:
                 return
             self._runs[run.run_id] = _Watched(run, prefix, tags)
             if self._thread is None:
-                thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
+                thread = containment.background_thread(self._loop, THREAD_NAME)
                 self._thread = thread
                 thread.start()
         self._wake.set()

@@ -298,7 +298,7 @@ class BatchingLogger:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop = False
-            thread = threading.Thread(target=self._run, name="autolog-logger", daemon=True)
+            thread = containment.background_thread(self._run, "autolog-logger")
             self._thread = thread
             self._set_gate()  # before the worker runs: it alone closes the gate afterwards
             thread.start()
@@ -464,7 +464,8 @@ class BatchingLogger:
         self._inline = emitted
         self._set_gate()
         try:
-            with containment.contained(getattr(work, "autolog_label", label)):
+            # third-party code (a flavor's save may start a process): as a thread of the user's would run it
+            with containment.contained(getattr(work, "autolog_label", label)), containment.async_signals_unblocked():
                 work()
         finally:
             self._inline = outer

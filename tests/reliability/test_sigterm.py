@@ -30,7 +30,15 @@ CHILD = f"""
     for i in range({POINTS}):
         autolog.log_metric("loss", 1.0 / (i + 1), step=i)
     print(json.dumps({{{{"run_id": run.run_id}}}}), flush=True)
-    sys.stdin.read()  # wait for the signal
+    # wait for the signal as a training loop does, running bytecode: a Python handler runs on
+    # the main thread at its next bytecode. One blocking call from here to the end (read() on
+    # stdin) can miss it for good: a signal that lands just before the call trips the flag,
+    # and nothing checks it until the call returns (CPython; the worker holding the GIL just
+    # then widens the window)
+    import select
+    while not select.select([sys.stdin], [], [], 0.05)[0]:
+        pass
+    sys.stdin.read()  # the test closed stdin
     print("not terminated", flush=True)
 """
 
