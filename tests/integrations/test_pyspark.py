@@ -606,6 +606,7 @@ def test_model_is_written_on_the_worker_from_a_snapshot(spark, data, tmp_path):
     try:
         autolog.autolog()
         with autolog.start_run() as run:
+            runs.flush()  # the store and the run exist before the worker is held (listed below)
             run.defer(lambda: release.wait(120), label="holding the worker")
             model = LogisticRegression(maxIter=4).fit(data.train)
             model.setThreshold(0.9)  # after fit: not what is logged
