@@ -42,11 +42,12 @@ from typing import Any, Callable, Iterable, Optional
 
 from autolog import runs
 from autolog.instrument import containment
+from autolog.instrument.datasets import describe, log_dataset, spark_row_count
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
 from autolog.instrument.params import flatten, is_scalar_number
 from autolog.instrument.patching import Patcher
-from autolog.instrument.snapshots import TrainingActivity
+from autolog.instrument.snapshots import TrainingActivity, caller_variable_name
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
 from autolog.integrations.sklearn_api import PostTrainingMetrics
 
@@ -126,14 +127,14 @@ class Fit(TrainingWrapper):
         run.log_params(estimator_params(estimator, overrides), normalize=True)
         if isinstance(params, (list, tuple)):
             run.set_tag(TAG_PARAM_MAPS, len(params))
+        dataset = call.arguments.get("dataset")
+        if dataset is not None:
+            _log_input_facts(run, estimator, dataset)
 
     def after(self, call: Call) -> None:
         run, estimator, result = call.run, call.instance, call.result
         overrides = call.state["overrides"]
-        dataset = call.arguments.get("dataset")
         settings = runs.settings()
-        if dataset is not None:
-            _log_input_facts(run, estimator, dataset)
         if isinstance(result, list):
             _log_param_map_runs(run, estimator, list(call.arguments["params"]), result, settings)
         else:
@@ -373,10 +374,21 @@ def _deliver_metrics(run: runs.ActiveRun, work: "SparkWork") -> None:
 
 
 def _log_input_facts(run: runs.ActiveRun, estimator: Any, dataset: Any) -> None:
-    """The input's column names and its row count where Spark knows it without a job."""
-    work = pending.add(functools.partial(input_facts, dataset), f"the input of run {run.run_id}")
+    """The input's column names and its row count where Spark knows it without a job, and
+    with `log_datasets` the input as MLflow's SparkDataset describes it (digest from the
+    plan's semantic hash, schema, row count: autolog/instrument/datasets.py), all read on
+    the worker."""
+    described = runs.settings().log_datasets
+    name = caller_variable_name(dataset) if described else None
+    work = pending.add(functools.partial(_input, dataset, described, name), f"the input of run {run.run_id}")
     run.defer(functools.partial(_deliver_input_facts, run, work, type(estimator).__name__),
               label=f"pyspark: the input of run {run.run_id}")
+
+
+def _input(dataset: Any, described: bool, name: Optional[str]) -> tuple:
+    """(column names, row count or None, the described dataset or None)."""
+    columns, rows = input_facts(dataset)
+    return columns, rows, (describe(dataset, name=name) if described else None)
 
 
 def _deliver_input_facts(run: runs.ActiveRun, work: "SparkWork", estimator_name: str) -> None:
@@ -384,7 +396,9 @@ def _deliver_input_facts(run: runs.ActiveRun, work: "SparkWork", estimator_name:
         return
     if work.error is not None:
         raise work.error
-    columns, rows = work.result
+    columns, rows, described = work.result
+    if described is not None:
+        log_dataset(run, described, context="train")
     params: dict = {"input_columns": columns}
     if rows is not None:
         params["input_rows"] = rows
@@ -398,12 +412,7 @@ def input_facts(dataset: Any) -> tuple:
     """(column names, row count or None). The count is the optimised plan's statistics,
     which Spark has without running a job for local data (a pandas or Python collection),
     `spark.range`, a cached DataFrame that has been materialised and a table with statistics."""
-    columns = list(dataset.columns)
-    jdf = getattr(dataset, "_jdf", None)  # a classic DataFrame's JVM side
-    if jdf is None:
-        return columns, None
-    count = jdf.queryExecution().optimizedPlan().stats().rowCount()
-    return columns, int(str(count.get())) if count.isDefined() else None  # a Python int, or a JVM BigInt
+    return list(dataset.columns), spark_row_count(dataset)
 
 
 # -- the training summary ------------------------------------------------------------------------

@@ -11,6 +11,13 @@ same data shows the same digest:
 | pandas DataFrame (Series) | first 10,000 rows' string and number columns, row count, column names | `mlflow_colspec` | `num_rows`, `num_elements` |
 | numpy array, list         | first 10,000 elements of features (and targets), every dimension | `mlflow_tensorspec` | `features_shape/size/nbytes` (and `targets_...`) |
 | scipy sparse matrix       | as the dense array would give (first rows only are made dense) | `mlflow_tensorspec` | as dense |
+| Spark DataFrame           | its logical plan's semantic hash, as MLflow's SparkDataset | `mlflow_colspec` | `approx_count` |
+
+A Spark DataFrame is described without a Spark job: MLflow's SparkDataset counts the rows with
+an approximate-count job (up to 5 s, on the training thread), autolog takes the row count
+from the optimised plan's statistics, which Spark has for local data, `spark.range`, cached
+and materialised DataFrames and tables with statistics; elsewhere `approx_count` is
+"unknown", MLflow's own word for a count it could not make.
 
 On the training thread only a bounded copy is taken: the first rows that the digest and the
 schema read (at most 10,000 rows), or nothing at all when the integration hands over the
@@ -29,9 +36,11 @@ Imports no ML library at import time; numpy (and pandas, for DataFrames) where n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import struct
 from typing import Any, Optional
 
 from autolog.entities import CONTEXT_TAG, Dataset, DatasetInput
@@ -85,7 +94,7 @@ def log_input(run, data: Any, *, targets: Any = None, context: Optional[str] = "
 
 
 def _queue(run, data: Any, targets: Any, context: Optional[str], name: Optional[str]) -> bool:
-    if name is None and not isinstance(data, DataSnapshot):
+    if name is None and not isinstance(data, (DataSnapshot, Dataset)):
         name = caller_variable_name(data)
     sample = _Sample.take(data, targets)  # on the caller: a bounded copy, or none from a snapshot
     run_id = run.run_id
@@ -130,9 +139,11 @@ class _Sample:
             y = data.y if kind != "frame" else None
             y_shape = (data.n_rows,) + tuple(getattr(y, "shape", (0,))[1:]) if y is not None else None
             return cls(kind, data.X, y, shape, y_shape)
-        if _is_mlflow_dataset(data):
+        if _is_mlflow_dataset(data) or isinstance(data, Dataset):
             return cls("given", None, None, (), None, given=data)
         kind = _kind(data)
+        if kind == "spark":  # immutable (a plan): described on the worker, nothing copied
+            return cls(kind, data, None, (), None)
         if kind == "frame":
             frame = data.to_frame() if getattr(data, "ndim", 2) == 1 else data
             return cls(kind, frame.iloc[:DIGEST_ROWS].copy(), None, tuple(frame.shape), None)
@@ -147,9 +158,15 @@ class _Sample:
 
     # -- on the worker -------------------------------------------------------------------
     def describe(self, name: Optional[str]) -> Dataset:
+        if isinstance(self.given, Dataset):  # described already (by an integration, off this thread)
+            return dataclasses.replace(self.given, name=_name(name)) if name else self.given
         if self.kind == "given":
             return _from_mlflow_dataset(self.given, name)
-        if self.kind == "frame":
+        if self.kind == "spark":
+            rows = spark_row_count(self.features)
+            digest, schema = _spark_digest(self.features), _spark_schema(self.features.schema)
+            profile = {"approx_count": rows if rows else "unknown"}
+        elif self.kind == "frame":
             head = self.features.iloc[:DIGEST_ROWS]  # a snapshot may hold more rows than are read
             digest, schema = _frame_digest(head, self.shape[0]), _frame_schema(head)
             profile: dict = {"num_rows": int(self.shape[0]), "num_elements": int(math.prod(self.shape))}
@@ -175,6 +192,8 @@ def _name(name: Optional[str]) -> str:
 
 
 def _kind(data: Any) -> str:
+    if _is_spark_frame(data):
+        return "spark"
     if hasattr(data, "iloc") and (hasattr(data, "columns") or getattr(data, "ndim", 0) == 1):
         return "frame"  # pandas DataFrame or Series
     if hasattr(data, "tocsr") and hasattr(data, "nnz"):
@@ -182,7 +201,7 @@ def _kind(data: Any) -> str:
     if isinstance(data, (list, tuple)) or (hasattr(data, "__array__") and hasattr(data, "shape")):
         return "tensor"
     raise UnsupportedData(f"data of type {type(data).__name__} (expected a pandas DataFrame, a numpy array, "
-                          "a scipy sparse matrix or a list)")
+                          "a scipy sparse matrix, a list or a Spark DataFrame)")
 
 
 def _head(data: Any, kind: str) -> tuple[Any, tuple]:
@@ -337,6 +356,63 @@ def _numpy_type(dtype: Any) -> Optional[str]:
     if kind == "M":
         return "datetime"
     return None
+
+
+# -- Spark DataFrames ------------------------------------------------------------------------
+def _is_spark_frame(data: Any) -> bool:
+    return type(data).__module__.startswith("pyspark.sql") and hasattr(data, "semanticHash") and hasattr(data, "schema")
+
+
+def spark_row_count(frame: Any) -> Optional[int]:
+    """The row count of a Spark DataFrame where Spark knows it without running a job (the
+    optimised plan's statistics: local data, `spark.range`, a cached DataFrame that has been
+    materialised, a table with statistics); None elsewhere and for Spark Connect."""
+    jdf = getattr(frame, "_jdf", None)  # a classic DataFrame's JVM side
+    if jdf is None:
+        return None
+    count = jdf.queryExecution().optimizedPlan().stats().rowCount()
+    return int(str(count.get())) if count.isDefined() else None  # a Python int, or a JVM BigInt
+
+
+def _spark_digest(frame: Any) -> str:
+    """mlflow.data.spark_dataset.SparkDataset._compute_digest: md5 of the semantic hash as an int64."""
+    return hashlib.md5(struct.pack("<q", int(frame.semanticHash())), usedforsecurity=False).hexdigest()[:8]
+
+
+def _spark_schema(struct_type: Any) -> Optional[dict]:
+    """MLflow's `mlflow_colspec` of a Spark schema (mlflow.types.utils._infer_spark_type);
+    None when a column has a type MLflow has no name for."""
+    columns = []
+    for field in struct_type.fields:
+        spec = _spark_type(field.dataType)
+        if spec is None:
+            return None
+        columns.append({**spec, "name": field.name, "required": True})  # MLflow leaves Spark's nullable out
+    return {"mlflow_colspec": columns}
+
+
+_SPARK_TYPES = {"LongType": "long", "IntegerType": "integer", "ShortType": "integer", "ByteType": "integer",
+                "FloatType": "float", "DoubleType": "double", "BooleanType": "boolean", "StringType": "string",
+                "BinaryType": "binary", "DateType": "datetime", "TimestampType": "datetime",
+                "VectorUDT": "sparkml_vector"}
+
+
+def _spark_type(data_type: Any) -> Optional[dict]:
+    name = type(data_type).__name__
+    if name in _SPARK_TYPES:
+        return {"type": _SPARK_TYPES[name]}
+    if name == "ArrayType":
+        items = _spark_type(data_type.elementType)
+        return {"type": "array", "items": items} if items is not None else None
+    if name == "StructType":
+        properties = {}
+        for field in data_type.fields:
+            spec = _spark_type(field.dataType)
+            if spec is None:
+                return None
+            properties[field.name] = {**spec, "required": not field.nullable}
+        return {"type": "object", "properties": properties}
+    return None  # a map (MLflow reads the data to type it), a decimal, a timestamp without zone...
 
 
 # -- profile and source ----------------------------------------------------------------------

@@ -189,6 +189,36 @@ def test_logistic_regression_params_metrics_and_model(data, tmp_path):
     assert loaded.getMaxIter() == 7
 
 
+def test_the_input_is_a_dataset_as_mlflow_spark_dataset_describes_it(data):
+    """log_datasets (on by default): the fit's DataFrame is the run's "train" input, with the
+    digest, schema and row count MLflow's SparkDataset gives the same DataFrame; no Spark job."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.spark_dataset import SparkDataset
+    from pyspark.ml.classification import LogisticRegression
+
+    autolog.autolog()
+    training_frame = data.train
+    LogisticRegression(maxIter=2).fit(training_frame)
+    run = the_run()
+
+    assert [(i.dataset.name, i.context) for i in run.inputs] == [("training_frame", "train")]
+    ours = run.inputs[0].dataset
+    theirs = SparkDataset(df=training_frame, source=CodeDatasetSource({})).to_dict()
+    assert (ours.digest, ours.source_type) == (theirs["digest"], "code")
+    assert json.loads(ours.schema) == json.loads(theirs["schema"])  # a vector column included
+    # the same key; MLflow's approximate-count job often answers "unknown" this early (its first estimate)
+    assert json.loads(ours.profile) == {"approx_count": 200} and set(json.loads(theirs["profile"])) == {"approx_count"}
+
+
+def test_log_datasets_false_records_no_input(data):
+    from pyspark.ml.classification import LogisticRegression
+
+    autolog.autolog(log_datasets=False)
+    LogisticRegression(maxIter=2).fit(data.train)
+    run = the_run()
+    assert run.inputs == [] and run.params["input_rows"] == "200"
+
+
 @pytest.mark.parametrize("kind", ["regression", "clustering", "recommendation", "feature"])
 def test_other_kinds_of_estimators(kind, spark, data, tmp_path):
     from pyspark.ml.clustering import KMeans
