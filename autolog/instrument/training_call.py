@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import wrapt
@@ -33,7 +36,7 @@ import wrapt
 from autolog.instrument import containment
 from autolog.instrument.patching import original_of
 from autolog.runs.handle import ActiveRun
-from autolog.runs.training import TrainingCall, training_call_in_progress
+from autolog.runs.training import InsideTrainingCall, TrainingCall, training_call_in_progress
 from autolog.transport.logger import on_worker_thread
 
 if TYPE_CHECKING:
@@ -45,7 +48,8 @@ __all__ = ["Call", "TrainingWrapper", "call_arguments"]
 class Call:
     """One training call, handed to the hooks of a `TrainingWrapper`."""
 
-    __slots__ = ("wrapped", "instance", "args", "kwargs", "run", "state", "result", "_bind_defaults", "_bound")
+    __slots__ = ("wrapped", "instance", "args", "kwargs", "run", "state", "result", "_bind_defaults", "_bound",
+                 "_later")
 
     def __init__(self, wrapped: Callable, instance: Any, args: tuple, kwargs: dict, bind_defaults: bool = False):
         self.wrapped = wrapped
@@ -57,6 +61,14 @@ class Call:
         self.result: Any = None
         self._bind_defaults = bind_defaults
         self._bound: Optional[tuple] = None  # (args, kwargs, arguments) of the last binding
+        self._later: Optional["_LaterStart"] = None  # when the wrapper starts the run later
+
+    def start_run(self) -> Optional[ActiveRun]:
+        """Start the call's run now, for a wrapper whose `starts_run_later(call)` is True (its
+        `started(call)` hook runs then); the run, or None when this call does not log. Once
+        started, the same run again; for any other call, `call.run`."""
+        later = self._later
+        return self.run if later is None else later.start(self)
 
     @property
     def arguments(self) -> dict:
@@ -116,8 +128,16 @@ class TrainingWrapper:
         """Tags of an autolog-made run (besides `autolog.integration`)."""
         return {}
 
+    def starts_run_later(self, call: Call) -> bool:
+        """True: the run starts when the integration calls `call.start_run()`, not at entry."""
+        return False
+
     def before(self, call: Call) -> None:
-        """Before the original; `call.run` is set. May replace `call.args` / `call.kwargs`."""
+        """Before the original; `call.run` is set (None when the run starts later). May
+        replace `call.args` / `call.kwargs`."""
+
+    def started(self, call: Call) -> None:
+        """Once `call.start_run()` has started the run of a call whose run starts later."""
 
     def after(self, call: Call) -> None:
         """After the original returned; `call.result` is set."""
@@ -134,6 +154,8 @@ class TrainingWrapper:
             return wrapped(*args, **kwargs)
         name = self._name(call)
         tags = self._tags(call)
+        if self._ask("starts_run_later", self.starts_run_later, call):
+            return self._started_later(call, TrainingCall(self.integration, name, tags), args, kwargs)
         with TrainingCall(self.integration, name, tags) as guard:
             if guard.run is None:
                 return wrapped(*args, **kwargs)
@@ -142,6 +164,16 @@ class TrainingWrapper:
                 return self._logged(call, args, kwargs)
             with self.activity:
                 return self._logged(call, args, kwargs)
+
+    def _started_later(self, call: Call, guard: TrainingCall, args: tuple, kwargs: dict):
+        later = call._later = _LaterStart(self, guard)
+        try:
+            if self.activity is None:
+                return self._logged(call, args, kwargs)
+            with self.activity:
+                return self._logged(call, args, kwargs)
+        finally:
+            later.finish(*sys.exc_info())
 
     def _logged(self, call: Call, args: tuple, kwargs: dict):
         if not self._hook("before", self.before, call):
@@ -163,10 +195,13 @@ class TrainingWrapper:
             return False
 
     def _decide(self, call: Call) -> bool:
+        return self._ask("should_log", self.should_log, call)
+
+    def _ask(self, label: str, question: Callable, call: Call) -> bool:
         try:
-            return bool(self.should_log(call))
-        except Exception as exc:  # noqa: BLE001 - not knowing is "do not log"
-            containment.report(f"{self.integration}: should_log {call.describe()}", exc)
+            return bool(question(call))
+        except Exception as exc:  # noqa: BLE001 - not knowing is "no"
+            containment.report(f"{self.integration}: {label} {call.describe()}", exc)
             return False
 
     def _name(self, call: Call) -> str:
@@ -182,6 +217,40 @@ class TrainingWrapper:
         except Exception as exc:  # noqa: BLE001
             containment.report(f"{self.integration}: run_tags {call.describe()}", exc)
             return {}
+
+
+class _LaterStart:
+    """The run of one call that starts later: the guard holds from entry (a placeholder
+    until the run starts), the run starts at most once, in the thread that made the call."""
+
+    __slots__ = ("wrapper", "guard", "placeholder", "pid", "thread", "started")
+
+    def __init__(self, wrapper: TrainingWrapper, guard: TrainingCall):
+        self.wrapper = wrapper
+        self.guard = guard
+        self.placeholder: Optional[InsideTrainingCall] = InsideTrainingCall().__enter__()
+        self.pid, self.thread = os.getpid(), threading.get_ident()
+        self.started = False
+
+    def start(self, call: Call) -> Optional[ActiveRun]:
+        if self.started or self.placeholder is None:
+            return call.run
+        if os.getpid() != self.pid or threading.get_ident() != self.thread:
+            return None  # a forked or spawned worker, another thread: the call's own process starts it
+        self.started = True
+        self.placeholder, placeholder = None, self.placeholder
+        placeholder.__exit__(None, None, None)
+        call.run = self.guard.__enter__().run
+        if call.run is not None:
+            self.wrapper._hook("started", self.wrapper.started, call)
+        return call.run
+
+    def finish(self, exc_type, exc, tb) -> None:
+        if self.placeholder is not None:
+            self.placeholder, placeholder = None, self.placeholder
+            placeholder.__exit__(None, None, None)
+        elif self.started and os.getpid() == self.pid:
+            self.guard.__exit__(exc_type, exc, tb)
 
 
 # -- binding a call's arguments ---------------------------------------------------------------

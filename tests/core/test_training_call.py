@@ -503,3 +503,73 @@ def test_child_runs_made_inside_a_training_call_are_autologs(patch):
     assert sorted(r.params["index"] for r in children) == ["0", "1"]
     assert all(r.tags["autolog.run_owner"] == "autolog" and r.status == "FINISHED" for r in children)
     assert parent.status == "FINISHED"
+
+
+# -- a run that starts later than the call ----------------------------------------------------
+class StartsLater(TrainingWrapper):
+    """The run starts when the model calls `start_run` (as a Lightning callback's setup does)."""
+
+    integration = "toy"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def starts_run_later(self, call):
+        return True
+
+    def before(self, call):
+        self.seen.append(("before", call.run))
+        call.args = (call.start_run,) + call.args[1:]  # the model is handed the starter
+
+    def started(self, call):
+        self.seen.append(("started", call.run.run_id))
+        call.run.log_param("started", True)
+
+    def after(self, call):
+        self.seen.append(("after", call.run and call.run.run_id))
+
+
+class LateModel(Model):
+    def fit(self, start_run, fail=False, elsewhere=False):
+        from autolog.runs.training import training_call_in_progress
+
+        self.guarded_before = training_call_in_progress() is not None  # a fit inside logs nothing
+        if elsewhere:
+            found = []
+            thread = threading.Thread(target=lambda: found.append(start_run()))
+            thread.start()
+            thread.join()
+            self.run = found[0]
+        else:
+            self.run = start_run()
+            assert start_run() is self.run  # once
+            self.active = autolog.active_run()
+        if fail:
+            raise ERROR
+        return self
+
+
+def test_a_run_that_starts_later_starts_at_start_run_and_ends_with_the_call(patch):
+    wrapper = patch(LateModel, "fit", StartsLater())
+    model = LateModel().fit(None)
+    run = only_run()
+    assert run.status == "FINISHED" and run.params == {"started": "True"}
+    assert model.guarded_before and model.run.run_id == run.run_id and model.active is model.run
+    assert wrapper.seen == [("before", None), ("started", run.run_id), ("after", run.run_id)]
+    assert autolog.active_run() is None
+
+    with pytest.raises(ValueError) as raised:
+        LateModel().fit(None, fail=True)
+    assert raised.value is ERROR
+    assert sorted(r.status for r in toy_runs()) == ["FAILED", "FINISHED"]
+
+
+def test_a_run_that_starts_later_is_not_started_from_another_thread_and_nothing_is_logged(patch):
+    wrapper = patch(LateModel, "fit", StartsLater())
+    model = LateModel().fit(None, elsewhere=True)
+    assert model.run is None and toy_runs() == []
+    assert wrapper.seen == [("before", None), ("after", None)]
+    from autolog.runs.training import training_call_in_progress
+
+    assert training_call_in_progress() is None  # the guard is released with the call
