@@ -31,7 +31,7 @@ import importlib
 import os
 import sys
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from autolog import runs
 from autolog.runs import get_run as autolog_get_run
@@ -118,22 +118,40 @@ class Fit(TrainingWrapper):
         self.fitted = fitted
 
     def should_log(self, call: Call) -> bool:
-        return is_primary_process()  # one run per job: the other ranks log nothing
+        # one run per job: the other ranks join it only to log their metrics (log_all_ranks)
+        return is_primary_process() or runs.settings().log_all_ranks
+
+    def starts_run_later(self, call: Call) -> bool:
+        """Under a launcher that re-runs the script for the other ranks (`strategy="ddp"`),
+        rank 0 gets its rank variables only inside `fit`: its run starts at the callback's
+        `setup`, once the process group exists, so every rank derives the same job run."""
+        launcher = getattr(getattr(call.instance, "strategy", None), "launcher", None)
+        return type(launcher).__name__ == "_SubprocessScriptLauncher"
 
     def run_name(self, call: Call) -> str:
         model = call.arguments.get("model")
         return type(model).__name__ if model is not None else "Trainer"
 
     def before(self, call: Call) -> None:
+        if call.run is None:  # the run starts at the callback's setup (starts_run_later)
+            callback = self.callback_class(None, functools.partial(_start_recorder, call))
+        else:
+            callback = self.callback_class(self._recorder(call))
+        call.state["callbacks"] = _add_callback(call.instance, callback)
+
+    def started(self, call: Call) -> None:
+        self._recorder(call)
+
+    def _recorder(self, call: Call) -> "FitRecorder":
         trainer, run = call.instance, call.run
         model, datamodule = call.arguments.get("model"), call.arguments.get("datamodule")
-        recorder = FitRecorder(run, trainer, model, datamodule)
-        params = trainer_params(trainer)
-        for source in (model, datamodule):
-            params.update(hyperparameters(source))
-        recorder.log_params(params)
-        call.state["callbacks"] = _add_callback(trainer, self.callback_class(recorder))
-        call.state["recorder"] = recorder
+        recorder = call.state["recorder"] = FitRecorder(run, trainer, model, datamodule)
+        if is_primary_process():  # written once, by rank 0
+            params = trainer_params(trainer)
+            for source in (model, datamodule):
+                params.update(hyperparameters(source))
+            recorder.log_params(params)
+        return recorder
 
     def after(self, call: Call) -> None:
         trainer = call.instance
@@ -199,32 +217,49 @@ def _callback_class(base: type, package: str) -> type:
 
     @contained_callback(NAME)
     class AutologCallback(base):
-        def __init__(self, recorder: "FitRecorder"):
+        def __init__(self, recorder: Optional["FitRecorder"], start_run: Optional[Callable] = None):
             self._autolog_recorder = recorder
+            self._autolog_start_run = start_run  # the fit's run starts at setup, in the launched process
 
         def __reduce__(self):  # a trainer sent to other processes (ddp_spawn) takes an inert callback
             return _inert_callback, (package,)
 
+        def setup(self, trainer, pl_module, stage):
+            start_run, self._autolog_start_run = self._autolog_start_run, None
+            if start_run is not None:
+                self._autolog_recorder = start_run()
+
         def on_train_start(self, trainer, pl_module):
-            self._autolog_recorder.train_started(trainer)
+            if self._autolog_recorder is not None:  # None until the run starts
+                self._autolog_recorder.train_started(trainer)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self._autolog_recorder.batch_ended(trainer)
+            if self._autolog_recorder is not None:
+                self._autolog_recorder.batch_ended(trainer)
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self._autolog_recorder.epoch_started(trainer)
+            if self._autolog_recorder is not None:
+                self._autolog_recorder.epoch_started(trainer)
 
         def on_validation_end(self, trainer, pl_module):
-            self._autolog_recorder.validation_ended(trainer)
+            if self._autolog_recorder is not None:
+                self._autolog_recorder.validation_ended(trainer)
 
         def on_train_epoch_end(self, trainer, pl_module):
-            self._autolog_recorder.epoch_ended(trainer)
+            if self._autolog_recorder is not None:
+                self._autolog_recorder.epoch_ended(trainer)
 
         def on_test_end(self, trainer, pl_module):
-            self._autolog_recorder.test_ended(trainer)
+            if self._autolog_recorder is not None:
+                self._autolog_recorder.test_ended(trainer)
 
     AutologCallback.__qualname__ = AutologCallback.__name__ = "AutologCallback"
     return AutologCallback
+
+
+def _start_recorder(call: Call) -> Optional["FitRecorder"]:
+    """Start the run of a fit whose run starts later; the recorder `Fit.started` made for it."""
+    return call.state.get("recorder") if call.start_run() is not None else None
 
 
 def _inert_callback(package: str) -> Any:
@@ -352,6 +387,8 @@ class FitRecorder:
     def fit_ended(self, trainer: Any, model: Any) -> None:
         for index, stopper in enumerate(_early_stopping_callbacks(trainer)):
             self._log_early_stopping(stopper, index)
+        if not is_primary_process():
+            return  # the summary and the model are written once, by rank 0
         self._log_best_checkpoint(trainer)
         with containment.contained(f"{NAME}: model summary"):
             self.run.log_text(model_summary(trainer, model), "model_summary.txt")

@@ -35,6 +35,7 @@ import time
 from typing import Any, Optional
 
 from autolog.instrument import containment
+from autolog.instrument.role import process_role
 from autolog.validation import normalize_key
 
 log = logging.getLogger("autolog")
@@ -245,15 +246,24 @@ class MachineReader:
 
 
 # -- where a run's samples go --------------------------------------------------------------
-def node_identity(attached: bool) -> tuple[Optional[str], dict]:
-    """(node id for metric names or None, tags naming host and rank) of this process."""
+_RANKED_LAUNCHERS = ("torchrun", "torch.distributed", "lightning", "tf_config")
+
+
+def node_identity(attached: bool, role: Any = None) -> tuple[Optional[str], dict]:
+    """(node id for metric names or None, tags naming host and rank) of this process. The
+    rank is the process role's (autolog/instrument/role.py) in a multi-process job: Lightning's
+    launcher and TF_CONFIG set no RANK variable."""
     try:
         host = socket.gethostname()
     except OSError:
         host = "unknown-host"
-    rank = os.environ.get("RANK")
-    local_rank = os.environ.get("LOCAL_RANK")
-    world_size = os.environ.get("WORLD_SIZE")
+    role = role or process_role()
+    if role.launcher in _RANKED_LAUNCHERS and role.rank >= 0:
+        rank, local_rank, world_size = str(role.rank), str(role.local_rank), str(role.world_size)
+    else:
+        rank = os.environ.get("RANK")
+        local_rank = os.environ.get("LOCAL_RANK")
+        world_size = os.environ.get("WORLD_SIZE")
     node = os.environ.get(ENV_NODE_ID) or None
     if node is None and rank is not None:
         node = f"rank_{rank}"
@@ -436,7 +446,8 @@ class SystemMetricsSampler:
 
 
 class _NodeCache:
-    """The node identity per process (environment variables are read once)."""
+    """The node identity per process and role (a Lightning process becomes rank 0 of its job
+    inside `fit`)."""
 
     def __init__(self) -> None:
         self._values: dict = {}
@@ -445,9 +456,12 @@ class _NodeCache:
     def get(self, attached: bool) -> tuple:
         if self._pid != os.getpid():
             self._values, self._pid = {}, os.getpid()
-        value = self._values.get(attached)
+        role = process_role()
+        value = self._values.get((attached, role))
         if value is None:
-            value = self._values[attached] = node_identity(attached)
+            if len(self._values) > 16:
+                self._values = {}
+            value = self._values[(attached, role)] = node_identity(attached, role)
         return value
 
     def clear(self) -> None:

@@ -248,8 +248,9 @@ def _torch_backend() -> Optional[str]:
 class RankRun(ActiveRun):
     """A non-primary rank's view of its job's run: joined, never created or ended here.
 
-    What goes through: metrics when `log_all_ranks` (renamed `<key>/rank_<r>`), system
-    metrics (already named by rank) and the rank's node tags. Params, other tags,
+    What goes through: metrics when `log_all_ranks` (renamed `<key>/rank_<r>`, and the
+    deferred work that converts tensors into them, whose own records come back through
+    here), system metrics (already named by rank) and the rank's node tags. Params, other tags,
     artifacts, models and deferred work are the primary's to write, once.
     """
 
@@ -262,6 +263,7 @@ class RankRun(ActiveRun):
         self._forward = logger.enqueue
         self._suffix = f"/rank_{self.rank}"
         self._all_ranks = bool(getattr(settings(), "log_all_ranks", False))
+        self._error: Optional[str] = None
         self._enqueue = self._filter
 
     def _filter(self, record: tuple) -> None:
@@ -274,11 +276,15 @@ class RankRun(ActiveRun):
                 self._forward(record[:2] + (key + self._suffix,) + record[3:])
         elif kind == "t" and record[2].startswith(("autolog.system.", "autolog.job.")):
             self._forward(record)
+        elif kind == "x" and self._all_ranks:
+            self._forward(record)  # deferred work (tensors read on the worker); what it logs comes back here
+        elif kind == "t" and record[2] == TAG_ERROR:
+            self._error = record[3]  # the exception of a training call that failed here: see on_left
 
     def on_left(self, status: str, error: Optional[str] = None) -> None:
         """Called when this rank leaves the run: a failure is recorded on the job's run."""
         if status == RunStatus.FAILED:
-            record_rank_failure(self.run_id, self._logger, self.rank, error)
+            record_rank_failure(self.run_id, self._logger, self.rank, error or self._error)
 
 
 def join(slot: JobSlot, run_name: str, experiment_name: str, logger: Any) -> RankRun:
