@@ -93,12 +93,13 @@ class _Optimizer:
 class LoopState:
     """What one run has seen of the plain loop: its optimizers and their step counts."""
 
-    __slots__ = ("run", "logging", "every", "metrics", "optimizers", "last", "primary", "primary_steps", "seen",
-                 "names_taken")
+    __slots__ = ("run", "logging", "writes_once", "every", "metrics", "optimizers", "last", "primary",
+                 "primary_steps", "seen", "names_taken")
 
-    def __init__(self, run: Optional[runs.ActiveRun], logging: bool):
+    def __init__(self, run: Optional[runs.ActiveRun], logging: bool, writes_once: bool = True):
         self.run = run
         self.logging = logging
+        self.writes_once = writes_once  # the job's primary process: params and checkpoints are its
         every = runs.settings().log_every_n_steps
         self.every = every if every else DEFAULT_EVERY_N_STEPS
         self.metrics = StepMetrics(run, NAME) if logging else None
@@ -136,7 +137,8 @@ class LoopState:
         names = lr_metric_names(optimizer, self.names_taken)
         self.names_taken.extend(names)
         record = self.optimizers[optimizer] = _Optimizer(names, primary)
-        self.run.log_params(optimizer_params(optimizer, index), normalize=True)
+        if self.writes_once:
+            self.run.log_params(optimizer_params(optimizer, index), normalize=True)
         return record
 
 
@@ -172,8 +174,8 @@ class LoopCapture:
         if run is None:
             if not start or threading.current_thread() is not threading.main_thread():
                 return None  # a run of its own is the main thread's: only its runs end at exit
-            if _in_dataloader_worker() or not is_primary_process():
-                return None  # other ranks join rank 0's run through the core (runs/handover.py)
+            if _in_dataloader_worker() or not (is_primary_process() or runs.settings().log_all_ranks):
+                return None  # other ranks join rank 0's run (runs/handover.py), for their metrics only
             run = self._start_run()
             logging = True
         else:
@@ -181,7 +183,7 @@ class LoopCapture:
             # other ranks log into the job's run only with log_all_ranks (their metrics, by rank)
             logging = (not exclusive and not _in_dataloader_worker()
                        and (is_primary_process() or runs.settings().log_all_ranks))
-        state = self.current = self.states[run.run_id] = LoopState(run, logging)
+        state = self.current = self.states[run.run_id] = LoopState(run, logging, is_primary_process())
         if len(self.states) > MAX_RUN_STATES:
             self.states.popitem(last=False)
         return state if logging else None
@@ -213,7 +215,7 @@ class LoopCapture:
         result = wrapped(*args, **kwargs)
         if path is not None and not _in_dataloader_worker():
             state = self.state(start=False)
-            if state is not None:
+            if state is not None and state.writes_once:  # another rank's file is not the job's
                 capture_checkpoint(state.run, path, step=state.primary_steps, integration=NAME)
         return result
 
@@ -248,7 +250,7 @@ class LoopCapture:
         state = self.state(start=True)
         if state is not None:
             hparams = call_arguments(wrapped, args, kwargs).get("hparam_dict")
-            if isinstance(hparams, dict):
+            if isinstance(hparams, dict) and state.writes_once:
                 state.run.log_params(flatten(hparams), normalize=True)
         return wrapped(*args, **kwargs)
 

@@ -49,7 +49,8 @@ def test_one_run_per_job_params_and_checkpoint_once(tmp_path):
     assert any(key.startswith("system/rank_0/") for key in run.metrics)
     assert not any(key.startswith("system/rank_1/") for key in run.metrics)
     artifacts = [a.path for a in runs.logger_for().backend.list_artifacts(run.run_id, "checkpoints")]
-    assert artifacts.count("checkpoints/model.pt") == 1
+    assert sorted(a for a in artifacts if a.endswith(".pt")) == ["checkpoints/model-rank0.pt", "checkpoints/model.pt"]
+    assert not runs.search_runs(status="RUNNING")
 
 
 def test_every_rank_on_request_and_a_failed_rank_fails_the_job(tmp_path):
@@ -61,4 +62,10 @@ def test_every_rank_on_request_and_a_failed_rank_fails_the_job(tmp_path):
     backend = runs.logger_for().backend
     assert sorted(m.step for m in backend.get_metric_history(run.run_id, "rank_loss/rank_1")) == [0, 1, 2]
     assert [m.step for m in backend.get_metric_history(run.run_id, "rank_loss")][:3] == [0, 1, 2]
+    # the torch integration's own metrics from rank 1 too (its first optimizer step), by rank
+    assert [m.step for m in backend.get_metric_history(run.run_id, "loss/rank_1")] == [1]
+    assert [m.step for m in backend.get_metric_history(run.run_id, "lr-SGD/rank_1")] == [1]
+    assert not [key for key in run.params if "rank_1" in key or key.endswith(".2")]  # params: rank 0's, once
+    artifacts = [a.path for a in backend.list_artifacts(run.run_id, "checkpoints")]
+    assert "checkpoints/model-rank1.pt" not in artifacts  # rank 1 logged until step 2, its file is not the job's
     assert not runs.search_runs(status="RUNNING")

@@ -2,7 +2,8 @@
 
 Environment: FAIL_RANK (a rank that raises at step 3), LOG_ALL_RANKS, CHECKPOINT (a folder);
 with system metrics on, rank 0 waits for its first sample before it ends.
-Every rank also logs `rank_loss` by hand, as a user would on every rank.
+Every rank also logs `rank_loss` by hand, as a user would on every rank, and saves a file of
+its own at step 2.
 """
 
 import os
@@ -29,6 +30,8 @@ for step in range(10):
     loss.backward()
     optimizer.step()
     autolog.log_metric("rank_loss", float(loss), step=step)
+    if step == 2:  # every rank saves a file of its own: only rank 0's is the job's checkpoint
+        torch.save(model.module.state_dict(), os.path.join(os.environ["CHECKPOINT"], f"model-rank{rank}.pt"))
 if rank == 0:
     torch.save(model.module.state_dict(), os.path.join(os.environ["CHECKPOINT"], "model.pt"))
     if os.environ.get("AUTOLOG_LOG_SYSTEM_METRICS") == "true":
