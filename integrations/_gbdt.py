@@ -55,6 +55,7 @@ from autolog.instrument.patching import original_of
 from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, data_shape, input_example_of, signature_of
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import Call, TrainingWrapper
+from autolog.integrations.plots import importance_png
 from autolog.integrations.sklearn_api import estimator_params, estimator_tags, log_training_metrics
 
 log = logging.getLogger("autolog")
@@ -62,7 +63,7 @@ log = logging.getLogger("autolog")
 # the worker draws, predicts and writes models between training calls, not during them
 activity = TrainingActivity()
 # an importance chart shows at most this many features (the most important; the JSON has all):
-# its cost and its height grow with every bar
+# its height grows with every bar
 CHART_FEATURES = 40
 
 
@@ -94,6 +95,10 @@ class Library:
     cv_unlogged: frozenset = frozenset()
     booster_flavor: Optional[ModelFlavor] = None
     wrapper_flavor: Optional[ModelFlavor] = None
+    # the importance types drawn as charts (None: all of them); the JSON has every type. MLflow
+    # draws only some (mlflow.xgboost: "weight" by default): a chart it does not draw is worker
+    # time nobody asked for
+    charted: Optional[frozenset] = None
 
     def callback(self, recorder: "IterationRecorder") -> Any:
         """A contained callback (autolog/instrument/callbacks.py) that feeds `recorder`."""
@@ -334,14 +339,16 @@ def log_model_and_importances(run: Any, library: Library, model: Any, flavor: Mo
                               "feature importances are read from the live object (run %s)",
                               library.name, type(model).__name__, type(exc).__name__, exc, run.run_id)
         importances = library.importances(library.booster_of(model))
-        run.defer(lambda: log_importances(run, importances, s.log_plots),
+        run.defer(lambda: log_importances(run, importances, s.log_plots, library.charted),
                   label=f"{library.name}: feature importances of run {run.run_id}")
         return
-    # heavy: it holds the model's copy and the data's, so the logger bounds how many wait
+    # heavy: it holds the model's copy and the data's, so the logger bounds how many wait; a wait
+    # for room is not training (the worker's job that makes room must not wait for it)
     held = (flavor.snapshot_size(snapshot) or 0) + _data_bytes(data)
-    run.defer(lambda: _log_from_snapshot(run, library, snapshot, flavor, data, wrapper, s),
-              label=f"{library.name}: feature importances, training metrics and model of run {run.run_id}",
-              holds_bytes=held)
+    with activity.paused():
+        run.defer(lambda: _log_from_snapshot(run, library, snapshot, flavor, data, wrapper, s),
+                  label=f"{library.name}: feature importances, training metrics and model of run {run.run_id}",
+                  holds_bytes=held)
 
 
 def _data_bytes(data: Optional[DataSnapshot]) -> int:
@@ -356,7 +363,7 @@ def _log_from_snapshot(run: Any, library: Library, snapshot: Any, flavor: ModelF
     activity.wait()  # between training calls, not during the next one
     model = library.load(snapshot)  # None: no copy to compute from (the model is still written)
     if model is not None:
-        log_importances(run, library.importances(library.booster_of(model)), s.log_plots)
+        log_importances(run, library.importances(library.booster_of(model)), s.log_plots, library.charted)
     if wrapper and data is not None and model is not None:
         log_training_metrics(run, model, data, log_plots=s.log_plots, activity=activity, integration=library.name)
     if s.log_models:
@@ -370,74 +377,21 @@ def _log_from_snapshot(run: Any, library: Library, snapshot: Any, flavor: ModelF
 
 
 # -- feature importances (on the worker) ---------------------------------------------------------------
-def log_importances(run: Any, importances: Mapping[str, Any], plots: bool) -> None:
+def log_importances(run: Any, importances: Mapping[str, Any], plots: bool, charted: Optional[frozenset] = None) -> None:
     """`feature_importance_<type>.json` for every type, and `feature_importance_<type>.png`
-    when matplotlib is installed and plots are on."""
+    (integrations/plots.py, with Pillow) when plots are on, for the types in `charted` (None:
+    every type): the ones MLflow draws, under its names."""
     for importance_type, values in importances.items():
         folder = run.staging_dir()
         path = os.path.join(folder, f"feature_importance_{importance_type}.json")
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(values, fh, indent=2)
         run.log_owned_artifact(path)
-        if plots and values:
+        if plots and values and (charted is None or importance_type in charted):
             with containment.contained(f"drawing feature importance ({importance_type})"):
                 png = os.path.join(folder, f"feature_importance_{importance_type}.png")
-                if importance_png(values, importance_type, png):
+                if importance_png(values, importance_type, png, most=CHART_FEATURES):
                     run.log_owned_artifact(png)
-
-
-def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -> bool:
-    """A horizontal bar chart of one importance type, as MLflow draws it (features sorted by
-    importance; one bar per class where a value is a list), of the `CHART_FEATURES` most
-    important features (the JSON has them all). Drawn on a bare matplotlib Figure with the
-    Agg canvas: no pyplot, so the user's backend and figures are untouched."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        return False
-    import numpy as np
-
-    features = np.array([str(k) for k in values])
-    matrix = np.array([np.atleast_1d(np.asarray(v, dtype=float)) for v in values.values()])
-    if matrix.ndim != 2 or matrix.size == 0:
-        return False
-    order = np.argsort(np.abs(matrix).sum(axis=1), kind="stable")[-CHART_FEATURES:]
-    title = f"Feature Importance ({importance_type})"
-    if len(features) > CHART_FEATURES:
-        title += f", top {CHART_FEATURES} of {len(features)}"
-    features, matrix = features[order], matrix[order]
-    n_features, n_classes = matrix.shape
-    height = 4.8 + (0.1 * n_features if n_features > 10 else 0) + (0.1 * n_classes if n_classes > 1 else 0)
-    fig = Figure(figsize=(6.4, height), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    rows = np.arange(n_features)
-    offsets = np.linspace(-0.5, 0.5, n_classes) / 2 if n_classes > 1 else np.zeros(1)
-    bar_height = 0.5 / max(n_classes - 1, 1)
-    for k in range(n_classes):
-        ax.barh(rows + offsets[k], matrix[:, k], align="center", height=bar_height,
-                label=f"Class {k}" if n_classes > 1 else None)
-    # the feature names as plain text, not tick labels: matplotlib's ticks cost about half of
-    # the chart (each one is two lines and two texts, measured for the bounding boxes)
-    ax.set_yticks([])
-    ax.set_ylim(-0.75, n_features - 0.25)
-    beside_the_axis = ax.get_yaxis_transform()
-    for row, feature in enumerate(features):
-        ax.text(-0.01, row, feature, transform=beside_the_axis, ha="right", va="center")
-    ax.xaxis.set_major_locator(MaxNLocator(5))
-    ax.set_xlabel("Importance")
-    ax.set_title(title)
-    if n_classes > 1:
-        ax.legend()
-    # margins from the longest feature name, not tight_layout(): that draws the figure once
-    # more to measure it
-    longest = max((len(f) for f in features), default=1)
-    fig.subplots_adjust(left=min(0.6, (0.35 + 0.085 * longest) / 6.4), right=0.96,
-                        bottom=0.6 / height, top=1 - 0.4 / height)
-    fig.savefig(path, format="png")
-    return True
 
 
 # -- cv -------------------------------------------------------------------------------------------------

@@ -299,9 +299,10 @@ def importance_data(values: Mapping[str, Any], importance_type: str) -> dict:
             "importance_type": importance_type, "values": {str(k): v for k, v in values.items()}}
 
 
-def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -> bool:
+def importance_png(values: Mapping[str, Any], importance_type: str, path: str, most: Optional[int] = None) -> bool:
     """A horizontal bar chart of one importance type, as MLflow draws it (features sorted by
-    importance, the largest at the top; one bar per class where a value is a list of them).
+    importance, the largest at the top; one bar per class where a value is a list of them);
+    with `most`, of the `most` most important features only (the title says so).
     False when there is nothing to draw or no Pillow."""
     if not pillow_available():
         return False
@@ -313,6 +314,10 @@ def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -
     if not rows or any(len(r) != len(rows[0]) for r in rows) or not rows[0]:
         return False
     order = sorted(range(len(rows)), key=lambda i: sum(abs(v) for v in rows[i]))  # stable: ties keep their order
+    title = f"Feature Importance ({importance_type})"
+    if most is not None and len(order) > most:
+        title += f", top {most} of {len(order)}"
+        order = order[-most:]
     features, rows = [features[i] for i in order], [rows[i] for i in order]
     n_features, n_classes = len(rows), len(rows[0])
     height_in = 4.8 + (0.1 * n_features if n_features > 10 else 0) + (0.1 * n_classes if n_classes > 1 else 0)
@@ -350,7 +355,7 @@ def importance_png(values: Mapping[str, Any], importance_type: str, path: str) -
         canvas.draw.line([tx, bottom, tx, bottom + 4], fill=_AXIS)
         canvas.text((tx, bottom + 7), _tick_text(tick), tick_font, anchor="mt")
     canvas.text(((left + right) / 2, height - 8), "Importance", tick_font, anchor="md")
-    canvas.text(((left + right) / 2, top / 2), f"Feature Importance ({importance_type})", title_font, anchor="mm")
+    canvas.text(((left + right) / 2, top / 2), title, title_font, anchor="mm")
     if n_classes > 1:
         _legend(canvas, right, top, [f"Class {k}" for k in range(n_classes)], tick_font)
     canvas.save(path)

@@ -147,6 +147,7 @@ class XGBoostLibrary(_gbdt.Library):
     train_unlogged = frozenset({"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model",
                                 "callbacks", "learning_rates"})
     cv_unlogged = frozenset({"params", "dtrain", "folds", "obj", "feval", "fpreproc", "callbacks"})
+    charted = frozenset({"weight"})  # mlflow.xgboost.autolog's default importance_types: its one chart
 
     def callback(self, recorder: _gbdt.IterationRecorder) -> Any:
         return _callback_class()(recorder)

@@ -59,6 +59,12 @@ def test_importance_png_one_value_or_one_per_class(tmp_path):
     assert plots.importance_data(single, "gain")["title"] == "Feature Importance (gain)"
 
 
+def test_importance_png_of_the_most_important_features(tmp_path):
+    many = {f"f{i}": float(i) for i in range(100)}
+    assert plots.importance_png(many, "gain", str(tmp_path / "top.png"), most=40)
+    assert _png(tmp_path / "top.png").size == (640, round((4.8 + 4.0) * 100))  # 40 bars, not 100
+
+
 def test_json_of_numpy_values(tmp_path):
     path = tmp_path / "data.json"
     plots.write_json({"a": np.arange(3), "b": np.float32(0.5), "c": np.int64(2)}, str(path))

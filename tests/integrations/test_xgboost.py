@@ -83,7 +83,8 @@ def test_train_logs_params_metrics_per_iteration_importances_and_model(dmatrices
     names = artifacts(run.run_id)
     for importance_type in IMPORTANCE_TYPES:
         assert f"feature_importance_{importance_type}.json" in names
-        assert f"feature_importance_{importance_type}.png" in names
+    # the chart MLflow draws (its default importance_types); the other types as JSON only
+    assert [n for n in names if n.endswith(".png")] == ["feature_importance_weight.png"]
     folder = common.download(run.run_id, "feature_importance_gain.json", tmp_path)
     with open(folder) as fh:
         assert json.load(fh) == pytest.approx(booster.get_score(importance_type="gain"))
