@@ -204,10 +204,12 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
         except Exception:  # noqa: BLE001 - not copyable: params from the live estimator, no training metrics
             loaded["copyable"] = False
             run.log_params(estimator_params(estimator), normalize=True)
-    # heavy: it holds the model (bytes and copy) and the data copy, so the logger bounds the backlog
-    run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
-              label=f"sklearn: params, training metrics and model of run {run.run_id}",
-              holds_bytes=2 * len(snapshot.data) + _data_bytes(data))
+    # heavy: it holds the model (bytes and copy) and the data copy, so the logger bounds the
+    # backlog; a wait for room is not training (the worker's job that makes room must not wait for it)
+    with activity.paused():
+        run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
+                  label=f"sklearn: params, training metrics and model of run {run.run_id}",
+                  holds_bytes=2 * len(snapshot.data) + _data_bytes(data))
     if _is_search(estimator):
         _log_candidate_runs(run, estimator, settings.max_tuning_runs, loaded)
 

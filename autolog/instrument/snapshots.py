@@ -15,6 +15,7 @@ Imports no ML library at import time; numpy and pandas are imported where needed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -232,6 +233,22 @@ class TrainingActivity:
             self._last_end = time.monotonic()
             self._changed.notify_all()
         return False
+
+    @contextlib.contextmanager
+    def paused(self):
+        """On the training thread, inside a fit's hooks, around a wait that is not training: the
+        logger's back-pressure on its backlog of post-fit work. Without it that wait counts as a
+        fit in progress, and the worker, whose job would make room, waits `max_wait_s` for it to
+        end (a loop of short fits then ran at one fit per `max_wait_s`)."""
+        with self._changed:
+            self._busy -= 1
+            self._last_end = time.monotonic() - self.quiet_s  # quiet now: the worker need not wait
+            self._changed.notify_all()
+        try:
+            yield self
+        finally:
+            with self._changed:
+                self._busy += 1
 
     def wait(self) -> None:
         deadline = time.monotonic() + self.max_wait_s

@@ -686,6 +686,24 @@ def test_post_fit_work_waits_while_another_fit_runs(clf_data, monkeypatch):
     assert "training_accuracy_score" in found["Slow"].metrics
 
 
+def test_a_full_backlog_does_not_hold_the_worker_back(clf_data, monkeypatch):
+    """Past the bound of pending post-fit jobs the training thread waits for the worker inside the
+    fit's hooks; that wait is not a fit, so the worker's job, which makes room, does not wait for it
+    to end (it did, `max_wait_s` per fit: a loop of short fits crawled)."""
+    from autolog.integrations import sklearn as integration
+
+    X, y = clf_data
+    monkeypatch.setenv("AUTOLOG_MAX_DEFERRED_JOBS", "1")
+    monkeypatch.setattr(integration.activity, "max_wait_s", 120.0)
+    autolog.autolog()
+    loop = threading.Thread(target=lambda: [Ridge(alpha=a).fit(X, y) for a in (1.0, 2.0, 3.0, 4.0)])
+    loop.start()
+    loop.join(timeout=60)  # four fits of a few ms: with the worker waiting 120 s a job, minutes
+    assert not loop.is_alive()
+    assert autolog.flush(timeout=60) is True
+    assert sorted(r.params["alpha"] for r in all_runs()) == ["1.0", "2.0", "3.0", "4.0"]
+
+
 def test_a_wrong_call_raises_the_users_own_error(clf_data):
     X, y = clf_data
     autolog.autolog()
