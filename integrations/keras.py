@@ -90,12 +90,20 @@ class KerasFit(TrainingWrapper):
     bind_defaults = True
 
     def should_log(self, call: Call) -> bool:
-        return call.instance is not None and is_primary_process()
+        # another rank of a multi-worker job logs only on request: it joins the job's run,
+        # which takes its metrics (named by rank) and nothing else (runs/handover.py)
+        return call.instance is not None and (is_primary_process() or runs.settings().log_all_ranks)
 
     def before(self, call: Call) -> None:
         model, run, s = call.instance, call.run, runs.settings()
         arguments = call.arguments
         callbacks = arguments.get("callbacks")
+        call.state["primary"] = primary = is_primary_process()
+        if not primary:  # metrics only: no params, datasets, summary, checkpoints or model to prepare
+            logger = new_callback(run, [], s, primary=False)
+            call.args, call.kwargs = with_callbacks(call.wrapped, call.args, call.kwargs,
+                                                    _added_callbacks(callbacks, logger))
+            return
         user_callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])
         early_stopping = _first_of(user_callbacks, "EarlyStopping")
         params = fit_params(model, arguments)
@@ -117,6 +125,8 @@ class KerasFit(TrainingWrapper):
         call.args, call.kwargs = args, kwargs
 
     def after(self, call: Call) -> None:
+        if not call.state.get("primary"):
+            return
         model, run, history = call.instance, call.run, call.result
         epochs = list(getattr(history, "epoch", None) or [])
         trained.remember(model, run, (epochs[-1] + 1) if epochs else 0)
@@ -338,9 +348,11 @@ def callback_classes() -> tuple:
 
         async_safe = True  # its methods only enqueue records (thread-safe)
 
-        def __init__(self, run, checkpoints: list, keep_last: Optional[int], every_n_steps: Optional[int]):
+        def __init__(self, run, checkpoints: list, keep_last: Optional[int], every_n_steps: Optional[int],
+                     primary: bool = True):
             super().__init__()
             self.run = run
+            self.primary = primary  # the job's primary process: also the summary and parameter counts
             self.metrics = StepMetrics(run, NAME)
             self.checkpoints = checkpoints  # the user's ModelCheckpoint callbacks
             self.keep_last = keep_last
@@ -355,6 +367,8 @@ def callback_classes() -> tuple:
                 self.guard = (BatchCheckpointGuard if batched else CheckpointGuard)(self)
 
         def on_train_begin(self, logs=None):
+            if not self.primary:
+                return
             with containment.contained(f"{NAME}: model summary"):  # a summary failing leaves the metrics on
                 lines: list = []
                 self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
@@ -366,7 +380,7 @@ def callback_classes() -> tuple:
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            if not self.counted:  # a model built by its first training step has its weights by now
+            if not self.counted and self.primary:  # a model built by its first training step has its weights by now
                 self.counted = True
                 self.run.log_params(parameter_counts(self.model), normalize=True)
             self.metrics.log(logs, step=epoch)
@@ -461,14 +475,14 @@ def callback_classes() -> tuple:
     return KerasLogger, KerasBatchLogger
 
 
-def new_callback(run, user_callbacks: list, s) -> Any:
+def new_callback(run, user_callbacks: list, s, primary: bool = True) -> Any:
     """The logger for one fit: with batch hooks only when asked for per-batch values or when a
-    ModelCheckpoint saves every N batches."""
+    ModelCheckpoint saves every N batches. On a rank other than the primary: metrics only."""
     logger_class, batch_logger_class = callback_classes()
     checkpoints = [c for c in user_callbacks if _is_a(c, "ModelCheckpoint")] if s.log_checkpoints else []
     batched = s.log_every_n_steps is not None or any(c.save_freq != "epoch" for c in checkpoints)
     cls = batch_logger_class if batched else logger_class
-    return cls(run, checkpoints, s.keep_last_checkpoints, s.log_every_n_steps)
+    return cls(run, checkpoints, s.keep_last_checkpoints, s.log_every_n_steps, primary=primary)
 
 
 def _checkpoint_path(checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> str:
@@ -569,7 +583,11 @@ def evaluation_callback(run, step: int) -> Any:
 # -- the model -------------------------------------------------------------------------------------
 class KerasSnapshot:
     """A `.keras` file saved on the training thread into a private temporary folder; the folder
-    is removed when the snapshot is dropped (also when the model is skipped for its size)."""
+    is removed once the file is moved into the model folder, or when the snapshot is dropped
+    (the model skipped for its size). Not at interpreter exit: weakref.finalize's exit hook
+    would run before autolog's own flush at exit (atexit is LIFO, and the first snapshot
+    registers it after autolog's), removing the file of a fit that was the script's last line
+    before the worker wrote it."""
 
     __slots__ = ("path", "size", "backend", "keras_version", "_cleanup", "__weakref__")
 
@@ -578,6 +596,7 @@ class KerasSnapshot:
 
         folder = tempfile.mkdtemp(prefix="autolog-keras-")
         self._cleanup = weakref.finalize(self, _remove_folder, folder)
+        self._cleanup.atexit = False
         self.path = os.path.join(folder, MODEL_FILE)
         model.save(self.path)
         self.size = os.path.getsize(self.path)
@@ -620,6 +639,7 @@ class KerasFlavor(ModelFlavor):
         data = os.path.join(path, MODEL_DATA)
         os.makedirs(data, exist_ok=True)
         shutil.move(snapshot.path, os.path.join(data, MODEL_FILE))
+        snapshot._cleanup()  # the now empty temporary folder
         with open(os.path.join(data, "keras_module.txt"), "w", encoding="utf-8") as fh:
             fh.write("keras")
         return {
