@@ -441,7 +441,8 @@ def _on_pickle_fn_and_save(wrapped, instance, args, kwargs):
     bootstrap too, so each rank turns autolog on (and the ranks share one run)."""
     if _spark.enabled and args:
         with containment.contained("handing autolog to TorchDistributor's ranks"):
-            args = (ProcessBootstrap(args[0], _executor_settings()),) + tuple(args[1:])
+            # its ranks sample their hosts into the job's run (the first rank of each host)
+            args = (ProcessBootstrap(args[0], _executor_settings(system_metrics=True)),) + tuple(args[1:])
     return wrapped(*args, **kwargs)
 
 
@@ -463,7 +464,10 @@ def _bootstrap_process(settings_values: dict, function: Any) -> Any:
     return function
 
 
-def _executor_settings() -> dict:
+def _executor_settings(system_metrics: bool = False) -> dict:
+    """The driver's settings for a process it starts work in. Spark tasks sample no system
+    metrics (their child runs are short; the driver's host is sampled by the driver);
+    TorchDistributor's ranks keep the driver's setting."""
     import dataclasses
 
     from autolog.backends import resolve_tracking_uri
@@ -471,7 +475,8 @@ def _executor_settings() -> dict:
     current = settings()
     values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
     values["tracking_uri"] = resolve_tracking_uri(current.tracking_uri)
-    values["log_system_metrics"] = False  # the driver's host is sampled by the driver
+    if not system_metrics:
+        values["log_system_metrics"] = False
     values["extra_tags"] = dict(current.extra_tags)
     return values
 

@@ -132,33 +132,82 @@ def test_apply_in_pandas_against_an_mlflow_server(spark, grouped, mlflow_server,
         assert handover.TAG_SPARK_PARTITION in child.data.tags
 
 
-def test_torch_distributor_ranks_share_one_run(spark):
-    pytest.importorskip("torch.distributed")
-    from pyspark.ml.torch.distributor import TorchDistributor
+def _ddp_train():
+    """TorchDistributor's training function: plain DDP on gloo, CPU. Made here, nested, so that
+    cloudpickle ships it by value. Every rank saves a file of its own at step 2; `fail_rank`
+    raises at step 3; rank 0 waits for its first system-metrics sample when they are on."""
 
-    def ddp_train():
-        """TorchDistributor's training function: plain DDP on gloo, CPU (nested: shipped by value)."""
+    def ddp_train(checkpoints, fail_rank=None):
+        import os
+
         import torch
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
 
+        import autolog
+
         dist.init_process_group("gloo")
+        rank = dist.get_rank()
         torch.manual_seed(0)
         model = DistributedDataParallel(torch.nn.Linear(4, 1))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         x, y = torch.randn(16, 4), torch.randn(16, 1)
-        for _ in range(5):
+        for step in range(5):
+            if rank == fail_rank and step == 3:
+                raise RuntimeError(f"rank {rank} failed at step {step}")
             optimizer.zero_grad()
             torch.nn.functional.mse_loss(model(x), y).backward()
             optimizer.step()
-        rank = dist.get_rank()
+            if step == 2:
+                torch.save(model.module.state_dict(), os.path.join(checkpoints, f"model-rank{rank}.pt"))
+        if rank == 0 and os.environ.get("AUTOLOG_LOG_SYSTEM_METRICS") == "true":
+            from autolog.provenance.capture import sampler
+
+            sampler().wait_for_samples(autolog.active_run().run_id, 1, 120)
+        dist.barrier()
         dist.destroy_process_group()
         return rank
 
+    return ddp_train
+
+
+def test_torch_distributor_ranks_share_one_run(spark, tmp_path, monkeypatch):
+    pytest.importorskip("torch.distributed")
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    monkeypatch.setenv("AUTOLOG_LOG_SYSTEM_METRICS", "true")
+    monkeypatch.setenv("AUTOLOG_SYSTEM_METRICS_INTERVAL", "0.5")
     autolog.autolog()
-    assert TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(ddp_train) in (0, 1)
+    distributor = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False)
+    assert distributor.run(_ddp_train(), str(tmp_path)) == 0  # rank 0's result
     [run] = runs.search_runs()  # nothing from rank 1, and no second run
     assert run.status == "FINISHED"
     assert run.params[handover.PARAM_WORLD_SIZE] == "2" and run.params[handover.PARAM_BACKEND] == "gloo"
     assert run.params["optimizer_name"] == "SGD"
     assert run.tags[handover.TAG_LAUNCHER] == "torchrun"
+    assert not [key for key in run.params if key.endswith(".2")]  # no param written twice
+    assert "loss" in run.metrics and not [key for key in run.metrics if "rank_1" in key]
+    # the ranks' host, sampled once (by its first rank), named by rank
+    assert any(key.startswith("system/rank_0/") for key in run.metrics)
+    artifacts = [a.path for a in runs.logger_for().backend.list_artifacts(run.run_id, "checkpoints")]
+    assert [a for a in artifacts if a.endswith(".pt")] == ["checkpoints/model-rank0.pt"]
+    assert not runs.search_runs(status="RUNNING")
+
+
+def test_torch_distributor_every_rank_on_request_and_a_failed_rank_fails_the_run(spark, tmp_path):
+    pytest.importorskip("torch.distributed")
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    autolog.autolog(log_all_ranks=True)
+    with pytest.raises(RuntimeError, match="TorchDistributor failed"):
+        TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(_ddp_train(), str(tmp_path), 1)
+    [run] = runs.search_runs()
+    assert run.status == "FAILED"
+    assert run.tags[handover.TAG_FAILED_RANK] == "1"
+    assert "rank 1 failed at step 3" in run.tags[handover.TAG_FAILED_RANK_ERROR]
+    backend = runs.logger_for().backend
+    assert [m.step for m in backend.get_metric_history(run.run_id, "loss/rank_1")] == [1]  # its first step
+    assert not [key for key in run.params if "rank_1" in key or key.endswith(".2")]
+    artifacts = [a.path for a in backend.list_artifacts(run.run_id, "checkpoints")]
+    assert "checkpoints/model-rank1.pt" not in artifacts
+    assert not runs.search_runs(status="RUNNING")
