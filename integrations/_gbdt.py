@@ -364,13 +364,15 @@ def _log_from_snapshot(run: Any, library: Library, snapshot: Any, flavor: ModelF
     model = library.load(snapshot)  # None: no copy to compute from (the model is still written)
     if model is not None:
         log_importances(run, library.importances(library.booster_of(model)), s.log_plots, library.charted)
+    predicted: dict = {}
     if wrapper and data is not None and model is not None:
-        log_training_metrics(run, model, data, log_plots=s.log_plots, activity=activity, integration=library.name)
+        predicted = log_training_metrics(run, model, data, log_plots=s.log_plots, activity=activity,
+                                         integration=library.name)
     if s.log_models:
         activity.wait()
         signature = example = None
         if wrapper and data is not None and s.log_model_signatures and model is not None:
-            signature = signature_of(model, data.X)
+            signature = signature_of(model, data.X, predicted.get("y"))
         if wrapper and data is not None and s.log_input_examples:
             example = input_example_of(data.X)
         log_model(run, snapshot, flavor, signature=signature, input_example=example, max_size_mb=s.max_model_size_mb)

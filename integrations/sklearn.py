@@ -242,13 +242,15 @@ def _log_fit_on_worker(run: runs.ActiveRun, snapshot: PickledModel, data: Option
     if _is_search(model):
         with containment.contained("sklearn: logging the search results"):
             _log_search(run, model)
+    predicted: dict = {}
     if data is not None:
-        log_training_metrics(run, model, data, log_plots=settings.log_plots, activity=activity, integration="sklearn")
+        predicted = log_training_metrics(run, model, data, log_plots=settings.log_plots, activity=activity,
+                                         integration="sklearn")
     if settings.log_models:
         activity.wait()
         signature = example = None
         if data is not None and settings.log_model_signatures:
-            signature = signature_of(model, data.X)
+            signature = signature_of(model, data.X, predicted.get("y"))
         if data is not None and settings.log_input_examples:
             example = input_example_of(data.X)
         models.log_model(run, snapshot, SKLEARN_FLAVOR, signature=signature, input_example=example,

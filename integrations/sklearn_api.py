@@ -71,7 +71,7 @@ def training_metrics(model: Any, data: DataSnapshot, prefix: str = "training_", 
         if y is not None and base.is_classifier(model):
             out.update(_classifier_metrics(model, X, y, sw, prefix, predicted))
         elif y is not None and base.is_regressor(model):
-            out.update(_regressor_metrics(model, X, y, sw, prefix))
+            out.update(_regressor_metrics(model, X, y, sw, prefix, predicted))
         elif base.is_clusterer(model):
             _put(out, prefix + "silhouette_score", lambda: _silhouette(model, data))
         if y is not None and hasattr(model, "score"):
@@ -153,9 +153,13 @@ def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
             log.debug("autolog: predict_proba failed: %r", exc)
             return out
         labels = getattr(model, "classes_", None)
-        _put(out, prefix + "log_loss", lambda: metrics.log_loss(y, proba, sample_weight=sw, labels=labels))
+        _put(out, prefix + "log_loss", lambda: _log_loss(proba, counts)
+             or metrics.log_loss(y, proba, sample_weight=sw, labels=labels))
 
         def roc_auc():
+            found = _binary_roc_auc(proba, counts)
+            if found is not None:
+                return found
             score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
             return metrics.roc_auc_score(y, score, average="weighted", sample_weight=sw, multi_class="ovo",
                                          labels=labels if score.ndim == 2 else None)
@@ -242,11 +246,67 @@ def _weighted_prf(true: Any, pred: Any, n: int, sw: Any) -> Optional[tuple[float
     return tuple(float(np.average(values, weights=true_sum)) for values in (precision, recall, f1))
 
 
-def _regressor_metrics(model, X, y, sw, prefix: str) -> dict:
+def _probabilities(proba: Any, counts: Optional[tuple]) -> bool:
+    """Can the label codes' arithmetic below take `proba` (one float column per class, every
+    value a probability)? Else scikit-learn's functions judge it (and may refuse it)."""
+    import numpy as np
+
+    if counts is None or not isinstance(proba, np.ndarray) or proba.dtype.kind != "f":
+        return False
+    true, _, n, _ = counts
+    return proba.shape == (len(true), n) and n >= 2 and bool(proba.min() >= 0) and bool(proba.max() <= 1)
+
+
+def _log_loss(proba: Any, counts: Optional[tuple]) -> Optional[float]:
+    """log_loss(y, proba, labels=classes_, sample_weight)'s arithmetic on the label indices: the
+    mean (or weighted mean) of -log of each row's probability of its true class, clipped to
+    [eps, 1 - eps] of the probabilities' dtype, without its input checks (two `np.unique` of
+    the labels and a one-hot matrix: ten times the arithmetic). None: scikit-learn's, please."""
+    import numpy as np
+
+    if not _probabilities(proba, counts):
+        return None
+    true, _, _, sw = counts
+    eps = np.finfo(proba.dtype).eps
+    loss = -np.log(np.clip(proba[np.arange(len(true)), true], eps, 1 - eps))
+    if sw is None:
+        return float(np.mean(loss))
+    weights = np.asarray(sw, dtype=float)
+    return float(np.average(loss, weights=weights)) if np.sum(weights) != 0 else None
+
+
+def _binary_roc_auc(proba: Any, counts: Optional[tuple]) -> Optional[float]:
+    """roc_auc_score(y, proba[:, 1], sample_weight) of a two-class model, on the label indices:
+    the area under the ROC curve as scikit-learn's roc_curve builds it (scores sorted, one point
+    per distinct score, cumulative true and false positives, the trapezoidal rule), without its
+    checks and its dropping of collinear points (the area is the same). None: scikit-learn's."""
+    import numpy as np
+
+    if not _probabilities(proba, counts) or counts[2] != 2:
+        return None
+    true, _, _, sw = counts
+    order = np.argsort(proba[:, 1], kind="mergesort")[::-1]
+    score, positive = proba[order, 1], true[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each distinct score
+    if sw is None:
+        tps = np.cumsum(positive)[last]
+        fps = 1 + last - tps
+    else:
+        weights = np.asarray(sw, dtype=float)[order]
+        tps = np.cumsum(positive * weights)[last]
+        fps = np.cumsum(~positive * weights)[last]
+    if tps[-1] <= 0 or fps[-1] <= 0:
+        return None  # one class only (scikit-learn refuses, or warns and gives nan)
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    return float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+
+
+def _regressor_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
     from sklearn import metrics
 
     out: dict = {}
-    y_pred = model.predict(X)
+    y_pred = predicted["y"] = model.predict(X)
     _put(out, prefix + "mean_squared_error",
          lambda: metrics.mean_squared_error(y, y_pred, sample_weight=sw, multioutput="uniform_average"))
     if prefix + "mean_squared_error" in out:
@@ -312,11 +372,12 @@ def confusion_matrix_png(model: Any, data: DataSnapshot, path: str, predicted: O
 
 
 def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots: bool,
-                         activity: TrainingActivity, integration: str) -> None:
+                         activity: TrainingActivity, integration: str) -> dict:
     """On the worker: the training metrics of `model` on the data snapshot and, for a
     classifier when `log_plots`, the training confusion matrix (`training_confusion_matrix.png`
     and its data, `training_confusion_matrix.json`); each between training calls
-    (`activity.wait()`), the drawing contained. The model predicts once for both."""
+    (`activity.wait()`), the drawing contained. The model predicts once for both, and the
+    predictions are returned (`{"y": model.predict(data.X)}`, or {}) for the model's signature."""
     from sklearn.base import is_classifier
 
     activity.wait()
@@ -334,6 +395,7 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
             json_path = os.path.splitext(path)[0] + ".json"
             if os.path.exists(json_path):
                 run.log_owned_artifact(json_path)
+    return predicted
 
 
 

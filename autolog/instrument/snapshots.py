@@ -127,16 +127,19 @@ _PANDAS_TO_MLFLOW = {"float64": "double", "float32": "float", "int64": "long", "
                      "bool": "boolean", "object": "string", "string": "string", "str": "string"}
 
 
-def signature_of(model: Any, X: Any) -> Optional[dict]:
+def signature_of(model: Any, X: Any, predictions: Any = None) -> Optional[dict]:
     """MLflow's `signature` entry of MLmodel: column names and types (DataFrame) or a tensor spec
-    with the shape (arrays); outputs from predicting a few rows."""
+    with the shape (arrays); outputs from predicting a few rows, or from the first of
+    `predictions` (the model's `predict(X)`, made already for the training metrics)."""
     inputs = _schema_json(X)
     if inputs is None:
         return None
     signature = {"inputs": inputs, "outputs": None, "params": None}
-    if hasattr(model, "predict"):
+    if predictions is not None or hasattr(model, "predict"):
         try:
-            signature["outputs"] = _schema_json(model.predict(_head(X, INPUT_EXAMPLE_ROWS)), outputs=True)
+            head = _head(predictions, INPUT_EXAMPLE_ROWS) if predictions is not None else model.predict(
+                _head(X, INPUT_EXAMPLE_ROWS))
+            signature["outputs"] = _schema_json(head, outputs=True)
         except Exception as exc:  # noqa: BLE001 - no outputs in the signature, inputs still useful
             log.debug("autolog: predicting for the signature failed: %r", exc)
     return signature

@@ -141,6 +141,44 @@ def test_metrics_from_label_indices_equal_scikit_learns(classes, y, pred, weight
     np.testing.assert_array_equal(counts, metrics.confusion_matrix(y, pred, labels=classes, sample_weight=weights))
 
 
+def _probability_cases():
+    rng = np.random.default_rng(1)
+    for n_classes in (2, 3):
+        for kind in ("int", "str"):
+            classes = np.arange(n_classes) if kind == "int" else np.array([f"c{i}" for i in range(n_classes)])
+            y = classes[rng.integers(0, n_classes, 3000)]
+            for ties in (False, True):  # a tree's probabilities repeat: many equal scores
+                raw = rng.random((3000, n_classes))
+                if ties:
+                    raw = np.round(raw * 4) + 0.5
+                proba = raw / raw.sum(axis=1, keepdims=True)
+                proba[0] = np.eye(n_classes)[0]  # a probability of 1 and of 0: clipped
+                for weights in (None, rng.random(3000), rng.integers(0, 3, 3000).astype(float)):
+                    yield classes, y, proba, weights
+
+
+@pytest.mark.parametrize("classes, y, proba, weights", list(_probability_cases()))
+def test_log_loss_and_roc_auc_from_label_indices_equal_scikit_learns(classes, y, proba, weights):
+    from sklearn import metrics
+
+    codes = sklearn_api._label_codes(y, y, classes, weights)
+    assert sklearn_api._log_loss(proba, codes) == pytest.approx(
+        metrics.log_loss(y, proba, sample_weight=weights, labels=classes), rel=1e-12)
+    if len(classes) == 2:
+        assert sklearn_api._binary_roc_auc(proba, codes) == pytest.approx(
+            metrics.roc_auc_score(y, proba[:, 1], sample_weight=weights), rel=1e-12)
+    else:
+        assert sklearn_api._binary_roc_auc(proba, codes) is None  # scikit-learn's one-vs-one, not this
+
+
+def test_what_is_not_a_probability_goes_to_scikit_learn():
+    codes = sklearn_api._label_codes(np.array([0, 1, 1]), np.array([0, 1, 1]), np.array([0, 1]), None)
+    assert sklearn_api._log_loss(np.array([[0.5, 0.5], [1.5, -0.5], [0.0, 1.0]]), codes) is None
+    assert sklearn_api._log_loss(np.array([0.5, 0.5, 0.5]), codes) is None  # one column
+    one_class = sklearn_api._label_codes(np.array([1, 1, 1]), np.array([1, 1, 1]), np.array([0, 1]), None)
+    assert sklearn_api._binary_roc_auc(np.array([[0.5, 0.5], [0.2, 0.8], [0.0, 1.0]]), one_class) is None
+
+
 def test_labels_the_model_does_not_know_fall_back_to_scikit_learn():
     assert sklearn_api._label_codes([0, 1, 5], [0, 1, 1], np.array([0, 1]), None) is None
     assert sklearn_api._label_codes(np.zeros((3, 2)), np.zeros((3, 2)), np.array([0, 1]), None) is None
