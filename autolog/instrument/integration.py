@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import threading
 from importlib import metadata
 from typing import Any, Optional
@@ -76,7 +77,30 @@ class Integration:
         return _requirement(self.requires).specifier.contains(parsed, prereleases=True)
 
 
+# "name>=1.3,<2" (PEP 508's name and version specifiers, no extras, URL or marker): the form
+# integrations use, parsed here without packaging's full requirement grammar, whose import
+# (about 15 ms) `autolog()` would pay for every installed library
+_SIMPLE_REQUIREMENT = re.compile(
+    r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
+    r"((?:(?:~=|==|!=|<=|>=|<|>|===)\s*[A-Za-z0-9.*+!_-]+\s*)(?:,\s*(?:~=|==|!=|<=|>=|<|>|===)\s*[A-Za-z0-9.*+!_-]+\s*)*)?")
+
+
+class _Requirement:
+    """What `supports` needs of a requirement: its name and its specifier set."""
+
+    def __init__(self, name: str, specifier: Any):
+        self.name, self.specifier = name, specifier
+
+
 def _requirement(text: str):
+    simple = _SIMPLE_REQUIREMENT.fullmatch(text)
+    if simple:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            return _Requirement(simple.group(1), SpecifierSet(simple.group(2) or ""))
+        except InvalidSpecifier:
+            pass  # packaging's parser says why, below
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
