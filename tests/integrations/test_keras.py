@@ -163,12 +163,15 @@ def test_functional_and_subclassed_models_and_a_tf_dataset(data):
     subclassed.compile(optimizer=keras.optimizers.RMSprop(0.001), loss=keras.losses.MeanSquaredError(), metrics=["mae"])
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).prefetch(2)
     autolog.autolog()
-    functional.fit(x, y, epochs=2, verbose=0)
+    functional.fit(x, y, epochs=2, verbose=0, class_weight={0: 1.0, 1: 2.0})
     subclassed.fit(dataset, epochs=2, verbose=0)
 
     by_name = {r.run_name.rsplit("-", 1)[0]: r for r in autolog.search_runs(output_format="list")}
     assert set(by_name) == {"Functional", "TwoLayers"}
     assert by_name["Functional"].params["batch_size"] == "32"  # Keras's default for arrays
+    assert by_name["Functional"].params["class_weight"] == "{0: 1.0, 1: 2.0}"
+    assert by_name["TwoLayers"].params["class_weight"] == "None"
+    assert by_name["Functional"].params["validation_data"] == "None"
     assert by_name["TwoLayers"].params["batch_size"] == "8"  # read from the tf.data pipeline
     assert by_name["TwoLayers"].params["optimizer_name"] == subclassed.optimizer.name  # "rm_sprop", as Keras names it
     assert by_name["TwoLayers"].params["loss"] == "mean_squared_error"
@@ -226,6 +229,7 @@ def test_evaluate_after_fit_logs_to_the_training_run(data):
     second = model.evaluate(x[:32], y[:32], verbose=0)
     stranger.evaluate(x, y, verbose=0)  # never trained under autolog: nothing logged, no run
     run = the_run()
+    assert run.params["validation_data"] == "('ndarray(16, 4)', 'ndarray(16,)')"  # by kind and shape
     logged = history(run.run_id, "validation_loss")
     # steps 0 and 1: the validation inside fit; then one step per evaluate after it
     assert [s for s, _ in logged] == [0, 1, 2, 3]
@@ -527,11 +531,13 @@ def test_disable_restores_identity_and_logs_nothing_then_enable_again(data):
 
 # -- side by side with MLflow's own autologging ----------------------------------------------------
 def test_keys_are_a_superset_of_mlflow_autolog(data, tmp_path):
-    """mlflow.keras.autolog (what mlflow.autolog() enables for Keras 3 where TensorBoard is
-    absent) runs the same fit into a sqlite store; mlflow.tensorflow.autolog cannot run
-    without TensorBoard, so its names are taken from its source (mlflow/tensorflow/__init__.py
-    and callback.py: `opt_<key>` of the optimizer config, EarlyStopping's settings as params,
-    stopped_epoch / restored_epoch)."""
+    """The same fit under autolog, under `mlflow.autolog()` and under `mlflow.keras.autolog()`,
+    each MLflow run into a sqlite store: every param and metric key MLflow logs, autolog logs
+    too (more is fine). Here TensorFlow is imported before mlflow.autolog() and TensorBoard is
+    installed, so mlflow.autolog() logs through its tensorflow flavor (`opt_<key>` of the
+    optimizer config, EarlyStopping's settings, stopped_epoch / restored_epoch); its keras
+    flavor (`optimizer_<key>`) is what mlflow.autolog() gives where the tensorflow flavor
+    cannot run (TensorBoard absent, or keras imported before it can enable itself)."""
     mlflow = pytest.importorskip("mlflow")
     x, y = data
 
@@ -540,27 +546,30 @@ def test_keys_are_a_superset_of_mlflow_autolog(data, tmp_path):
         model.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0, callbacks=[stop])
 
     autolog.autolog()
-    ours_model = mlp()
-    fit(ours_model)
+    fit(mlp())
     ours = the_run()
     autolog.autolog(disable=True)
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.keras.autolog(log_models=False, log_datasets=False, silent=True)
-    try:
-        fit(mlp())
-        theirs = mlflow.last_active_run()
-    finally:
-        mlflow.keras.autolog(disable=True)
-        mlflow.set_tracking_uri(None)
-    assert theirs.data.params and theirs.data.metrics
-    assert set(theirs.data.params) <= set(ours.params), set(theirs.data.params) - set(ours.params)
-    assert set(theirs.data.metrics) <= set(ours.metrics), set(theirs.data.metrics) - set(ours.metrics)
+    def mlflow_keys(enable, disable) -> tuple:
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        enable(log_models=False, log_datasets=False, silent=True)
+        try:
+            fit(mlp())
+            run = mlflow.last_active_run()
+        finally:
+            disable(disable=True)
+            mlflow.set_tracking_uri(None)
+        assert run.data.params and run.data.metrics
+        return set(run.data.params), set(run.data.metrics)
 
-    tensorflow_names = {f"opt_{k}" for k in ours_model.optimizer.get_config()}
-    tensorflow_names |= {"monitor", "min_delta", "patience", "baseline", "restore_best_weights"}
-    assert tensorflow_names <= set(ours.params)
-    assert {"stopped_epoch", "restored_epoch"} <= set(ours.metrics)
+    flavors = {"keras": mlflow_keys(mlflow.keras.autolog, mlflow.keras.autolog)}
+    if importlib.util.find_spec("tensorboard") is not None:  # mlflow.autolog()'s tensorflow flavor needs it
+        flavors["mlflow.autolog()"] = mlflow_keys(mlflow.autolog, mlflow.autolog)
+        assert {"opt_learning_rate", "patience"} <= flavors["mlflow.autolog()"][0]  # its tensorflow flavor logged
+        assert {"stopped_epoch", "restored_epoch"} <= flavors["mlflow.autolog()"][1]
+    for flavor, (params, metrics) in flavors.items():
+        assert params <= set(ours.params), (flavor, params - set(ours.params))
+        assert metrics <= set(ours.metrics), (flavor, metrics - set(ours.metrics))
 
 
 # -- other interpreters: the torch backend, and no TensorBoard ---------------------------------------
@@ -589,20 +598,26 @@ class Scripts:
     def __init__(self, root):
         self.root = root
         self.started: dict = {}
+        self.outputs: dict = {}
 
     def start_all(self) -> None:
         for name, (script, env) in SCRIPTS.items():
             if name not in self.started:
-                store = str(self.root / f"{name}-store")
-                environment = {**os.environ, "AUTOLOG_TRACKING_URI": store, **env}
+                environment = {**os.environ, "AUTOLOG_TRACKING_URI": self.store(name), **env}
                 self.started[name] = subprocess.Popen([sys.executable, "-c", script], env=environment, text=True,
                                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def result(self, name: str) -> str:
+    def result(self, name: str, tag: str = "RESULT") -> str:
+        """The line of the script's output that starts with `tag`."""
         self.start_all()
-        out, err = self.started[name].communicate(timeout=300)
-        assert self.started[name].returncode == 0, err[-3000:]
-        return next(line for line in out.splitlines() if line.startswith("RESULT"))
+        if name not in self.outputs:
+            out, err = self.started[name].communicate(timeout=300)
+            assert self.started[name].returncode == 0, err[-3000:]
+            self.outputs[name] = out
+        return next(line for line in self.outputs[name].splitlines() if line.startswith(tag))
+
+    def store(self, name: str) -> str:
+        return str(self.root / f"{name}-store")
 
     def stop(self) -> None:
         for process in self.started.values():
@@ -634,9 +649,27 @@ BLOCK_TENSORBOARD = textwrap.dedent("""
     import tensorflow
 """)
 
+# after the common part, without TensorBoard: the same fit under mlflow.autolog() (MLflow's
+# tensorflow flavor needs TensorBoard), then a fit that is the script's last line, whose model
+# autolog writes at exit (its flush at exit, not the test, writes it)
+THEN_MLFLOW_AND_A_LAST_FIT = """
+import os, mlflow
+autolog.autolog(disable=True)
+mlflow.set_tracking_uri("sqlite:///" + os.environ["AUTOLOG_TRACKING_URI"] + "-mlflow.db")
+mlflow.autolog(log_models=False, log_datasets=False, silent=True)
+try:
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    print("MLFLOW fit returned")
+except Exception as exc:
+    print("MLFLOW", type(exc).__name__)
+mlflow.autolog(disable=True)
+autolog.autolog()
+model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+"""
+
 SCRIPTS = {
     "torch": (SCRIPT_COMMON, {"KERAS_BACKEND": "torch"}),
-    "no-tensorboard": (BLOCK_TENSORBOARD + SCRIPT_COMMON, {"KERAS_BACKEND": "tensorflow"}),
+    "no-tensorboard": (BLOCK_TENSORBOARD + SCRIPT_COMMON + THEN_MLFLOW_AND_A_LAST_FIT, {"KERAS_BACKEND": "tensorflow"}),
 }
 
 
@@ -649,7 +682,13 @@ def test_torch_backend(scripts):
 
 def test_tensorflow_without_tensorboard(scripts):
     """tensorboard cannot be imported (blocked by a meta-path finder, as where tensorflow-cpu
-    is installed alone): mlflow.autolog() makes such a fit raise TBNotInstalledError (its
-    TensorBoard callback); autolog needs no TensorBoard."""
+    is installed alone): autolog needs no TensorBoard, while mlflow.autolog() makes the same
+    fit raise TBNotInstalledError (its tensorflow flavor logs through tf.summary)."""
     result = scripts.result("no-tensorboard")
     assert result == "RESULT tensorflow FINISHED ['learning_rate', 'loss', 'mae'] adam [0, 1] True"
+    assert scripts.result("no-tensorboard", "MLFLOW") == "MLFLOW TBNotInstalledError"
+    # the script's last line was a fit: its model was written at exit
+    store = scripts.store("no-tensorboard")
+    last, first = runs.search_runs(tracking_uri=store)
+    assert last.status == first.status == "FINISHED" and last.params["epochs"] == "1"
+    assert "model" in {a.path for a in runs._reader(store).list_artifacts(last.run_id)}
