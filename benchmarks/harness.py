@@ -268,6 +268,90 @@ def time_calls(fn: Callable[[], Any], calls: int = 10_000, repeats: int = 7, bat
     }
 
 
+def thread_cpu(fits: Mapping[str, Callable[[], Any]], repeats: int,
+               autolog_options: Optional[Mapping[str, Any]] = None) -> dict:
+    """{workload: {"plain": s, "autolog": s}}: median CPU seconds of this (the training) thread per
+    call, plain and under `autolog.autolog()`, interleaved (the first round warms up and is dropped).
+
+    Wall-clock medians move with whatever else the machine runs; the CPU time of the training
+    thread (`time.thread_time`) does not, so its difference is what autolog's code costs the
+    caller. (Work on other threads, BLAS's, OpenMP's and autolog's worker, is not in it.) The
+    flush and any run left open (a plain loop's own run) are outside the clock."""
+    import autolog
+
+    store = tempfile.mkdtemp(prefix="autolog-bench-cpu-")
+    out: dict = {name: {"plain": [], "autolog": []} for name in fits}
+    try:
+        for name, fit in fits.items():
+            for rep in range(repeats + 1):
+                for variant in (("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")):
+                    if variant == "autolog":
+                        autolog.autolog(tracking_uri=store, silent=True, **(autolog_options or {}))
+                    start = time.thread_time()
+                    fit()
+                    used = time.thread_time() - start
+                    autolog.flush()
+                    autolog.autolog(disable=True)
+                    autolog.end_run()
+                    if rep:
+                        out[name][variant].append(used)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+    return {name: {v: statistics.median(t) for v, t in per.items()} for name, per in out.items()}
+
+
+_IMPORT_CHILD = """
+import json, sys, time
+options = json.loads(sys.argv[1])
+if options is not None:
+    import autolog
+    autolog.autolog(tracking_uri=sys.argv[2], silent=True, **options)
+found = []
+for statement in json.loads(sys.argv[3]):
+    wall, cpu = time.perf_counter(), time.process_time()
+    exec(statement)
+    found.append((time.perf_counter() - wall, time.process_time() - cpu))
+print(json.dumps(found))
+"""
+
+
+def import_times(statements: Sequence[str], repeats: int, variants: Optional[Mapping[str, Any]] = None, *,
+                 separate: bool = False) -> dict:
+    """{variant: [(wall, cpu) seconds per statement]}: medians over `repeats` fresh interpreters
+    per variant (interleaved, order rotated; a first round warms the file cache and is dropped).
+
+    `statements` are imports (`"import sklearn"`), timed one after another in one interpreter,
+    each on its own (or each in its own interpreter with `separate`). `variants`: name ->
+    `autolog.autolog()` options run before them, None for plain (default: plain, and autolog at
+    its defaults). System metrics are off: their sampler is not what an import pays."""
+    import json
+    import subprocess
+
+    variants = dict(variants if variants is not None else {"plain": None, "autolog": {}})
+    names = list(variants)
+    groups = [[s] for s in statements] if separate else [list(statements)]
+    store = tempfile.mkdtemp(prefix="autolog-bench-import-")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONDONTWRITEBYTECODE")}
+    env["AUTOLOG_LOG_SYSTEM_METRICS"] = "false"
+    times: dict = {name: [[] for _ in statements] for name in names}
+    try:
+        for rep in range(repeats + 1):
+            shift = rep % len(names)
+            for name in names[shift:] + names[:shift]:
+                found = []
+                for group in groups:
+                    done = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, json.dumps(variants[name]), store,
+                                           json.dumps(group)], env=env, capture_output=True, text=True, check=True)
+                    found += json.loads(done.stdout.strip().splitlines()[-1])
+                if rep:
+                    for column, value in zip(times[name], found):
+                        column.append(value)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+    return {name: [(statistics.median(w for w, _ in column), statistics.median(c for _, c in column))
+                   for column in columns] for name, columns in times.items()}
+
+
 def machine_summary() -> str:
     """One line about the machine and the versions, for a results page."""
     parts = [f"Python {platform.python_version()}", f"{os.cpu_count()} CPUs", platform.platform(terse=True)]
@@ -363,6 +447,13 @@ class FreshComparison:
                 checks.append(("until written vs mlflow/20", written, mlflow_added / 20, written <= mlflow_added / 20))
         return checks
 
+    def wait_after_call(self, workload: str, variant: str) -> float:
+        """Median over the processes of `variant` of `written` less `train` in the same process: how
+        long the script waited, after its call returned, until everything was written. Measured
+        within one process, it does not carry the spread between processes that a busy machine
+        gives every difference to plain (the call itself is in `added(..., "train")`)."""
+        return statistics.median(s["written"] - s["train"] for s in self.samples[workload][variant])
+
     def added_min(self, workload: str, variant: str, measure: str = "written") -> float:
         """The fastest repetition of `variant` less plain's fastest: on a busy machine the
         other processes only ever add time, so the minimum is the figure least blurred by them."""
@@ -375,7 +466,7 @@ class FreshComparison:
         with what it adds to plain (median of paired differences; fastest less fastest), the
         training thread's CPU added and the whole process's CPU added until all is written."""
         cols = ["workload", "variant", "the call", "added", "added (fastest)", "its CPU added",
-                "until written", "added", "added (fastest)", "process CPU added"]
+                "until written", "added", "added (fastest)", "process CPU added", "wait after the call"]
         mlflow = "mlflow" in self.variants
         if mlflow:
             cols.append("added / mlflow.autolog's added")
@@ -385,13 +476,14 @@ class FreshComparison:
             for v in self.variants:
                 row = [workload, v, _seconds(self.median(workload, v, "train"))]
                 if v == "plain":
-                    row += ["", "", "", _seconds(self.median(workload, v, "written")), "", "", ""]
+                    row += ["", "", "", _seconds(self.median(workload, v, "written")), "", "", "", ""]
                 else:
                     row += [_signed(self.added(workload, v, "train")), _signed(self.added_min(workload, v, "train")),
                             _signed(self.added(workload, v, "train_cpu")),
                             _seconds(self.median(workload, v, "written")), _signed(self.added(workload, v)),
                             _signed(self.added_min(workload, v)),
-                            _signed(self.added(workload, v, "written_cpu")) if self._has(workload, "written_cpu") else "—"]
+                            _signed(self.added(workload, v, "written_cpu")) if self._has(workload, "written_cpu") else "—",
+                            _seconds(self.wait_after_call(workload, v))]
                 if mlflow:
                     mine = self.added(workload, v) if v != "plain" else None
                     row.append("" if mine is None or v == "mlflow" else
@@ -401,7 +493,8 @@ class FreshComparison:
         lines += ["", f"Medians of {', '.join(map(str, counts))} fresh interpreters per variant, interleaved. "
                       "Added: the median of the paired differences to plain in the same repetition; "
                       "(fastest): the fastest repetition less plain's fastest; CPU: the training thread's "
-                      "during the call, and every thread's of the process from the call's start until all is written."]
+                      "during the call, and every thread's of the process from the call's start until all is written; "
+                      "wait after the call: until written less the call, in the same process (median)."]
         return "\n".join(lines)
 
     def breakdown_markdown(self, part: str = "worker_cpu") -> str:
