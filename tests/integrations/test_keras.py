@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -376,21 +377,34 @@ def test_custom_layer_model_loads_back_with_equal_predictions(data, tmp_path, mo
         assert f"keras=={keras.__version__}" in fh.read().split()
 
 
-def test_mlflow_pyfunc_loads_the_model_from_an_mlflow_store(data, tmp_path):
-    """autolog logging into MLflow's own tracking store (sqlite, as an MLflow server keeps it):
-    `mlflow.pyfunc.load_model("runs:/<id>/model")` predicts what the model predicts."""
-    mlflow = pytest.importorskip("mlflow")
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (tests/backends/conftest.py's MlflowServer), for this module."""
+    pytest.importorskip("mlflow")
+    spec = importlib.util.spec_from_file_location(
+        "autolog_tests_backends_conftest_for_keras", pathlib.Path(__file__).parent.parent / "backends" / "conftest.py")
+    backends = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backends)
+    server = backends.MlflowServer(str(tmp_path_factory.mktemp("mlflow-server")))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_mlflow_pyfunc_loads_the_model_from_an_mlflow_server(data, mlflow_server):
+    """autolog logging into a real MLflow server: `mlflow.pyfunc.load_model("runs:/<id>/model")`
+    from the server predicts what the model predicts."""
+    import mlflow
     import mlflow.pyfunc
 
     x, y = data
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    autolog.autolog(tracking_uri=uri)
+    autolog.autolog(tracking_uri=mlflow_server.url)
     model = mlp()
     model.fit(x, y, epochs=1, verbose=0)
     autolog.flush()
     mlflow_id = autolog.last_run().tags["autolog.mlflow_run_id"]  # docs/backends.md
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(mlflow_server.url)
     try:
         assert mlflow.get_run(mlflow_id).data.params["optimizer_name"] == model.optimizer.get_config()["name"]
         pyfunc = mlflow.pyfunc.load_model(f"runs:/{mlflow_id}/model")
