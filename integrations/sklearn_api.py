@@ -285,7 +285,7 @@ def _binary_roc_auc(proba: Any, counts: Optional[tuple]) -> Optional[float]:
     if not _probabilities(proba, counts) or counts[2] != 2:
         return None
     true, _, _, sw = counts
-    order = np.argsort(proba[:, 1], kind="mergesort")[::-1]
+    order = np.argsort(proba[:, 1])[::-1]  # the order within equal scores does not change the curve's points
     score, positive = proba[order, 1], true[order] == 1
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each distinct score
     if sw is None:
