@@ -16,14 +16,16 @@
   and a `from sys import exit` done before `autolog()` are not seen (those runs end
   FINISHED); a `sys.exit(n)` whose SystemExit the program catches and survives still counts.
 - **SIGTERM** (docker stop, Kubernetes, Slurm): installed by `autolog()` from the main
-  thread only. When the signal's disposition was the default, the handler ends the open
-  runs KILLED, flushes within `SIGTERM_FLUSH_TIMEOUT` seconds (what it cannot send is
-  spilled to the journal), puts the default back and sends itself SIGTERM again, so the
-  process ends as it would have without autolog. A handler the user installed before
-  `autolog()` is called after autolog notes the termination (runs then end KILLED at
-  exit); an ignored SIGTERM stays ignored. A handler installed after `autolog()` replaces
-  ours: then autolog does not see the signal. `autolog(disable=True)` puts back the
-  handler it found, if ours is still the one installed.
+  thread only. When the signal's disposition was the default, a thread of autolog's ends the
+  open runs KILLED and flushes within `SIGTERM_FLUSH_TIMEOUT` seconds (what it cannot send is
+  spilled to the journal), then the process ends by the signal as it would have without
+  autolog. The main thread is never made to wait for that flush, and the signal is noticed
+  even while the main thread sits in a blocking call (details below, at `_on_sigterm`). A
+  handler the user installed before `autolog()` is called after autolog notes the
+  termination (runs then end KILLED at exit); an ignored SIGTERM stays ignored. A handler
+  installed after `autolog()` replaces ours: then autolog does not see the signal.
+  `autolog(disable=True)` puts back the handler it found, if ours is still the one installed.
+  A forked child starts with the disposition autolog found and takes SIGTERM once it logs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any, Optional
 
 from autolog.entities import RunStatus
@@ -55,6 +58,7 @@ class _ProcessState:
         self.previous_sigterm: Any = None
         self.sigterm_installed = False
         self.exit_patcher = None
+        self.arm_after_fork = False  # a forked child takes SIGTERM once its logger starts
 
 
 _process = _ProcessState()
@@ -160,6 +164,36 @@ def _remember_exit(wrapped, instance, args, kwargs):
 
 
 # -- SIGTERM ----------------------------------------------------------------------------------
+# Two things must not depend on the main thread: noticing the signal, and the flush.
+# - A Python handler runs only when the main thread next runs bytecode. A SIGTERM that lands
+#   just before the main thread enters a blocking call (the lock a multiprocessing Pool worker
+#   waits on in `get()`, which `Pool.terminate()` relies on SIGTERM to end) is noticed only when
+#   that call returns: never, there. So the C-level handler's wakeup byte is read by a thread
+#   of ours (`signal.set_wakeup_fd`), which starts the flush whatever the main thread is doing.
+# - The handler interrupts the main thread anywhere, also inside autolog's own code holding a
+#   lock (an Event's lock while `enqueue` wakes the worker, a Pool worker's flush at exit). A
+#   handler that waited there for the flush waited on itself: the flush stalled until its bound
+#   and the process ended with its records unsent. The handler never waits: the flush runs on
+#   its own thread while the main thread goes on, and ends the process when it is done.
+_SIGTERM_DIE_WAIT = 2.0  # after the flush: how long the main thread has to end the process itself
+
+
+class _SigtermState:
+    """The handler's machinery of this process (fresh in a forked child)."""
+
+    def __init__(self):
+        self.lock = threading.RLock()  # re-entrant: the handler may interrupt the main thread inside it
+        self.flushing: Optional[threading.Thread] = None
+        self.flushed = threading.Event()
+        self.wakeup_read = -1
+        self.wakeup_write = -1
+        self.previous_wakeup = -1  # the wakeup fd someone else had set: every byte is passed on to it
+        self.reader: Optional[threading.Thread] = None
+
+
+_sigterm = _SigtermState()
+
+
 def _on_sigterm(signum, frame) -> None:
     previous = _process.previous_sigterm
     if previous == signal.SIG_IGN:
@@ -168,11 +202,47 @@ def _on_sigterm(signum, frame) -> None:
     if callable(previous):
         previous(signum, frame)  # the user's: it decides whether and how the process ends
         return
-    # the default: end the runs KILLED and flush, bounded, from a helper thread (the interrupted
-    # main thread may hold a lock the flush needs), then end the process by the signal as before
-    helper = threading.Thread(target=_end_for_sigterm, name="autolog-sigterm", daemon=True)
-    helper.start()
-    helper.join(SIGTERM_FLUSH_TIMEOUT + 2.0)
+    _begin_sigterm_flush()
+    if _sigterm.flushed.is_set():
+        _end_by_sigterm()  # the flush thread is done and asked the main thread to end the process
+
+
+def _begin_sigterm_flush() -> None:
+    """Start the flush a SIGTERM of the default disposition asks for, once per process. Called
+    by the handler (main thread) and by the wakeup reader (whichever notices first)."""
+    with _sigterm.lock:
+        if _sigterm.flushing is not None:
+            return
+        _process.terminated = True
+        from autolog.instrument import containment
+
+        thread = containment.background_thread(_flush_then_end, "autolog-sigterm")
+        _sigterm.flushing = thread
+        thread.start()
+
+
+def _flush_then_end() -> None:
+    """End the runs KILLED and flush (bounded; what cannot be sent is spilled), then have the
+    process end by the signal as it would have without autolog: the main thread's handler
+    does that (only the main thread may restore SIGTERM's default), woken by a signal sent to
+    it alone, which interrupts whatever blocking call it sits in. A main thread that never
+    runs bytecode again ends the process from here, with the exit status of a SIGTERM."""
+    try:
+        _end_for_sigterm()
+    finally:
+        _sigterm.flushed.set()
+        deadline = time.monotonic() + _SIGTERM_DIE_WAIT
+        main = threading.main_thread().ident
+        while time.monotonic() < deadline:
+            try:
+                signal.pthread_kill(main, signal.SIGTERM)
+            except (OSError, ValueError, AttributeError):
+                break
+            time.sleep(0.1)
+        os._exit(128 + signal.SIGTERM)
+
+
+def _end_by_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -188,6 +258,124 @@ def _end_for_sigterm() -> None:
     close_all(SIGTERM_FLUSH_TIMEOUT)
 
 
+def _read_wakeups(read_fd: int) -> None:
+    """The wakeup reader: one byte per signal that reached a Python handler, written by
+    CPython's C-level handler whatever the main thread is doing."""
+    while True:
+        try:
+            data = os.read(read_fd, 512)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:  # ours was given back and its write end closed
+            os.close(read_fd)
+            return
+        forward = _sigterm.previous_wakeup
+        if forward >= 0:
+            try:
+                os.write(forward, data)
+            except OSError:
+                pass
+        if signal.SIGTERM in data and _sigterm.wakeup_read == read_fd and _ours_decides():
+            _begin_sigterm_flush()
+
+
+def _ours_decides() -> bool:
+    """Whether autolog's handler is installed and the disposition it found was the default."""
+    previous = _process.previous_sigterm
+    return (_process.sigterm_installed and previous != signal.SIG_IGN and not callable(previous)
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm)
+
+
+def _watch_wakeups() -> None:
+    """Point CPython's wakeup fd at a pipe our reader thread reads (main thread only)."""
+    if _sigterm.wakeup_write >= 0 or not hasattr(signal, "set_wakeup_fd"):
+        return
+    from autolog.instrument import containment
+
+    read_fd, write_fd = os.pipe()
+    try:
+        os.set_blocking(write_fd, False)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _sigterm.wakeup_read, _sigterm.wakeup_write, _sigterm.previous_wakeup = read_fd, write_fd, previous
+    reader = containment.background_thread(_read_wakeups, "autolog-signals", (read_fd,))
+    _sigterm.reader = reader
+    reader.start()
+
+
+def _unwatch_wakeups() -> None:
+    """Give the wakeup fd back to whoever had it (if ours is still set); the reader ends."""
+    write_fd = _sigterm.wakeup_write
+    if write_fd < 0:
+        return
+    try:
+        current = signal.set_wakeup_fd(_sigterm.previous_wakeup, warn_on_full_buffer=False)
+        if current != write_fd:  # someone set theirs after ours: theirs stays
+            signal.set_wakeup_fd(current)
+    except (OSError, ValueError):
+        return
+    _sigterm.wakeup_read = _sigterm.wakeup_write = -1
+    _sigterm.previous_wakeup = -1
+    try:
+        os.close(write_fd)  # the reader sees the end of the pipe, closes its end and ends
+    except OSError:
+        pass
+
+
+def _install_sigterm() -> None:
+    if (_process.sigterm_installed or not hasattr(signal, "SIGTERM")
+            or threading.current_thread() is not threading.main_thread()):
+        return
+    try:
+        _process.previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _process.sigterm_installed = True
+    except (ValueError, OSError):
+        return  # not the main interpreter, or a platform without it
+    _watch_wakeups()
+
+
+def arm_in_forked_child() -> None:
+    """A forked child starts with the SIGTERM disposition autolog found (see
+    `_after_fork_in_child`); its logger calls this when it starts, and the child takes
+    SIGTERM from then on, if the call comes from its main thread."""
+    if _process.arm_after_fork and threading.current_thread() is threading.main_thread():
+        _process.arm_after_fork = False
+        _install_sigterm()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets the SIGTERM disposition autolog found, not autolog's handler, until
+    it logs something (`arm_in_forked_child`): a child with nothing to flush ends at once, as
+    without autolog (`Pool.terminate()` ends idle workers by SIGTERM). The parent's wakeup
+    pipe and reader are not the child's."""
+    global _sigterm
+    inherited, _sigterm = _sigterm, _SigtermState()
+    if not _process.sigterm_installed:
+        return
+    previous = _process.previous_sigterm
+    _process.sigterm_installed = False
+    _process.arm_after_fork = True
+    _process.terminated = False
+    try:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if inherited.wakeup_write >= 0:
+            signal.set_wakeup_fd(inherited.previous_wakeup)
+    except (ValueError, OSError):
+        pass
+    for fd in (inherited.wakeup_read, inherited.wakeup_write):
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 # -- enable / disable -------------------------------------------------------------------------
 def enable() -> None:
     """Called by `autolog()`: remember sys.exit's status, take SIGTERM (main thread only)."""
@@ -198,14 +386,7 @@ def enable() -> None:
         patcher = Patcher("autolog.exit-status")
         patcher.wrap(sys, "exit", _remember_exit)
         _process.exit_patcher = patcher
-    if (not _process.sigterm_installed and hasattr(signal, "SIGTERM")
-            and threading.current_thread() is threading.main_thread()):
-        try:
-            _process.previous_sigterm = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, _on_sigterm)
-            _process.sigterm_installed = True
-        except (ValueError, OSError):
-            pass  # not the main interpreter, or a platform without it
+    _install_sigterm()
 
 
 def disable() -> None:
@@ -221,5 +402,11 @@ def disable() -> None:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         except (ValueError, OSError):
             pass
+        _unwatch_wakeups()
         _process.sigterm_installed = False
         _process.previous_sigterm = None
+    _process.arm_after_fork = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

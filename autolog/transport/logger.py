@@ -304,6 +304,9 @@ class BatchingLogger:
             thread.start()
             if self._forked_child and not self._finalizer_registered:
                 self._register_child_finalizer()
+                from autolog.runs.process import arm_in_forked_child
+
+                arm_in_forked_child()  # it has something to flush now: SIGTERM flushes it
 
     def snapshot_stats(self) -> LoggerStats:
         stats = LoggerStats(**self.stats.as_dict())

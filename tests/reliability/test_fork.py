@@ -2,7 +2,9 @@
 
 - a child that exits normally never ends the run it inherited: the parent is still logging;
 - `with multiprocessing.Pool() as pool: pool.map(...)`: `__exit__` terminates the workers
-  (SIGTERM) before any exit hook of theirs runs; what they logged must still arrive;
+  (SIGTERM) before any exit hook of theirs runs; what they logged must still arrive, and the
+  script must end (a worker that never logged ends by the signal at once; one that did
+  flushes from a thread of autolog's, whatever its main thread was doing);
 - a child leaving through `os._exit` after `autolog.flush()` keeps its records (without the
   flush they are lost: documented in docs/reliability.md).
 """
@@ -50,9 +52,6 @@ def test_a_child_that_exits_never_ends_the_parents_run(tmp_path, store_dir, stor
     assert child == 100 and parent == 100, report
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known, open (issue 11, hole 5b): on a loaded machine a fork Pool's worker sometimes loses its "
-    "records at terminate() and, rarely, the script hangs; see docs/reliability.md"))
 def test_pool_as_a_context_manager_loses_nothing(tmp_path, store_dir, store):
     tasks, points = 8, 500
     proc = run_python(tmp_path, f"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import textwrap
 import time
 
 import pytest
@@ -30,17 +31,29 @@ CHILD = f"""
     for i in range({POINTS}):
         autolog.log_metric("loss", 1.0 / (i + 1), step=i)
     print(json.dumps({{{{"run_id": run.run_id}}}}), flush=True)
-    # wait for the signal as a training loop does, running bytecode: a Python handler runs on
-    # the main thread at its next bytecode. One blocking call from here to the end (read() on
-    # stdin) can miss it for good: a signal that lands just before the call trips the flag,
-    # and nothing checks it until the call returns (CPython; the worker holding the GIL just
-    # then widens the window)
+    {{wait}}
+    print("not terminated", flush=True)
+"""
+
+# waiting for the signal as a training loop does, running bytecode
+BOUNDED_WAITS = """
     import select
     while not select.select([sys.stdin], [], [], 0.05)[0]:
         pass
     sys.stdin.read()  # the test closed stdin
-    print("not terminated", flush=True)
 """
+# one endless blocking call: a Python handler runs on the main thread only when that call
+# returns or is interrupted, and a signal landing just before the call interrupts nothing
+# (CPython). autolog reads the signal's wakeup byte on a thread of its own, flushes there and
+# then interrupts the main thread itself, so the process ends either way
+ONE_BLOCKING_READ = """
+    sys.stdin.read()  # the test closed stdin
+"""
+
+
+def child(user_handler: str = "", wait: str = BOUNDED_WAITS) -> str:
+    return CHILD.format(user_handler=user_handler, wait=textwrap.indent(textwrap.dedent(wait), "    ").strip())
+
 
 USER_HANDLER = """
     def on_term(signum, frame):
@@ -64,16 +77,17 @@ def terminate(proc):
     return run_id, took, stderr
 
 
-@pytest.mark.parametrize("handler", ["default", "user's handler"])
+@pytest.mark.parametrize("handler", ["default", "user's handler", "default, main thread in one read()"])
 def test_sigterm_flushes_ends_runs_killed_and_ends_the_process(tmp_path, store_dir, store, handler):
-    proc = start_python(tmp_path, CHILD.format(user_handler=USER_HANDLER if handler != "default" else ""))
+    user_handler = USER_HANDLER if handler == "user's handler" else ""
+    proc = start_python(tmp_path, child(user_handler, ONE_BLOCKING_READ if "read()" in handler else BOUNDED_WAITS))
     run_id, took, stderr = terminate(proc)
     stored = stored_points(store_dir, run_id, "loss")
     run = store().get_run(run_id)
     report = (f"SIGTERM ({handler}): exit {proc.returncode} after {took:.2f} s, status {run.status}, "
               f"{figures(POINTS, stored)}\nstderr:\n{stderr[-3000:]}")
     print(report)
-    if handler == "default":
+    if handler != "user's handler":
         assert proc.returncode == -signal.SIGTERM, report  # the process ends as it would have
     else:
         assert proc.returncode == 143, report
@@ -85,7 +99,7 @@ def test_sigterm_flushes_ends_runs_killed_and_ends_the_process(tmp_path, store_d
 
 
 def test_ignored_sigterm_stays_ignored(tmp_path, store):
-    proc = start_python(tmp_path, CHILD.format(user_handler="signal.signal(signal.SIGTERM, signal.SIG_IGN)"))
+    proc = start_python(tmp_path, child("signal.signal(signal.SIGTERM, signal.SIG_IGN)"))
     run_id = json.loads(proc.stdout.readline())["run_id"]
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(input="", timeout=120)
