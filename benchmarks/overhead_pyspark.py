@@ -30,16 +30,15 @@ import argparse
 import logging
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
-from benchmarks.harness import compare, machine_summary  # noqa: E402
+from benchmarks.harness import compare, machine_summary, thread_cpu  # noqa: E402
+from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 
 def spark_session():
@@ -83,54 +82,16 @@ def workloads(spark) -> dict:
     }
 
 
-def thread_cpu(fits: dict, repeats: int) -> dict:
-    """Median CPU seconds of this (the training) thread per workload, plain and under autolog."""
-    import autolog
-
-    store = tempfile.mkdtemp(prefix="autolog-bench-cpu-")
-    out: dict = {name: {"plain": [], "autolog": []} for name in fits}
-    for name, fit in fits.items():
-        for rep in range(repeats + 1):  # the first round warms up and is dropped
-            for variant in (("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")):
-                if variant == "autolog":
-                    autolog.autolog(tracking_uri=store, silent=True)
-                start = time.thread_time()
-                fit()
-                used = time.thread_time() - start
-                autolog.flush()
-                autolog.autolog(disable=True)
-                if rep:
-                    out[name][variant].append(used)
-    return {name: {v: statistics.median(t) for v, t in per.items()} for name, per in out.items()}
-
-
-IMPORT_SCRIPT = """
-import sys, time
-if sys.argv[1] != "plain":
-    import autolog
-    autolog.autolog(tracking_uri=sys.argv[2], silent=True, exclude=["pyspark"] if sys.argv[1] == "core" else [])
-start = time.perf_counter()
-import pyspark.ml
-print(time.perf_counter() - start)
-"""
 # plain; after autolog.autolog(); after autolog.autolog(exclude=["pyspark"]): what the core
 # costs the import without this integration (its threads, its import hooks)
-IMPORT_VARIANTS = ("plain", "autolog", "core")
+IMPORT_VARIANTS = {"plain": None, "autolog": {}, "core": {"exclude": ["pyspark"]}}
 
 
 def import_times(repeats: int) -> dict:
-    """Median seconds of `import pyspark.ml` in fresh interpreters, per variant of IMPORT_VARIANTS."""
-    store = tempfile.mkdtemp(prefix="autolog-bench-import-")
-    env = {**os.environ, "AUTOLOG_LOG_SYSTEM_METRICS": "false"}
-    times: dict = {variant: [] for variant in IMPORT_VARIANTS}
-    for rep in range(repeats + 1):  # the first round warms the file cache and is dropped
-        shift = rep % len(IMPORT_VARIANTS)
-        for variant in IMPORT_VARIANTS[shift:] + IMPORT_VARIANTS[:shift]:
-            done = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, variant, store], env=env,
-                                  capture_output=True, text=True, check=True)
-            if rep:
-                times[variant].append(float(done.stdout.split()[-1]))
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds of `import pyspark.ml` in fresh interpreters, per variant of IMPORT_VARIANTS
+    (benchmarks/harness.py)."""
+    found = harness_import_times(["import pyspark.ml"], repeats, IMPORT_VARIANTS)
+    return {v: times[0][0] for v, times in found.items()}
 
 
 def hook_cost(repeats: int = 50) -> float:

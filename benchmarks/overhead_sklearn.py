@@ -35,17 +35,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
-from benchmarks.harness import Workload, compare, compare_fresh, machine_summary, report_targets  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Workload, compare, compare_fresh, machine_summary, report_targets, thread_cpu)
+from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 DATA = """from sklearn.datasets import make_classification, make_regression
 X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
@@ -99,57 +97,12 @@ def workloads() -> dict:
     }
 
 
-def thread_cpu(fits: dict, repeats: int) -> dict:
-    """Median CPU seconds of this (the training) thread per workload, plain and under autolog."""
-    import autolog
-
-    store = tempfile.mkdtemp(prefix="autolog-bench-cpu-")
-    out: dict = {name: {"plain": [], "autolog": []} for name in fits}
-    for name, fit in fits.items():
-        for rep in range(repeats + 1):  # the first round warms up and is dropped
-            order = ("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")
-            for variant in order:
-                if variant == "autolog":
-                    autolog.autolog(tracking_uri=store, silent=True)
-                start = time.thread_time()
-                fit()
-                used = time.thread_time() - start
-                autolog.flush()
-                autolog.autolog(disable=True)
-                if rep:
-                    out[name][variant].append(used)
-    return {name: {v: statistics.median(t) for v, t in per.items()} for name, per in out.items()}
-
-
-IMPORT_SCRIPT = """
-import sys, time
-if sys.argv[1] == "autolog":
-    import autolog
-    autolog.autolog(tracking_uri=sys.argv[2], silent=True)
-start = time.perf_counter()
-import sklearn
-first = time.perf_counter() - start
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-print(first, time.perf_counter() - start)
-"""
-
-
 def import_times(repeats: int) -> dict:
-    """Median seconds of `import sklearn` (and of it plus two estimator modules) in fresh interpreters."""
-    store = tempfile.mkdtemp(prefix="autolog-bench-import-")
-    env = {**os.environ, "AUTOLOG_LOG_SYSTEM_METRICS": "false"}
-    times: dict = {"plain": ([], []), "autolog": ([], [])}
-    for rep in range(repeats + 1):  # the first round warms the file cache and is dropped
-        order = ("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")
-        for variant in order:
-            done = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, variant, store], env=env,
-                                  capture_output=True, text=True, check=True)
-            if rep:
-                first, both = map(float, done.stdout.split()[-2:])
-                times[variant][0].append(first)
-                times[variant][1].append(both)
-    return {k: (statistics.median(a), statistics.median(b)) for k, (a, b) in times.items()}
+    """{variant: (seconds of `import sklearn`, of it and two estimator modules)}: medians of
+    fresh interpreters, plain and after `autolog.autolog()` (benchmarks/harness.py)."""
+    found = harness_import_times(["import sklearn", "from sklearn.ensemble import RandomForestClassifier\n"
+                                  "from sklearn.linear_model import LogisticRegression"], repeats)
+    return {v: (times[0][0], times[0][0] + times[1][0]) for v, times in found.items()}
 
 
 def fresh(args) -> int:

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
-from benchmarks.harness import Workload, compare, compare_fresh, machine_summary, report_targets  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Workload, compare, compare_fresh, machine_summary, report_targets, thread_cpu)
+from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 DATA = """import numpy as np
 import pandas as pd
@@ -81,59 +79,10 @@ def workloads() -> dict:
     }
 
 
-def training_thread_cpu(fits: dict, repeats: int) -> dict:
-    """Median CPU seconds the calling thread spends per fit, plain and under autolog.autolog().
-
-    Wall-clock medians move with whatever else the machine runs; the CPU time of the
-    training thread (`time.thread_time`) does not, so its difference is what autolog's
-    code costs the caller. (Work on other threads, BLAS's and autolog's worker, is not in it.)
-    """
-    import autolog
-
-    store = tempfile.mkdtemp(prefix="autolog-bench-cpu-")
-    out: dict = {}
-    for name, fit in fits.items():
-        times: dict = {"plain": [], "autolog": []}
-        for rep in range(repeats + 1):  # round 0 warms up and is dropped
-            for variant in (("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")):
-                autolog.autolog(disable=True)
-                if variant == "autolog":
-                    autolog.autolog(tracking_uri=store, silent=True)
-                start = time.thread_time()
-                fit()
-                elapsed = time.thread_time() - start
-                autolog.flush()
-                if rep:
-                    times[variant].append(elapsed)
-        autolog.autolog(disable=True)
-        out[name] = {k: statistics.median(v) for k, v in times.items()}
-    return out
-
-
-IMPORT_SCRIPT = """
-import os, sys, time
-if sys.argv[1] == "autolog":
-    import autolog
-    autolog.autolog(tracking_uri=sys.argv[2], silent=True)
-start = time.perf_counter()
-import statsmodels.api
-print(time.perf_counter() - start)
-"""
-
-
 def import_times(repeats: int) -> dict:
-    """Seconds to `import statsmodels.api` in a fresh interpreter, plain and after autolog()."""
-    store = tempfile.mkdtemp(prefix="autolog-bench-import-")
-    env = {**os.environ, "AUTOLOG_LOG_SYSTEM_METRICS": "false"}
-    times: dict = {"plain": [], "autolog": []}
-    for rep in range(repeats + 1):  # the first round warms the file cache and is dropped
-        order = ("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")
-        for variant in order:
-            out = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, variant, store], env=env,
-                                 capture_output=True, text=True, check=True)
-            if rep:
-                times[variant].append(float(out.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Seconds to `import statsmodels.api` in a fresh interpreter, plain and after autolog()
+    (medians; benchmarks/harness.py)."""
+    return {v: times[0][0] for v, times in harness_import_times(["import statsmodels.api"], repeats).items()}
 
 
 def main(argv=None) -> int:
@@ -193,7 +142,7 @@ def warm(args) -> int:
                      f"{mlflow_added / 20 * 1e3:.1f} ms: {'ok' if ok_mlflow else 'OVER'}")
         print(line)
 
-    cpu = training_thread_cpu(fits, args.repeats)
+    cpu = thread_cpu(fits, args.repeats)
     print("\n| workload | training-thread CPU per fit, plain | with autolog | added |\n|---|---|---|---|")
     for name, t in cpu.items():
         print(f"| {name} | {t['plain'] * 1e3:.1f} ms | {t['autolog'] * 1e3:.1f} ms | "

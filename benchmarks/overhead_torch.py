@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
-from benchmarks.harness import compare, machine_summary  # noqa: E402
+from benchmarks.harness import compare, machine_summary, thread_cpu  # noqa: E402
+from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 
 def workloads() -> dict:
@@ -94,58 +92,11 @@ def workloads() -> dict:
     return {"Lightning MLP, 10 epochs, 10k x 20": lightning_fit, "torch loop, 2,000 steps": torch_loop}
 
 
-def thread_cpu(fits: dict, repeats: int) -> dict:
-    """Median CPU seconds of this (the training) thread per workload, plain and under autolog."""
-    import autolog
-
-    store = tempfile.mkdtemp(prefix="autolog-bench-cpu-")
-    out: dict = {name: {"plain": [], "autolog": []} for name in fits}
-    for name, fit in fits.items():
-        for rep in range(repeats + 1):  # the first round warms up and is dropped
-            order = ("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")
-            for variant in order:
-                if variant == "autolog":
-                    autolog.autolog(tracking_uri=store, silent=True)
-                start = time.thread_time()
-                fit()
-                used = time.thread_time() - start
-                autolog.flush()
-                autolog.autolog(disable=True)
-                autolog.end_run()  # the plain loop's own run
-                if rep:
-                    out[name][variant].append(used)
-    return {name: {v: statistics.median(t) for v, t in per.items()} for name, per in out.items()}
-
-
-IMPORT_SCRIPT = """
-import sys, time
-if sys.argv[1] == "autolog":
-    import autolog
-    autolog.autolog(tracking_uri=sys.argv[2], silent=True)
-wall, cpu = time.perf_counter(), time.process_time()
-import torch
-wall_torch, cpu_torch = time.perf_counter(), time.process_time()
-import lightning
-print(wall_torch - wall, cpu_torch - cpu, time.perf_counter() - wall_torch, time.process_time() - cpu_torch)
-"""
-
-
 def import_times(repeats: int) -> dict:
     """Median wall and CPU seconds of `import torch`, then of `import lightning`, in fresh
-    interpreters: {variant: {"torch": (wall, cpu), "lightning": (wall, cpu)}}."""
-    store = tempfile.mkdtemp(prefix="autolog-bench-import-")
-    env = {**os.environ, "AUTOLOG_LOG_SYSTEM_METRICS": "false"}
-    times: dict = {v: [[], [], [], []] for v in ("plain", "autolog")}
-    for rep in range(repeats + 1):  # the first round warms the file cache and is dropped
-        order = ("plain", "autolog") if rep % 2 == 0 else ("autolog", "plain")
-        for variant in order:
-            done = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, variant, store], env=env,
-                                  capture_output=True, text=True, check=True)
-            if rep:
-                for column, value in zip(times[variant], map(float, done.stdout.split()[-4:])):
-                    column.append(value)
-    medians = {v: [statistics.median(c) for c in columns] for v, columns in times.items()}
-    return {v: {"torch": (m[0], m[1]), "lightning": (m[2], m[3])} for v, m in medians.items()}
+    interpreters: {variant: {"torch": (wall, cpu), "lightning": (wall, cpu)}} (benchmarks/harness.py)."""
+    found = harness_import_times(["import torch", "import lightning"], repeats)
+    return {v: {"torch": times[0], "lightning": times[1]} for v, times in found.items()}
 
 
 def main(argv=None) -> int:
