@@ -1,13 +1,15 @@
 """What `import autolog; autolog.autolog()` costs a script, in fresh interpreters.
 
-    python benchmarks/startup.py [--repeats 21] [--importtime 5]
+    python benchmarks/startup.py [--repeats 21] [--importtime 5] [--before DIR]
 
 Interleaved, in a rotating order, `--repeats` times each: `python -c pass` (the
 interpreter alone), `python -c "import autolog"` and `python -c "import autolog;
 autolog.autolog()"`. Each is timed by the wall clock and by the CPU time of the child
 process (user + system, from `os.wait4`), which a busy machine stretches far less. Then
 `-X importtime` of the last command, `--importtime` times: the modules that take the most
-time of their own, medians, and the total by top-level package.
+time of their own, medians, and the total by top-level package. With `--before DIR`, an older
+copy of the package (DIR/autolog, with its integrations/ at DIR/autolog/integrations) is timed
+beside the last command, interleaved with the others.
 
 Bytecode is cached as in an installed package (a development shell's
 PYTHONDONTWRITEBYTECODE is dropped for the children). Target (issue 18): the last command
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
@@ -36,6 +39,7 @@ COMMANDS = {
     "import autolog; autolog.autolog()": "import autolog; autolog.autolog()",
 }
 TARGET_S = 0.150
+BEFORE = "import autolog; autolog.autolog() (--before)"
 
 
 def _env(folder: str) -> dict:
@@ -44,10 +48,10 @@ def _env(folder: str) -> dict:
     return env
 
 
-def run_once(code: str, folder: str, extra: tuple = ()) -> tuple[float, float, str]:
+def run_once(code: str, folder: str, extra: tuple = (), env: Optional[dict] = None) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the child, its stderr)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *extra, "-c", code], cwd=folder, env=_env(folder),
+    proc = subprocess.Popen([sys.executable, *extra, "-c", code], cwd=folder, env={**_env(folder), **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -58,15 +62,20 @@ def run_once(code: str, folder: str, extra: tuple = ()) -> tuple[float, float, s
     return wall, usage.ru_utime + usage.ru_stime, stderr
 
 
-def timings(repeats: int, folder: str) -> dict:
-    names = list(COMMANDS)
+def timings(repeats: int, folder: str, before: Optional[str] = None) -> dict:
+    """{name: ([wall], [cpu])} of COMMANDS, and with `before` (a folder holding an older copy of
+    the `autolog` package) the last command again with that copy first on the path."""
+    commands = {name: (code, None) for name, code in COMMANDS.items()}
+    if before:
+        commands[BEFORE] = (COMMANDS["import autolog; autolog.autolog()"], {"PYTHONPATH": before})
+    names = list(commands)
     out: dict = {name: ([], []) for name in names}
     for name in names:  # warm the file cache and write the bytecode
-        run_once(COMMANDS[name], folder)
+        run_once(*commands[name][:1], folder, env=commands[name][1])
     for rep in range(repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            wall, cpu, _ = run_once(COMMANDS[name], folder)
+            wall, cpu, _ = run_once(commands[name][0], folder, env=commands[name][1])
             out[name][0].append(wall)
             out[name][1].append(cpu)
     return out
@@ -101,10 +110,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--importtime", type=int, default=5)
+    parser.add_argument("--before", help="a folder with an older copy of the autolog package (e.g. from "
+                                         "`git archive`), timed beside this one, interleaved")
     args = parser.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="autolog-bench-startup-")
     print(f"machine: {machine_summary()}, load average before: {os.getloadavg()[0]:.1f}\n")
-    found = timings(args.repeats, folder)
+    found = timings(args.repeats, folder, args.before)
     base_wall = statistics.median(found["python -c pass"][0])
     base_cpu = statistics.median(found["python -c pass"][1])
     print("| command | wall (median) | min | CPU, user + system (median) | wall less the bare interpreter's |")
