@@ -141,7 +141,7 @@ _TRANSIENT_CODES = {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _
 _TRANSIENT_TEXT = ("locked", "busy", "disk is full", "disk i/o error", "unable to open database")
 #: OS errors that pass (a full disk freed, a permission fixed, a read-only mount remounted):
 #: the records are retried, spilled and replayed, never set aside for good
-_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, getattr(errno, "EDQUOT", errno.ENOSPC),
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EAGAIN, getattr(errno, "EDQUOT", errno.ENOSPC),
                      errno.EACCES, errno.EPERM, errno.EROFS}
 
 #: connections inherited through fork: kept referenced so that they are never closed

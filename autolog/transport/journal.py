@@ -189,22 +189,39 @@ class Journal:
         self._ensure_folder()
         name = f"segment-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         path = os.path.join(self.folder, name)
-        fh = open(path, "a", encoding="utf-8")
+        # unbuffered: a write the disk refuses leaves nothing in a buffer for close() to retry
+        fh = open(path, "ab", buffering=0)
         if fcntl is not None:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         self._segment, self._segment_path, self._pid = fh, path, os.getpid()
         return fh
 
     def append(self, ops: Iterable[dict]) -> int:
-        """Write operations to this process's segment, durably; return how many records."""
+        """Write operations to this process's segment, durably; return how many records.
+
+        A write the disk refuses (full, a file size limit) is taken back whole: the segment
+        keeps ending with whole lines, and the room the refused write had found is left for
+        the smaller records that follow it (the end of a run)."""
         count = 0
+        lines = []
+        for op in ops:
+            lines.append(json.dumps(op, separators=(",", ":")) + "\n")
+            count += record_count(op)
+        data = memoryview("".join(lines).encode("utf-8"))
         with self._lock:
             fh = self._open_segment()
-            for op in ops:
-                fh.write(json.dumps(op, separators=(",", ":")) + "\n")
-                count += record_count(op)
-            fh.flush()
-            os.fsync(fh.fileno())
+            fd = fh.fileno()
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+                raise
         return count
 
     def stage(self, local_path: str) -> str:

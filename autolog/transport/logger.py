@@ -160,6 +160,11 @@ class BatchingLogger:
         self._next_probe = 0.0
         self._probe_interval = _PROBE_FIRST_S
         self._failed_runs: set[str] = set()
+        # records neither the backend nor the journal took: counted, reported once at close
+        self._loss_lock = threading.Lock()
+        self._lost = 0
+        self._lost_exc: Optional[BaseException] = None
+        self._lost_vital: list = []  # the creations and ends of runs among them, tried again at close
         self._received = 0
         self.stats = LoggerStats()
         self._forked_child = False
@@ -562,10 +567,10 @@ class BatchingLogger:
         """Write one operation, retrying; spill it when the backend stays down. True if written.
         Refused for good, it is handed to `split` (which sends its parts) when given."""
         if run_id in self._failed_runs:
-            self._reject(encode(), count, RunNotFound(run_id))
+            self._reject(encode, count, RunNotFound(run_id))
             return False
         if self._down:
-            self._spill([encode()], count)
+            self._spill(lambda: [encode()], count)
             return False
         deadline = time.monotonic() + self.retry_seconds
         attempt = 0
@@ -592,12 +597,12 @@ class BatchingLogger:
                     return False
                 if create:
                     self._failed_runs.add(run_id)
-                self._reject(encode(), count, exc)
+                self._reject(encode, count, exc)
                 return False
             self.stats.written += count
             return True
         self._mark_down(last)
-        self._spill([encode()], count)
+        self._spill(lambda: [encode()], count)
         return False
 
     def _pause(self, seconds: float) -> None:
@@ -638,21 +643,67 @@ class BatchingLogger:
         asked = _asked_wait(result.unavailable if result is not None else None)
         self._next_probe = time.monotonic() + max(self._probe_interval, asked)
 
-    def _spill(self, ops: list, count: int) -> None:
+    def _spill(self, ops, count: int) -> None:
+        """Append to the journal: a list of operations, or a function that makes it (encoding
+        an artifact copies it into the journal, which may fail as the append does)."""
         try:
+            if callable(ops):
+                ops = ops()
             self.journal.append(ops)
-            self.stats.spilled += count
         except Exception as exc:  # noqa: BLE001 - the journal's disk failed too: the one real loss
-            self.stats.dropped += count
-            containment.report(f"writing the spill journal {self.journal.folder} ({count} records lost)", exc)
+            self._lose(ops if isinstance(ops, list) else [], count, exc)
+            return
+        self.stats.spilled += count
 
-    def _reject(self, op: dict, count: int, exc: BaseException) -> None:
+    def _reject(self, op, count: int, exc: BaseException) -> None:
+        """Set a record aside for good (`op`: the operation, or a function that makes it)."""
         self.stats.rejected += count
         try:
+            if callable(op):
+                op = op()
             self.journal._reject(op, exc)
         except Exception as journal_exc:  # noqa: BLE001
+            self._lose([op] if isinstance(op, dict) else [], count, journal_exc)
+
+    def _lose(self, ops: list, count: int, exc: BaseException) -> None:
+        """Records neither the backend nor the journal took (a full disk under both). Counted,
+        at DEBUG each time; one warning with the total when the logger closes (`_report_lost`).
+        The runs' creations and ends among them are kept aside, tried again at close: a
+        refused write is taken back whole, so the room it found may hold these small ones."""
+        with self._loss_lock:
             self.stats.dropped += count
-            containment.report("keeping a refused record", journal_exc)
+            self._lost += count
+            if self._lost_exc is None:
+                self._lost_exc = exc
+            self._lost_vital.extend(op for op in ops if op.get("op") in ("create", "end"))
+        log.debug("autolog: %d records lost: the spill journal %s could not be written (%r)",
+                  count, self.journal.folder, exc)
+
+    def _report_lost(self) -> None:
+        """At close: the runs' creations and ends lost on the way are tried once more, then one
+        warning says how many records were lost in all."""
+        with self._loss_lock:
+            vital, self._lost_vital = self._lost_vital, []
+        if vital:
+            try:
+                self.journal.append(vital)
+            except Exception:  # noqa: BLE001 - still no room: they stay lost, counted below
+                pass
+            else:
+                with self._loss_lock:
+                    kept = len(vital)
+                    self._lost -= kept
+                    self.stats.dropped -= kept
+                    self.stats.spilled += kept
+        with self._loss_lock:
+            lost, exc = self._lost, self._lost_exc
+            self._lost, self._lost_exc = 0, None
+        if lost:
+            containment.warn_once(
+                f"records lost {id(self)} {time.monotonic()}",
+                "%d records were lost: the tracking backend %s did not take them and the spill journal %s "
+                "could not be written either (%s: %s)", lost, self.backend.uri, self.journal.folder,
+                type(exc).__name__, exc)
 
     # -- shutdown, exit and fork ------------------------------------------------
     def close(self, timeout: Optional[float] = None) -> bool:
@@ -672,6 +723,8 @@ class BatchingLogger:
         if not self._down:
             with containment.contained("closing the backend"):
                 self.backend.flush()
+        with containment.contained("reporting lost records"):
+            self._report_lost()
         self.journal.close_segment()
         return complete
 
