@@ -23,7 +23,6 @@ arguments) passes through unchanged and records nothing.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import threading
@@ -37,7 +36,10 @@ PREFIX = "args."
 
 
 def in_main_process_thread() -> bool:
-    return threading.current_thread() is threading.main_thread() and multiprocessing.parent_process() is None
+    # a process that multiprocessing started has it imported: no need to import it here (startup)
+    multiprocessing = sys.modules.get("multiprocessing")
+    return threading.current_thread() is threading.main_thread() and (
+        multiprocessing is None or multiprocessing.parent_process() is None)
 
 
 def is_command_line(args: Any) -> bool:
@@ -133,11 +135,10 @@ class ArgumentRecorder:
     def enable(self) -> None:
         if self.patcher is not None:
             return
-        import argparse
-
         self.patcher = Patcher("run context: arguments")
-        self.patcher.wrap(argparse, "ArgumentParser.parse_args", self._argparse_wrapper)
-        self.patcher.wrap(argparse, "ArgumentParser.parse_known_args", self._argparse_wrapper)
+        # patched when imported (at once if it is): a script without a command line does not pay
+        # argparse's import in autolog()
+        self.patcher.when_imported("argparse", self._patch_argparse)
         when_imported("click", self._patch_click)
         if not self.params and in_main_process_thread():
             with containment.contained("looking for arguments parsed before autolog()"):
@@ -158,6 +159,12 @@ class ArgumentRecorder:
         return dict(self.params)
 
     # -- argparse ------------------------------------------------------------------------------------
+    def _patch_argparse(self, argparse: Any) -> None:
+        patcher = self.patcher
+        if patcher is not None:
+            patcher.wrap(argparse, "ArgumentParser.parse_args", self._argparse_wrapper)
+            patcher.wrap(argparse, "ArgumentParser.parse_known_args", self._argparse_wrapper)
+
     def _argparse_wrapper(self, wrapped, instance, args, kwargs):
         with containment.contained("learning the secret options of a parser"):
             learn_secret_options(instance)

@@ -15,7 +15,6 @@ with a timeout; no git, no repository or a broken one simply means no such tags.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import logging
 import os
@@ -165,6 +164,8 @@ def _process_tags() -> dict:
         TAG_COMMAND: truncate(" ".join(redact_argv([sys.executable, *sys.argv])), MAX_TAG_VALUE_LENGTH),
     }
     try:
+        import getpass  # on the worker, when the first run starts: not at autolog()
+
         tags[TAG_USER] = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         pass
