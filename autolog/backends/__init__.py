@@ -29,7 +29,6 @@ import os
 import pathlib
 import threading
 import urllib.parse
-from importlib import metadata
 from typing import Optional
 
 from autolog.backends.base import (  # noqa: F401  (re-exported)
@@ -132,6 +131,8 @@ def backend_kind(uri: str) -> str:
 def _load_class(kind: str):
     target = _BUILTIN.get(kind)
     if target is None:
+        from importlib import metadata  # a plugin's scheme only: not imported at startup
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == kind:
                 return ep.load()
@@ -160,6 +161,8 @@ def check_tracking_uri(uri: Optional[str] = None) -> str:
     kind = backend_kind(resolved)
     if kind in _BUILTIN:
         return kind
+    from importlib import metadata  # a plugin's scheme only: not imported at startup
+
     try:
         names = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     except Exception:  # noqa: BLE001 - broken metadata of another package: let get_backend say more

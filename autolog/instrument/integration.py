@@ -11,7 +11,9 @@ library: the libraries whose versions runs record come from `libraries()`.
 The engine keeps one `Patcher` per enabled integration. Enabling twice is harmless.
 An installed library of an unsupported version is skipped with a warning, or an
 error when the user named that integration in `autolog(integrations=[...])`.
-Requirements and versions are read with `packaging`.
+Entry points and versions are read from the installed metadata without importing
+`importlib.metadata` (autolog/instrument/distributions.py); requirements are judged with
+`packaging`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import importlib
 import logging
 import re
 import threading
-from importlib import metadata
 from typing import Any, Optional
 
-from autolog.instrument import containment
+from autolog.instrument import containment, distributions
 from autolog.instrument.patching import Patcher, when_imported
 
 log = logging.getLogger("autolog")
@@ -56,10 +57,7 @@ class Integration:
         return {self.module.partition(".")[0]: self.distribution()}
 
     def installed_version(self) -> Optional[str]:
-        try:
-            return metadata.version(self.distribution())
-        except metadata.PackageNotFoundError:
-            return None
+        return distributions.version(self.distribution())
 
     def supports(self, version: Optional[str]) -> bool:
         """Does `version` meet `requires`? Pre-releases count; a version string that is not
@@ -141,8 +139,8 @@ def available() -> dict[str, str]:
     """name -> "module:Class" of every known integration (entry points, then run-time ones)."""
     found: dict[str, str] = {}
     try:
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            found.setdefault(ep.name, ep.value)
+        for name, value in distributions.entry_points(ENTRY_POINT_GROUP):
+            found.setdefault(name, value)
     except Exception as exc:  # noqa: BLE001 - broken metadata of another package
         containment.report("reading integration entry points", exc)
     with _registry_lock:

@@ -45,10 +45,10 @@ import sys
 import tempfile
 import time
 import uuid
-from importlib import metadata
 from typing import Any, Iterable, Optional
 
 from autolog.instrument import containment
+from autolog.instrument import distributions as installed_distributions
 from autolog.instrument.snapshots import PickledModel, pickle_model
 
 MODEL_ARTIFACT_PATH = "model"
@@ -110,10 +110,9 @@ def pinned(distributions: Iterable[str]) -> list[str]:
     """`name==version` for each installed distribution (others are left out)."""
     out = []
     for dist in distributions:
-        try:
-            out.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            continue
+        version = _version(dist)
+        if version is not None:
+            out.append(f"{dist}=={version}")
     return out
 
 
@@ -161,10 +160,7 @@ def write_model_folder(path: str, flavor: ModelFlavor, snapshot: Any, *, run_id:
 
 
 def _version(dist: str) -> Optional[str]:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+    return installed_distributions.version(dist)
 
 
 def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODEL_ARTIFACT_PATH,
