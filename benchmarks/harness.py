@@ -612,7 +612,9 @@ def compare_fresh(
         for part, what in (("worker_cpu", "CPU of autolog's worker, from the call's start until all is written"),
                            ("worker_cpu_during_call", "CPU of autolog's worker while the call ran"),
                            ("worker", "wall time of autolog's worker, from the call's start until all is written"),
-                           ("training_cpu", "CPU of the training thread during the call")):
+                           ("training_cpu", "CPU of the training thread during the call"),
+                           ("threads_cpu", "CPU of autolog's other threads (the system-metrics sampler, the "
+                                           "run context's preparation, ...) from their start until all is written")):
             print(f"\n{what}:\n", file=stream)
             print(result.breakdown_markdown(part), file=stream)
     return result
