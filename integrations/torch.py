@@ -21,7 +21,8 @@ optimizer step or TensorBoard scalar and ends at process exit: FINISHED, or FAIL
 an exception or a non-zero exit status ends the process (the core's exit status,
 autolog/runs/process.py). Nothing is captured inside another integration's training
 call (a Lightning `fit` logs itself) or in a DataLoader worker; a process that is not the
-primary one of its job logs its metrics into the job's run only with `log_all_ranks`.
+primary one of its job logs its metrics into the job's run only with `log_all_ranks`, and
+without it a launched rank other than rank 0 is not patched at all (`quiet_rank`).
 
 The `pytorch` model flavor (`TorchFlavor`) writes what `mlflow.pytorch.save_model` writes
 with its default pickle format, so `mlflow.pyfunc.load_model` and `autolog.load_model`
@@ -47,7 +48,7 @@ from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, read_mlmodel
 from autolog.instrument.params import flatten
 from autolog.instrument.patching import Patcher
-from autolog.instrument.role import is_primary_process
+from autolog.instrument.role import is_primary_process, process_role
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import call_arguments
 from autolog.runs.training import training_call_in_progress
@@ -69,6 +70,8 @@ class TorchIntegration(Integration):
     def patch(self, patcher: Patcher) -> None:
         import torch
 
+        if quiet_rank():
+            return
         loop = LoopCapture(patcher)
         patcher.wrap(torch.Tensor, "backward", loop.on_backward)
         # PyTorch calls this after every step of every optimizer (see Optimizer.profile_hook_step);
@@ -76,6 +79,18 @@ class TorchIntegration(Integration):
         patcher.wrap(torch.optim.Optimizer, "_optimizer_step_code", loop.on_step)
         patcher.wrap(torch, "save", loop.on_save)
         patcher.when_imported("torch.utils.tensorboard.writer", loop.patch_tensorboard)
+
+
+def quiet_rank() -> bool:
+    """A rank other than rank 0 of a launched job (torchrun, Lightning's launcher, RANK set),
+    with `log_all_ranks` off: nothing of its loop would be logged, so its loop is not wrapped
+    at all. A wrapper call at each backward() and optimizer step costs that rank a few
+    microseconds, and every rank waits for the slowest at each all-reduce
+    (benchmarks/torchrun_overhead.py). Decided when torch is patched: a later
+    `autolog(log_all_ranks=True)` in the same process does not patch it."""
+    role = process_role()
+    return (role.launcher in ("torchrun", "lightning", "torch.distributed") and role.rank > 0
+            and not role.is_primary and not runs.settings().log_all_ranks)
 
 
 # -- the plain loop ------------------------------------------------------------------------------
@@ -155,6 +170,7 @@ class LoopCapture:
         self.current: Optional[LoopState] = None  # the last one used: the common case in one lookup
         self.states: "collections.OrderedDict[str, LoopState]" = collections.OrderedDict()  # by run id
         self.auto_run: Optional[runs.ActiveRun] = None  # the run autolog started for the loop
+        self.quiet_rank: Any = None  # the settings under which this process was found a rank that logs nothing
         self.thread = threading.local()  # .loss: the tensor of this thread's last backward()
 
     # -- which run ----------------------------------------------------------------------------
@@ -174,8 +190,14 @@ class LoopCapture:
         if run is None:
             if not start or threading.current_thread() is not threading.main_thread():
                 return None  # a run of its own is the main thread's: only its runs end at exit
-            if _in_dataloader_worker() or not (is_primary_process() or runs.settings().log_all_ranks):
-                return None  # other ranks join rank 0's run (runs/handover.py), for their metrics only
+            settings = runs.settings()
+            if self.quiet_rank is settings or _in_dataloader_worker():
+                return None
+            if not (is_primary_process() or settings.log_all_ranks):
+                # other ranks join rank 0's run (runs/handover.py), for their metrics only; a rank
+                # stays what it is: its steps need not ask again until the settings change
+                self.quiet_rank = settings
+                return None
             run = self._start_run()
             logging = True
         else:
