@@ -254,6 +254,10 @@ class TrainingActivity:
                 self._busy += 1
 
     def wait(self) -> None:
+        from autolog.transport.logger import exiting
+
+        if exiting():  # atexit or SIGTERM: the exit's flush is bounded, and nothing will train after it
+            return
         deadline = time.monotonic() + self.max_wait_s
         with self._changed:
             while True:

@@ -226,9 +226,15 @@ def _flush_then_end() -> None:
     process end by the signal as it would have without autolog: the main thread's handler
     does that (only the main thread may restore SIGTERM's default), woken by a signal sent to
     it alone, which interrupts whatever blocking call it sits in. A main thread that never
-    runs bytecode again ends the process from here, with the exit status of a SIGTERM."""
+    runs bytecode again ends the process from here, with the exit status of a SIGTERM.
+    The flush itself runs on one more thread, waited for at most `SIGTERM_FLUSH_TIMEOUT` + 2 s:
+    whatever it is stuck in, the process ends."""
+    from autolog.instrument import containment
+
     try:
-        _end_for_sigterm()
+        flush = containment.background_thread(_end_for_sigterm, "autolog-sigterm-flush")
+        flush.start()
+        flush.join(SIGTERM_FLUSH_TIMEOUT + 2.0)
     finally:
         _sigterm.flushed.set()
         deadline = time.monotonic() + _SIGTERM_DIE_WAIT
@@ -250,11 +256,12 @@ def _end_by_sigterm() -> None:
 def _end_for_sigterm() -> None:
     from autolog.instrument import containment
     from autolog.runs.lifecycle import end_open_runs
-    from autolog.transport.logger import begin_exit, close_all
+    from autolog.transport.logger import begin_exit, close_all, hold_enqueues
 
     begin_exit()
     with containment.contained("ending runs on SIGTERM"):
         end_open_runs(RunStatus.KILLED, "SIGTERM")
+    hold_enqueues()  # the main thread goes on meanwhile: what it logs from now on waits for the end
     close_all(SIGTERM_FLUSH_TIMEOUT)
 
 

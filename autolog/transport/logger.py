@@ -191,7 +191,7 @@ class BatchingLogger:
         only appends. It is 0, sending every enqueue through the full checks, while there is
         no worker yet, while the worker runs deferred work (whose records go inline), and
         where fork cannot be hooked (the pid is compared on every call instead)."""
-        fast = self._thread is not None and self._inline is None and not _CHECK_PID
+        fast = self._thread is not None and self._inline is None and not _CHECK_PID and _held is None
         self._fast_limit = self._max_batch_size - 1 if fast else 0
 
     # -- the caller's side ---------------------------------------------------
@@ -208,6 +208,8 @@ class BatchingLogger:
         if inline is not None and on_worker_thread():
             inline.append(record)
             return
+        if _held is not None and not on_worker_thread() and threading.get_ident() != _held:
+            _hold_until_the_end()
         if len(queue) >= self.max_queue_size:
             self._wait_for_space()
         queue.append(record)
@@ -908,6 +910,33 @@ def begin_exit() -> None:
     _exiting = True
 
 
+#: set by a SIGTERM's flush once it has ended the open runs (the ident of its thread): from then
+#: on the process is only waiting to end, and other threads that log wait for that end
+_held: Optional[int] = None
+_the_end = threading.Event()  # never set: a held thread waits until the process ends
+
+
+def hold_enqueues() -> None:
+    """A SIGTERM's flush has ended the open runs: a record logged from now on (a fit the main
+    thread went on with) would reach the store half-written (a run left RUNNING, no model), so
+    the threads that log it wait until the process ends, which it does once the flush is done.
+    Only the calling thread (the flush) and the loggers' workers go on."""
+    global _held
+    _held = threading.get_ident()
+    for logger in list(_all_loggers):
+        logger._set_gate()  # every enqueue takes the checked path
+
+
+def _hold_until_the_end() -> None:
+    while True:
+        _the_end.wait(1.0)
+
+
+def exiting() -> bool:
+    """Whether the process is ending (`begin_exit`): post-fit work no longer waits for training."""
+    return _exiting
+
+
 def close_all(timeout: Optional[float] = None) -> None:
     for logger in list(_all_loggers):
         with containment.contained("flushing at exit"):
@@ -915,8 +944,9 @@ def close_all(timeout: Optional[float] = None) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _exiting
+    global _exiting, _held
     _exiting = False
+    _held = None
     for logger in list(_all_loggers):
         logger._after_fork_in_child()
 
