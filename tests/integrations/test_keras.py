@@ -316,17 +316,15 @@ def test_model_checkpoint_files_are_captured_with_their_epoch(data, tmp_path, ca
     assert not [m for m in autolog_warnings(caplog) if "checkpoint" in m]
 
 
-def test_keep_last_and_log_checkpoints_false(data, tmp_path, monkeypatch):
+def test_keep_last_and_log_checkpoints_false(data, tmp_path):
     x, y = data
-    monkeypatch.setenv("AUTOLOG_KEEP_LAST_CHECKPOINTS", "2")
-    autolog.autolog()
+    autolog.autolog(keep_last_checkpoints=2)
     mlp().fit(x, y, epochs=4, verbose=0,
               callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "c{epoch}.weights.h5"), save_weights_only=True)])
     files = {p.rsplit("/", 1)[1] for p in artifact_paths(the_run().run_id, "checkpoints")}
     assert files == {"c3.weights.h5", "c3.weights.h5.json", "c4.weights.h5", "c4.weights.h5.json"}
 
-    monkeypatch.setenv("AUTOLOG_LOG_CHECKPOINTS", "false")
-    autolog.autolog()
+    autolog.autolog(log_checkpoints=False)
     mlp().fit(x, y, epochs=1, verbose=0,
               callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "d{epoch}.weights.h5"), save_weights_only=True)])
     newest = autolog.search_runs(output_format="list")[0]
