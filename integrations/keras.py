@@ -587,7 +587,8 @@ class KerasSnapshot:
     (the model skipped for its size). Not at interpreter exit: weakref.finalize's exit hook
     would run before autolog's own flush at exit (atexit is LIFO, and the first snapshot
     registers it after autolog's), removing the file of a fit that was the script's last line
-    before the worker wrote it."""
+    before the worker wrote it. (A snapshot that the bounded flush at exit could not write
+    leaves its folder in the temporary directory.)"""
 
     __slots__ = ("path", "size", "backend", "keras_version", "_cleanup", "__weakref__")
 
