@@ -28,19 +28,37 @@ def canonical(name: str) -> str:
 
 
 def installed() -> dict[str, str]:
-    """{normalised name: its .dist-info / .egg-info path} of the distributions on `sys.path`."""
-    found: dict[str, str] = {}
+    """{normalised name: its .dist-info / .egg-info path} of the distributions on `sys.path`.
+
+    Kept while no folder of `sys.path` changes (their modification times, as importlib.metadata
+    keeps its listings): model folders ask for versions at every model written."""
+    global _installed
+    key = []
     for entry in sys.path:
         folder = entry or "."
         try:
+            key.append((folder, os.stat(folder).st_mtime_ns))
+        except OSError:
+            continue
+    key = tuple(key)
+    cached = _installed
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    found: dict[str, str] = {}
+    for folder, _ in key:
+        try:
             names = os.listdir(folder)
-        except OSError:  # a zip archive, a folder that is not there
+        except OSError:  # a zip archive
             continue
         for name in names:
             base, _, suffix = name.rpartition(".")
             if suffix in ("dist-info", "egg-info") and base:
                 found.setdefault(canonical(base.partition("-")[0]), os.path.join(folder, name))
+    _installed = (key, found)
     return found
+
+
+_installed: Optional[tuple] = None  # (the folders of sys.path and their mtimes, what installed() found)
 
 
 def entry_points(group: str) -> list[tuple[str, str]]:
