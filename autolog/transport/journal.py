@@ -413,5 +413,17 @@ def _remove_staged(folder: str, local_path: Optional[str]) -> None:
     staged_root = os.path.join(folder, "staged") + os.sep
     if not os.path.abspath(local_path).startswith(staged_root):
         return
-    entry = os.path.dirname(os.path.abspath(local_path))
-    shutil.rmtree(entry, ignore_errors=True)
+    # the file or folder itself, then its entry folder once empty: one staging folder may hold
+    # several artifacts (a plot and its JSON), each its own journal operation
+    path = os.path.abspath(local_path)
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass

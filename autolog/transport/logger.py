@@ -332,8 +332,13 @@ class BatchingLogger:
         with containment.contained("opening the backend"):
             self.backend.limits
         if self.journal.has_pending():
-            self._down = True  # replay older spills before anything new is sent
+            # replay older spills before anything new is sent, and before the first flush marker
+            # is answered: a short script after an outage delivers the backlog it found (a probe
+            # only after its records were spilled too was cut short by its exit, every time)
+            self._down = True
             self._next_probe = 0.0
+            with containment.contained("replaying the journal"):
+                self._probe()
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
