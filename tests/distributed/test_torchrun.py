@@ -35,6 +35,8 @@ def torchrun(tmp_path, **env) -> subprocess.CompletedProcess:
 def test_one_run_per_job_params_and_checkpoint_once(tmp_path):
     done = torchrun(tmp_path, AUTOLOG_LOG_SYSTEM_METRICS="true", AUTOLOG_SYSTEM_METRICS_INTERVAL="0.5")
     assert done.returncode == 0, done.stderr[-3000:]
+    # rank 1 logs nothing of its loop: it is not even wrapped (a wrapper call per step is its cost)
+    assert "rank 0 loop wrapped: True" in done.stdout and "rank 1 loop wrapped: False" in done.stdout
     [run] = runs.search_runs()
     assert run.status == "FINISHED"
     assert run.params[handover.PARAM_WORLD_SIZE] == "2"
@@ -56,6 +58,7 @@ def test_one_run_per_job_params_and_checkpoint_once(tmp_path):
 def test_every_rank_on_request_and_a_failed_rank_fails_the_job(tmp_path):
     done = torchrun(tmp_path, LOG_ALL_RANKS="1", FAIL_RANK="1")
     assert done.returncode != 0 and "rank 1 failed at step 3" in done.stderr
+    assert "rank 1 loop wrapped: True" in done.stdout  # log_all_ranks: its loop metrics are wanted
     [run] = runs.search_runs()
     assert run.status == "FAILED"
     assert run.tags[handover.TAG_FAILED_RANK] == "1"

@@ -22,6 +22,7 @@ torch.manual_seed(0)
 model = DistributedDataParallel(torch.nn.Linear(4, 1))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 x, y = torch.randn(32, 4), torch.randn(32, 1)
+print(f"rank {rank} loop wrapped: {hasattr(torch.Tensor.backward, '__wrapped__')}", flush=True)
 for step in range(10):
     if os.environ.get("FAIL_RANK") == str(rank) and step == 3:
         raise RuntimeError(f"rank {rank} failed at step {step}")
