@@ -54,8 +54,11 @@ def test_one_run_for_the_job_written_once_by_rank_0(tmp_path):
     assert not runs.search_runs(status="RUNNING")
 
 
-def test_every_rank_on_request_and_a_failed_rank_fails_the_job(tmp_path):
-    done = lightning_ddp(tmp_path, LOG_ALL_RANKS="1", FAIL_RANK="1")
+@pytest.mark.parametrize("all_ranks", ["1", "0"], ids=["log_all_ranks", "rank_0_only"])
+def test_a_failed_rank_fails_the_job(tmp_path, all_ranks):
+    """With log_all_ranks rank 1 has joined the run when it fails; without, it never did and
+    its exit names the job's run all the same."""
+    done = lightning_ddp(tmp_path, LOG_ALL_RANKS=all_ranks, FAIL_RANK="1")
     # rank 1 raises; Lightning's observer then kills rank 0, which waits in a collective
     assert done.returncode != 0 and "rank 1 failed in epoch 1" in done.stderr, done.stderr[-3000:]
     [run] = runs.search_runs()
@@ -63,6 +66,7 @@ def test_every_rank_on_request_and_a_failed_rank_fails_the_job(tmp_path):
     assert run.tags[handover.TAG_FAILED_RANK] == "1"
     assert "rank 1 failed in epoch 1" in run.tags[handover.TAG_FAILED_RANK_ERROR]  # the exception itself
     backend = runs.logger_for().backend
-    assert [m.step for m in backend.get_metric_history(run.run_id, "train_loss/rank_1")] == [0]
+    rank_1 = [m.step for m in backend.get_metric_history(run.run_id, "train_loss/rank_1")]
+    assert rank_1 == ([0] if all_ranks == "1" else [])  # its first epoch, on request only
     assert not [key for key in run.params if key.endswith(".2") or "rank_1" in key]
     assert not runs.search_runs(status="RUNNING")
