@@ -316,9 +316,11 @@ def _log_model(run: runs.ActiveRun, model: Any, artifact_path: str, settings) ->
     folder = os.path.join(run.staging_dir(), MODEL_DATA)
     work = pending.add(functools.partial(save_model_data, snapshot, folder),
                        f"writing the model {artifact_path}/ of run {run.run_id}")
-    # a job that holds a copy (in the JVM, of unknown size): the logger bounds how many wait
-    run.defer(functools.partial(_deliver_model, run, work, flavor, artifact_path, settings),
-              label=f"pyspark: model {artifact_path}/ of run {run.run_id}", holds_bytes=0)
+    # a job that holds a copy (in the JVM, of unknown size): the logger bounds how many wait; a
+    # wait for room is not training (the worker's job that makes room must not wait for it)
+    with activity.paused():
+        run.defer(functools.partial(_deliver_model, run, work, flavor, artifact_path, settings),
+                  label=f"pyspark: model {artifact_path}/ of run {run.run_id}", holds_bytes=0)
 
 
 def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor", artifact_path: str, settings) -> None:
