@@ -65,6 +65,16 @@ def set_settings(new: config.Settings) -> None:
     _state.settings = new
 
 
+#: the flush interval for a tracking server reached over the network, unless AUTOLOG_FLUSH_INTERVAL
+#: says otherwise: at most about one request per run and second from each writer (many writers on
+#: one server, docs/benchmarks.md); a local store keeps the logger's 0.5 s
+REMOTE_FLUSH_INTERVAL = 1.0
+
+
+def _remote(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://", "mlflow+http", "databricks"))
+
+
 def logger_for(uri: Optional[str] = None) -> BatchingLogger:
     resolved = resolve_tracking_uri(uri if uri is not None else _state.settings.tracking_uri)
     logger = _state.loggers.get(resolved)
@@ -75,7 +85,10 @@ def logger_for(uri: Optional[str] = None) -> BatchingLogger:
         if logger is None:
             from autolog.provenance.source import source_tags
 
-            logger = BatchingLogger(_LazyBackend(resolved), source_tags=source_tags, **config.logger_options())
+            options = config.logger_options()
+            if "AUTOLOG_FLUSH_INTERVAL" not in os.environ and _remote(resolved):
+                options["flush_interval"] = REMOTE_FLUSH_INTERVAL
+            logger = BatchingLogger(_LazyBackend(resolved), source_tags=source_tags, **options)
             _state.loggers[resolved] = logger
             _install_exit_hook()
         return logger
