@@ -56,7 +56,7 @@ from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, data_sh
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import Call, TrainingWrapper
 from autolog.integrations.plots import importance_png
-from autolog.integrations.sklearn_api import estimator_params, estimator_tags, log_training_metrics
+from autolog.integrations.sklearn_api import estimator_params, estimator_tags, log_training_metrics, post_training
 
 log = logging.getLogger("autolog")
 
@@ -478,6 +478,9 @@ class WrapperFit(TrainingWrapper):
         for X_eval, y_eval, name in self.library.eval_sets(arguments):
             log_dataset(call.run, X_eval, targets=y_eval, context="eval", name=name)
         log_model_and_importances(call.run, self.library, estimator, self.library.wrapper_flavor, data, wrapper=True)
+        # `score` and sklearn.metrics on its predictions go to this run (the scikit-learn
+        # integration wraps the wrappers' predict and score: MLflow's post-training metrics)
+        post_training.register_model(estimator, call.run)
 
     def failed(self, call: Call, exc: BaseException) -> None:
         self._log_pending_params(call, close_session(call))

@@ -42,13 +42,13 @@ from autolog.instrument.integration import Integration
 from autolog.instrument.models import TAG_MODEL_SKIPPED, log_model
 from autolog.instrument.params import flatten, is_scalar_number
 from autolog.instrument.patching import Patcher
+from autolog.instrument.post_training import PostTrainingMetrics
 from autolog.instrument.snapshots import TrainingActivity, caller_variable_name
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
 from autolog.integrations._spark import (  # noqa: F401 - load_model, load_single_model: MLmodel files name them here
     MODEL_DATA, PIPELINE_FLAVOR, STAGE_FLAVOR, SparkFlavor, SparkWork, WrittenModel, load_model, load_single_model,
     pending, save_model_data, snapshot_model,
 )
-from autolog.integrations.sklearn_api import PostTrainingMetrics
 
 log = logging.getLogger("autolog")
 

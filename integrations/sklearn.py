@@ -48,7 +48,7 @@ from autolog.instrument.snapshots import (
     pickle_model,
     signature_of,
 )
-from autolog.integrations.sklearn_api import PostTrainingMetrics, estimator_params, estimator_tags, log_training_metrics
+from autolog.integrations.sklearn_api import estimator_params, estimator_tags, log_training_metrics, post_training
 
 TRAINING_METHODS = ("fit", "fit_transform", "fit_predict")
 PREDICTION_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
@@ -56,7 +56,6 @@ CV_FUNCTIONS = ("cross_validate", "cross_val_score", "cross_val_predict")
 # sklearn.metrics names that are not metrics of predictions
 _NOT_METRICS = {"check_scoring", "get_scorer", "make_scorer", "get_scorer_names"}
 
-post_training = PostTrainingMetrics()
 activity = TrainingActivity()
 # set while a model's own score/predict or a metric function runs: calls inside log nothing
 _in_evaluation: contextvars.ContextVar[bool] = contextvars.ContextVar("autolog_sklearn_evaluation", default=False)

@@ -18,20 +18,17 @@ import logging
 import math
 import os
 import sys
-import threading
-import weakref
 from typing import Any, Optional
 
 from autolog.instrument import containment
-from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, caller_variable_name
+from autolog.instrument.post_training import PostTrainingMetrics
+from autolog.instrument.snapshots import DataSnapshot, TrainingActivity
 from autolog.integrations import plots
 
 log = logging.getLogger("autolog")
 
 # silhouette_score is O(n^2): it is computed on at most this many rows
 SILHOUETTE_MAX_ROWS = 2_000
-# post-training metrics: distinct datasets remembered per run and variable name
-_MAX_DATASETS_PER_NAME = 1_000
 
 
 # -- params and tags -----------------------------------------------------------------------
@@ -400,85 +397,8 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
 
 
 # -- post-training metrics -----------------------------------------------------------------------
-class PostTrainingMetrics:
-    """Which run trained which model, and which predictions came from which model and dataset.
-
-    After `fit`, `model.score(X_test, y_test)` logs `<Class>_score_X_test` to the run that
-    trained the model, and `accuracy_score(y_test, model.predict(X_test))` logs
-    `accuracy_score_X_test`, the dataset named after the caller's variable. A metric called
-    again on the same dataset gets `-2`, `-3`, ... (`accuracy_score-2_X_test`), never overwrites.
-    Models are held weakly; a prediction is known by `id()` only while it is alive.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._models: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-        self._predictions: dict[int, tuple[Any, str]] = {}  # id(prediction) -> (run, dataset name)
-        self._datasets: dict[tuple[str, str], dict[int, int]] = {}  # (run id, name) -> {id of dataset: index}
-        self._calls: dict[tuple[str, str], int] = {}  # (run id, metric name) -> calls so far
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models = weakref.WeakKeyDictionary()
-            self._predictions.clear()
-            self._datasets.clear()
-            self._calls.clear()
-
-    def register_model(self, model: Any, run: Any) -> None:
-        try:
-            with self._lock:
-                self._models[model] = run
-        except TypeError:  # not weak-referenceable or unhashable: no post-training metrics for it
-            pass
-
-    def run_of(self, model: Any) -> Any:
-        if not self._models:
-            return None
-        try:
-            return self._models.get(model)
-        except TypeError:
-            return None
-
-    def dataset_name(self, run: Any, dataset: Any) -> str:
-        """The caller's variable name for `dataset`, with `-2`, `-3` for another object of that name."""
-        name = caller_variable_name(dataset) or "unknown_dataset"
-        with self._lock:
-            seen = self._datasets.setdefault((run.run_id, name), {})
-            index = seen.get(id(dataset))
-            if index is None:
-                index = len(seen)
-                if index < _MAX_DATASETS_PER_NAME:  # bounded: a loop predicting row by row
-                    seen[id(dataset)] = index
-        return name if index == 0 else f"{name}-{index + 1}"
-
-    def register_prediction(self, prediction: Any, run: Any, dataset_name: str) -> None:
-        key = id(prediction)
-        try:
-            weakref.finalize(prediction, self._forget, key)
-        except TypeError:  # lists and other objects without weak references are not tracked
-            return
-        with self._lock:
-            self._predictions[key] = (run, dataset_name)
-
-    def _forget(self, key: int) -> None:
-        with self._lock:
-            self._predictions.pop(key, None)
-
-    def prediction_source(self, values) -> Optional[tuple[Any, str]]:
-        if not self._predictions:
-            return None
-        with self._lock:
-            for value in values:
-                found = self._predictions.get(id(value))
-                if found is not None:
-                    return found
-        return None
-
-    def metric_key(self, run: Any, metric_name: str, dataset_name: str) -> str:
-        with self._lock:
-            index = self._calls.get((run.run_id, metric_name), 0)
-            self._calls[(run.run_id, metric_name)] = index + 1
-        name = metric_name if index == 0 else f"{metric_name}-{index + 1}"
-        return f"{name}_{dataset_name}"
+#: which run trained which model of the scikit-learn API (scikit-learn's own, xgboost's and
+#: lightgbm's wrappers), read by the score/predict/metric wrappers of integrations/sklearn.py
+post_training = PostTrainingMetrics()
 
 

@@ -39,6 +39,8 @@ common = load_common()
 all_runs, only_run, artifacts, history = common.all_runs, common.only_run, common.artifacts, common.history
 no_plots_unless_asked = common.no_plots_unless_asked
 
+from sklearn import metrics as sklearn_metrics  # noqa: E402 - its functions as patched at call time
+
 PARAMS = {"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "learning_rate": 0.2,
           "verbose": -1, "num_threads": 1}
 
@@ -423,7 +425,12 @@ def test_our_keys_are_a_superset_of_mlflows_for_the_same_calls(data, tmp_path, m
         dvalid = lgb.Dataset(Xv, yv, reference=dtrain, free_raw_data=False)
         lgb.train({**PARAMS, "learning_rate": 0.9, "min_data_in_leaf": 2}, dtrain, 40, valid_sets=[dtrain, dvalid],
                   valid_names=["train", "valid"], callbacks=[lgb.early_stopping(3, verbose=False)])
-        lgb.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1).fit(X, y, eval_X=(Xv,), eval_y=(yv,), eval_metric="auc")
+        clf = lgb.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1).fit(X, y, eval_X=(Xv,), eval_y=(yv,),
+                                                                            eval_metric="auc")
+        clf.score(Xv, yv)  # post-training metrics, into the classifier's run
+        sklearn_metrics.accuracy_score(yv, clf.predict(Xv))
         lgb.LGBMRegressor(n_estimators=5, n_jobs=1, verbose=-1).fit(X, y.astype(float), eval_X=(X, Xv), eval_y=(y, yv))
 
     common.assert_superset_of_mlflow("lightgbm", train, tmp_path, monkeypatch, expected_runs=3)
+    classifier = sorted(all_runs(), key=lambda r: r.start_time)[1]
+    assert {"LGBMClassifier_score_Xv", "accuracy_score_Xv"} <= set(classifier.metrics)

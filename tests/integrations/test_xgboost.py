@@ -34,6 +34,7 @@ common = load_common()
 all_runs, only_run, artifacts, history = common.all_runs, common.only_run, common.artifacts, common.history
 no_plots_unless_asked = common.no_plots_unless_asked
 
+from sklearn import metrics as sklearn_metrics  # noqa: E402 - its functions as patched at call time
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -499,8 +500,12 @@ def test_our_keys_are_a_superset_of_mlflows_for_the_same_calls(data, tmp_path, m
         dtrain, dvalid = xgb.DMatrix(X, y, feature_names=names), xgb.DMatrix(Xv, yv, feature_names=names)
         xgb.train({**PARAMS, "eta": 0.9, "max_depth": 6}, dtrain, 40, evals=[(dtrain, "train"), (dvalid, "valid")],
                   early_stopping_rounds=3, verbose_eval=False)
-        xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1, eval_metric="auc").fit(
+        clf = xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1, eval_metric="auc").fit(
             X, y, eval_set=[(Xv, yv)], verbose=False)
+        clf.score(Xv, yv)  # post-training metrics, into the classifier's run
+        sklearn_metrics.accuracy_score(yv, clf.predict(Xv))
         xgb.XGBRegressor(n_estimators=5, n_jobs=1).fit(X, y.astype(float), eval_set=[(X, y), (Xv, yv)], verbose=False)
 
     common.assert_superset_of_mlflow("xgboost", train, tmp_path, monkeypatch, expected_runs=3)
+    classifier = sorted(all_runs(), key=lambda r: r.start_time)[1]
+    assert {"XGBClassifier_score_Xv", "accuracy_score_Xv"} <= set(classifier.metrics)
