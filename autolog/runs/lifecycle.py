@@ -415,6 +415,9 @@ def _at_exit() -> None:
     with containment.contained("ending runs at exit"):
         end_open_runs(*exit_status())
     close_all()
+    from autolog.runs.process import end_if_terminated
+
+    end_if_terminated()
 
 
 def end_open_runs(status: str, error: Optional[str] = None) -> None:

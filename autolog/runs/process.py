@@ -253,6 +253,14 @@ def _end_by_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def end_if_terminated() -> None:
+    """Last step of the exit hook: after a SIGTERM whose flush autolog runs, the main thread
+    may reach the end of the script before the flush is done; the process still ends by the
+    signal, as it would have without autolog (not with status 0)."""
+    if _sigterm.flushing is not None and threading.current_thread() is threading.main_thread():
+        _end_by_sigterm()
+
+
 def _end_for_sigterm() -> None:
     from autolog.instrument import containment
     from autolog.runs.lifecycle import end_open_runs
