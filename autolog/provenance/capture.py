@@ -60,6 +60,7 @@ class _State:
         self.handled: collections.OrderedDict = collections.OrderedDict()
         self.hooks_installed = False
         self.prepared_pid: Optional[int] = None  # the process whose run context was prepared
+        self.reader_thread: Optional[threading.Thread] = None  # making the sampler's MachineReader
 
 
 _state = _State()
@@ -95,6 +96,9 @@ def disable() -> None:
         sampler, _state.sampler = _state.sampler, None
     if sampler is not None:
         sampler.close()
+    maker, _state.reader_thread = _state.reader_thread, None
+    if maker is not None and maker is not threading.current_thread():
+        maker.join(_READER_JOIN_SECONDS)  # psutil's import and a baseline: milliseconds, bounded anyway
 
 
 def enabled() -> bool:
@@ -126,7 +130,8 @@ def _configure_sampler(settings: config.Settings) -> None:
         return
     reader = _ReaderMadeAside()
     _state.sampler = SystemMetricsSampler(reader, settings.system_metrics_interval)
-    containment.background_thread(reader.make, "autolog-system-metrics-reader").start()
+    maker = _state.reader_thread = containment.background_thread(reader.make, "autolog-system-metrics-reader")
+    maker.start()
 
 
 class _ReaderMadeAside:
@@ -158,6 +163,7 @@ class _ReaderMadeAside:
 
 
 _READER_WAIT_SECONDS = 30.0
+_READER_JOIN_SECONDS = 2.0
 
 
 # -- prepared once per process, off the caller's thread ------------------------------------------
