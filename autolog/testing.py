@@ -6,6 +6,7 @@ from autolog import config
 from autolog.entities import RunStatus
 from autolog.instrument import beside_mlflow, containment
 from autolog.runs.lifecycle import _current_stack, _end, _set_stack, _state
+from autolog.transport.logger import reset_exit_state
 
 
 def reset_for_tests() -> None:
@@ -28,6 +29,7 @@ def reset_for_tests() -> None:
         with containment.contained("closing a logger"):
             logger.close(timeout=30)
     _state.loggers.clear()
+    reset_exit_state()  # a test that ran the exit path (`runs._at_exit()`) leaves the process not ending
     _state.settings = config.Settings()
     _state.main_stack = ()
     _state.last_run_id = _state.last_run_uri = None

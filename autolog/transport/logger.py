@@ -959,10 +959,15 @@ def close_all(timeout: Optional[float] = None) -> None:
             logger.close(timeout)
 
 
-def _after_fork_in_child() -> None:
+def reset_exit_state() -> None:
+    """The process is not ending (again): in a forked child, and between tests that ran the exit path."""
     global _exiting, _held
     _exiting = False
     _held = None
+
+
+def _after_fork_in_child() -> None:
+    reset_exit_state()
     for logger in list(_all_loggers):
         logger._after_fork_in_child()
 
