@@ -36,7 +36,6 @@ from autolog.runs import (
     flush,
     get_run,
     last_run,
-    search_runs,
     start_run,
 )
 

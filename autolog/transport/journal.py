@@ -408,14 +408,14 @@ def _unlink(path: str) -> None:
 
 def _remove_staged(folder: str, local_path: Optional[str]) -> None:
     """Delete a staged artifact copy once delivered (only inside this journal's staged/)."""
-    if not local_path:
-        return
-    staged_root = os.path.join(folder, "staged") + os.sep
-    if not os.path.abspath(local_path).startswith(staged_root):
-        return
-    # the file or folder itself, then its entry folder once empty: one staging folder may hold
-    # several artifacts (a plot and its JSON), each its own journal operation
-    path = os.path.abspath(local_path)
+    if local_path and os.path.abspath(local_path).startswith(os.path.join(folder, "staged") + os.sep):
+        remove_staged_copy(local_path)
+
+
+def remove_staged_copy(path: str) -> None:
+    """Delete a staged file or folder, then its staging folder (`staged/<id>/`) once empty: one
+    staging folder may hold several artifacts (a plot and its JSON), each delivered on its own."""
+    path = os.path.abspath(path)
     if os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -423,7 +423,9 @@ def _remove_staged(folder: str, local_path: Optional[str]) -> None:
             os.unlink(path)
         except OSError:
             pass
-    try:
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
+    parent = os.path.dirname(path)
+    if os.path.basename(os.path.dirname(parent)) == "staged":
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass

@@ -42,7 +42,6 @@ import collections
 import logging
 import os
 import random
-import shutil
 import sys
 import threading
 import time
@@ -62,6 +61,7 @@ from autolog.transport.journal import (
     encode_end,
     encode_inputs,
     encode_register,
+    remove_staged_copy,
 )
 
 log = logging.getLogger("autolog")
@@ -552,11 +552,11 @@ class BatchingLogger:
             if not owned or not _inside(path, self.journal.folder):
                 path = self.journal.stage(local_path)  # the journal keeps its own copy
                 if owned:
-                    _remove_owned(local_path)
+                    remove_staged_copy(local_path)
             return encode_artifact(run_id, path, artifact_path)
 
         if self._send(run_id, deliver, encode, 1) and owned:
-            _remove_owned(local_path)
+            remove_staged_copy(local_path)
 
     def _register(self, run_id: str, artifact_path: str, name: str) -> None:
         """A model registration goes the way of any record: retried, spilled while the backend
@@ -887,23 +887,6 @@ def _warn_no_registry(backend: Backend, name: str) -> None:
 
 def _inside(path: str, folder: str) -> bool:
     return os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep)
-
-
-def _remove_owned(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    # and the folder `new_staging_dir` made for it, once empty (else one folder leaks per artifact)
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.basename(os.path.dirname(parent)) == "staged":
-        try:
-            os.rmdir(parent)
-        except OSError:
-            pass
 
 
 def new_staging_dir(logger: BatchingLogger) -> str:
