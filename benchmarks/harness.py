@@ -300,6 +300,42 @@ def thread_cpu(fits: Mapping[str, Callable[[], Any]], repeats: int,
     return {name: {v: statistics.median(t) for v, t in per.items()} for name, per in out.items()}
 
 
+def report_thread_budgets(ours: "Comparison", cpu: Mapping[str, Mapping[str, float]],
+                          theirs: Optional["Comparison"] = None, stream=sys.stdout) -> int:
+    """Print the training thread's CPU per workload (from `thread_cpu`), then one verdict line per
+    workload of `ours` (variants "plain", "autolog", "autolog+flush"): the CPU and wall time
+    autolog adds against max(5 %, 20 ms) of plain (judged on the CPU, steady on a shared machine),
+    the time until everything is written, and beside `theirs` (variants "plain", "mlflow") the
+    1/20 of what mlflow.autolog adds. Returns the number of targets missed."""
+    print("\n### CPU seconds of the training thread (median)\n", file=stream)
+    print("| workload | plain | autolog | added |\n|---|---|---|---|", file=stream)
+    for name, per in cpu.items():
+        print(f"| {name} | {per['plain'] * 1e3:.1f} ms | {per['autolog'] * 1e3:.1f} ms | "
+              f"{(per['autolog'] - per['plain']) * 1e3:+.1f} ms |", file=stream)
+    failures = 0
+    print(file=stream)
+    for name in ours.timings:
+        plain = ours.median(name, "plain")
+        added_wall = ours.median(name, "autolog") - plain
+        added_written = ours.median(name, "autolog+flush") - plain
+        added_cpu = cpu[name]["autolog"] - cpu[name]["plain"]
+        budget = max(0.05 * plain, 0.020)
+        ok_budget = added_cpu <= budget
+        failures += not ok_budget
+        line = (f"- {name}: autolog adds {added_cpu * 1e3:+.1f} ms CPU of the training thread and "
+                f"{added_wall * 1e3:+.1f} ms wall (budget {budget * 1e3:.0f} ms: CPU {'ok' if ok_budget else 'OVER'}, "
+                f"wall {'ok' if added_wall <= budget else 'over'}); until everything is written "
+                f"{added_written * 1e3:+.1f} ms")
+        if theirs is not None:
+            mlflow_added = theirs.median(name, "mlflow") - theirs.median(name, "plain")
+            ok_mlflow = added_wall <= mlflow_added / 20
+            failures += not ok_mlflow
+            line += (f"; mlflow.autolog adds {mlflow_added * 1e3:+.0f} ms, 1/20 of it is "
+                     f"{mlflow_added / 20 * 1e3:.1f} ms: {'ok' if ok_mlflow else 'OVER'}")
+        print(line, file=stream)
+    return failures
+
+
 _IMPORT_CHILD = """
 import json, sys, time
 options = json.loads(sys.argv[1])

@@ -37,7 +37,7 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
-from benchmarks.harness import compare, machine_summary, thread_cpu  # noqa: E402
+from benchmarks.harness import compare, machine_summary, report_thread_budgets, thread_cpu  # noqa: E402
 from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 
@@ -130,36 +130,9 @@ def main(argv=None) -> int:
         theirs = compare(fits, variants=("plain", "autolog+flush", "mlflow"), repeats=args.mlflow_repeats,
                          title="pyspark.ml fits, mlflow.autolog() at its defaults beside autolog+flush "
                                "(median wall seconds)")
-    cpu = thread_cpu(fits, args.repeats)
-    print("\n### CPU seconds of the training thread (median)\n")
-    print("| workload | plain | autolog | added |\n|---|---|---|---|")
-    for name, per in cpu.items():
-        print(f"| {name} | {per['plain'] * 1e3:.1f} ms | {per['autolog'] * 1e3:.1f} ms | "
-              f"{(per['autolog'] - per['plain']) * 1e3:+.1f} ms |")
-
-    failures = 0
-    print()
-    for name in ours.timings:
-        plain = ours.median(name, "plain")
-        added_wall = ours.median(name, "autolog") - plain
-        added_written = ours.median(name, "autolog+flush") - plain
-        added_cpu = cpu[name]["autolog"] - cpu[name]["plain"]
-        budget = max(0.05 * plain, 0.020)
-        # judged on the training thread's CPU: the wall clock of a Spark fit on a shared
-        # 2-core machine moves by more than the budget between repetitions (printed beside it)
-        ok_budget = added_cpu <= budget
-        line = (f"- {name}: autolog adds {added_cpu * 1e3:+.1f} ms CPU of the training thread and "
-                f"{added_wall * 1e3:+.0f} ms wall (budget {budget * 1e3:.0f} ms: CPU {'ok' if ok_budget else 'OVER'}, "
-                f"wall {'ok' if added_wall <= budget else 'over'}); until everything is written "
-                f"{added_written * 1e3:+.0f} ms")
-        failures += not ok_budget
-        if theirs is not None:
-            mlflow_added = theirs.median(name, "mlflow") - theirs.median(name, "plain")
-            ok_mlflow = added_wall <= mlflow_added / 20
-            failures += not ok_mlflow
-            line += (f"; mlflow.autolog adds {mlflow_added * 1e3:+.0f} ms, 1/20 of it is "
-                     f"{mlflow_added / 20 * 1e3:.0f} ms: {'ok' if ok_mlflow else 'OVER'}")
-        print(line)
+    # judged on the training thread's CPU: the wall clock of a Spark fit on a shared 2-core
+    # machine moves by more than the budget between repetitions (printed beside it)
+    failures = report_thread_budgets(ours, thread_cpu(fits, args.repeats), theirs)
 
     hook = hook_cost()
     spark.stop()

@@ -39,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
 from benchmarks.harness import (  # noqa: E402
-    Workload, compare, compare_fresh, import_times, machine_summary, report_targets, thread_cpu)
+    Workload, compare, compare_fresh, import_times, machine_summary, report_targets, report_thread_budgets,
+    thread_cpu)
 
 ROWS, COLUMNS = 10_000, 20
 
@@ -130,34 +131,8 @@ def warm(args) -> int:
     if args.mlflow_repeats:
         theirs = compare(fits, variants=("plain", "mlflow"), repeats=args.mlflow_repeats,
                          title="XGBoost and LightGBM, mlflow.autolog() at its defaults (median wall seconds)")
-    cpu = thread_cpu(fits, args.repeats)  # the thread also runs its share of the OpenMP work
-    print("\n### CPU seconds of the training thread (median)\n")
-    print("| workload | plain | autolog | added |\n|---|---|---|---|")
-    for name, t in cpu.items():
-        print(f"| {name} | {t['plain'] * 1e3:.1f} ms | {t['autolog'] * 1e3:.1f} ms | "
-              f"{(t['autolog'] - t['plain']) * 1e3:+.1f} ms |")
-
-    failures = 0
-    print()
-    for name in ours.timings:
-        plain = ours.median(name, "plain")
-        added_wall = ours.median(name, "autolog") - plain
-        added_flush = ours.median(name, "autolog+flush") - plain
-        added_cpu = cpu[name]["autolog"] - cpu[name]["plain"]
-        budget = max(0.05 * plain, 0.020)
-        ok_budget = added_cpu <= budget
-        line = (f"- {name}: autolog adds {added_cpu * 1e3:+.1f} ms CPU of the training thread, "
-                f"{added_wall * 1e3:+.1f} ms wall, {added_flush * 1e3:+.1f} ms wall until all is written "
-                f"(budget {budget * 1e3:.0f} ms: CPU {'ok' if ok_budget else 'OVER'}, "
-                f"wall {'ok' if added_wall <= budget else 'OVER'})")
-        failures += not ok_budget
-        if theirs is not None:
-            mlflow_added = theirs.median(name, "mlflow") - theirs.median(name, "plain")
-            ok_mlflow = added_wall <= mlflow_added / 20
-            failures += not ok_mlflow
-            line += (f"; mlflow.autolog adds {mlflow_added * 1e3:+.0f} ms, 1/20 of it is "
-                     f"{mlflow_added / 20 * 1e3:.1f} ms: {'ok' if ok_mlflow else 'OVER'}")
-        print(line)
+    # the thread also runs its share of the OpenMP work
+    failures = report_thread_budgets(ours, thread_cpu(fits, args.repeats), theirs)
 
     return failures
 
