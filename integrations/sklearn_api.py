@@ -150,11 +150,12 @@ def _classifier_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
             log.debug("autolog: predict_proba failed: %r", exc)
             return out
         labels = getattr(model, "classes_", None)
+        predicted["proba"] = proba
         _put(out, prefix + "log_loss", lambda: _log_loss(proba, counts)
              or metrics.log_loss(y, proba, sample_weight=sw, labels=labels))
 
         def roc_auc():
-            found = _binary_roc_auc(proba, counts)
+            found = _binary_roc_auc(proba, counts, predicted)
             if found is not None:
                 return found
             score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
@@ -272,18 +273,41 @@ def _log_loss(proba: Any, counts: Optional[tuple]) -> Optional[float]:
     return float(np.average(loss, weights=weights)) if np.sum(weights) != 0 else None
 
 
-def _binary_roc_auc(proba: Any, counts: Optional[tuple]) -> Optional[float]:
+def _binary_roc_auc(proba: Any, counts: Optional[tuple], predicted: Optional[dict] = None) -> Optional[float]:
     """roc_auc_score(y, proba[:, 1], sample_weight) of a two-class model, on the label indices:
-    the area under the ROC curve as scikit-learn's roc_curve builds it (scores sorted, one point
-    per distinct score, cumulative true and false positives, the trapezoidal rule), without its
-    checks and its dropping of collinear points (the area is the same). None: scikit-learn's."""
+    the area under the ROC curve as scikit-learn's roc_curve builds it (`_binary_curve`), by
+    the trapezoidal rule, without its checks and its dropping of collinear points (the area is
+    the same). None: scikit-learn's. The curve is kept in `predicted["curve"]` for the plots."""
     import numpy as np
 
     if not _probabilities(proba, counts) or counts[2] != 2:
         return None
+    curve = _binary_curve(proba[:, 1], counts)
+    if curve is None:
+        return None
+    if predicted is not None:
+        predicted["curve"] = curve
+    fps, tps, _ = curve
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    return float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+
+
+def _binary_curve(score: Any, counts: Optional[tuple]) -> Optional[tuple]:
+    """scikit-learn's `_binary_clf_curve` on the label indices (the positive class is
+    `classes_[1]`): the weighted false and true positives at or above each distinct score,
+    the scores decreasing, and those scores; None unless there are two classes, both in y,
+    and every score is a finite number."""
+    import numpy as np
+
+    if counts is None or counts[2] != 2:
+        return None
     true, _, _, sw = counts
-    order = np.argsort(proba[:, 1])[::-1]  # the order within equal scores does not change the curve's points
-    score, positive = proba[order, 1], true[order] == 1
+    score = np.asarray(score)
+    if score.shape != true.shape or score.dtype.kind not in "fiu" or not np.isfinite(score).all():
+        return None
+    order = np.argsort(score, kind="mergesort")[::-1]  # the order within equal scores does not change the points
+    score, positive = score[order], true[order] == 1
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each distinct score
     if sw is None:
         tps = np.cumsum(positive)[last]
@@ -294,9 +318,35 @@ def _binary_roc_auc(proba: Any, counts: Optional[tuple]) -> Optional[float]:
         fps = np.cumsum(~positive * weights)[last]
     if tps[-1] <= 0 or fps[-1] <= 0:
         return None  # one class only (scikit-learn refuses, or warns and gives nan)
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    return float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+    return fps, tps, score[last]
+
+
+def _roc_points(fps: Any, tps: Any) -> tuple:
+    """`roc_curve(drop_intermediate=True)`'s points from the counts: collinear ones dropped,
+    (0, 0) first."""
+    import numpy as np
+
+    if len(fps) > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps = fps[keep], tps[keep]
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
+def _precision_recall_points(fps: Any, tps: Any) -> tuple:
+    """`precision_recall_curve(drop_intermediate=True)`'s (precision, recall) from the counts
+    (recall decreasing, ending at (1, 0)), and `average_precision_score` (which the dropped
+    points do not change: their recall steps are 0)."""
+    import numpy as np
+
+    if len(fps) > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])), True])
+        fps, tps = fps[keep], tps[keep]
+    total = tps + fps
+    precision = np.zeros(len(tps), dtype=float)
+    np.divide(tps, total, out=precision, where=total != 0)
+    recall = tps / tps[-1]
+    precision, recall = np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+    return precision, recall, float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
 def _regressor_metrics(model, X, y, sw, prefix: str, predicted: dict) -> dict:
@@ -334,7 +384,9 @@ def _silhouette(model, data: DataSnapshot):
 
 
 # -- plots (on the worker) ----------------------------------------------------------------------
-CONFUSION_MATRIX = "training_confusion_matrix.png"  # MLflow's name
+CONFUSION_MATRIX = "training_confusion_matrix.png"  # MLflow's names
+ROC_CURVE = "training_roc_curve.png"
+PRECISION_RECALL_CURVE = "training_precision_recall_curve.png"
 
 
 def confusion_matrix_png(model: Any, data: DataSnapshot, path: str, predicted: Optional[dict] = None) -> Optional[dict]:
@@ -368,13 +420,76 @@ def confusion_matrix_png(model: Any, data: DataSnapshot, path: str, predicted: O
     return found if drawn else None
 
 
+def curves_png(model: Any, data: DataSnapshot, folder: str, predicted: Optional[dict] = None) -> list[str]:
+    """For a two-class target, what mlflow.sklearn draws with scikit-learn's `RocCurveDisplay`
+    and `PrecisionRecallDisplay.from_estimator`: `training_roc_curve.png` and
+    `training_precision_recall_curve.png` in `folder`, each with its data as JSON; the paths
+    written. The scores are the positive class's probability, or the decision function
+    without `predict_proba` (the displays' "auto"); none, or one class in y: nothing."""
+    import numpy as np
+    from sklearn import metrics
+
+    predicted = predicted or {}
+    classes = getattr(model, "classes_", None)
+    if data.y is None or classes is None or len(classes) != 2:
+        return []
+    curve = predicted.get("curve")
+    score = None
+    if curve is None:
+        score = _positive_score(model, data, predicted)
+        if score is None:
+            return []
+        curve = _binary_curve(score, predicted.get("codes"))
+    if curve is not None:
+        fps, tps, _ = curve
+        fpr, tpr = _roc_points(fps, tps)
+        precision, recall, average_precision = _precision_recall_points(fps, tps)
+    else:  # labels the index arithmetic does not take: scikit-learn's functions judge them
+        if score is None or len(set(np.asarray(data.y).ravel().tolist())) != 2:
+            return []
+        sw, positive = data.sample_weight, classes[1]
+        fpr, tpr, _ = metrics.roc_curve(data.y, score, pos_label=positive, sample_weight=sw)
+        precision, recall, _ = metrics.precision_recall_curve(data.y, score, pos_label=positive, sample_weight=sw,
+                                                              drop_intermediate=True)
+        average_precision = metrics.average_precision_score(data.y, score, pos_label=positive, sample_weight=sw)
+    name = type(model).__name__
+    auc = float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+    written = []
+    for data_, file in ((plots.roc_curve_data(fpr, tpr, auc, name, classes[1]), ROC_CURVE),
+                        (plots.precision_recall_data(recall, precision, average_precision, name, classes[1]),
+                         PRECISION_RECALL_CURVE)):
+        path = os.path.join(folder, file)
+        if plots.curve_png(data_, path):
+            written.append(path)
+        plots.write_json(data_, os.path.splitext(path)[0] + ".json")
+        written.append(os.path.splitext(path)[0] + ".json")
+    return written
+
+
+def _positive_score(model: Any, data: DataSnapshot, predicted: dict) -> Any:
+    """The positive class's score of each row: `predict_proba(X)[:, 1]` (reused from the
+    metrics), else `decision_function(X)`; None when the model has neither."""
+    proba = predicted.get("proba")
+    try:
+        if proba is None and hasattr(model, "predict_proba"):
+            proba = model.predict_proba(data.X)
+        if proba is not None:
+            return proba[:, 1]
+        if hasattr(model, "decision_function"):
+            return model.decision_function(data.X)
+    except Exception as exc:  # noqa: BLE001 - e.g. SVC(probability=False): the display would fail too
+        log.debug("autolog: no scores for the curves: %r", exc)
+    return None
+
+
 def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots: bool,
                          activity: TrainingActivity, integration: str) -> dict:
     """On the worker: the training metrics of `model` on the data snapshot and, for a
-    classifier when `log_plots`, the training confusion matrix (`training_confusion_matrix.png`
-    and its data, `training_confusion_matrix.json`); each between training calls
-    (`activity.wait()`), the drawing contained. The model predicts once for both, and the
-    predictions are returned (`{"y": model.predict(data.X)}`, or {}) for the model's signature."""
+    classifier when `log_plots`, the plots mlflow.sklearn logs for it: the training confusion
+    matrix and, for a two-class target, the ROC and precision-recall curves (each PNG with its
+    data as JSON); each between training calls (`activity.wait()`), the drawing contained. The
+    model predicts once for all, and the predictions are returned (`{"y": model.predict(data.X)}`,
+    or {}) for the model's signature."""
     from sklearn.base import is_classifier
 
     activity.wait()
@@ -392,7 +507,11 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
             json_path = os.path.splitext(path)[0] + ".json"
             if os.path.exists(json_path):
                 run.log_owned_artifact(json_path)
-    return predicted
+        activity.wait()
+        with containment.contained(f"{integration}: drawing the training ROC and precision-recall curves"):
+            for path in curves_png(model, data, run.staging_dir(), predicted):
+                run.log_owned_artifact(path)
+    return {"y": predicted["y"]} if "y" in predicted else {}
 
 
 

@@ -1,8 +1,9 @@
 """integrations/plots.py and what the scikit-learn API logs with it (issue 18).
 
-The confusion matrix and feature-importance charts are PNG files under MLflow's names,
-drawn with Pillow, with their data as JSON next to them; the training metrics computed
-from label indices equal scikit-learn's own functions exactly.
+The confusion matrix, the ROC and precision-recall curves and the feature-importance charts
+are PNG files under MLflow's names, drawn with Pillow, with their data as JSON next to them;
+the training metrics and the curves computed from label indices equal scikit-learn's own
+functions.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ def test_confusion_matrix_png_and_its_data(tmp_path):
     matrix = np.array([[50, 3, 0], [4, 40, 6], [0, 2, 45]])
     path = tmp_path / "training_confusion_matrix.png"
     data = plots.confusion_matrix_png(matrix, np.array(["a", "b", "c"]), str(path))
-    assert data == {"plot": "confusion_matrix", "title": "Training confusion matrix", "labels": ["a", "b", "c"],
-                    "matrix": matrix.tolist(), "rows": "True label", "columns": "Predicted label"}
+    normalized = (matrix / matrix.sum(axis=1, keepdims=True)).tolist()  # confusion_matrix(normalize="true")
+    assert data == {"plot": "confusion_matrix", "title": "Normalized confusion matrix", "labels": ["a", "b", "c"],
+                    "matrix": matrix.tolist(), "normalize": "true", "normalized": normalized,
+                    "rows": "True label", "columns": "Predicted label"}
     image = _png(path)
+    assert image.getpixel((5, 5)) == (255, 255, 255)
     assert image.size == (round((3 + 1.5 + 0.9) * 100), 450)
     assert len(image.getcolors(1 << 20)) > 50  # cells, colour bar and antialiased text, not a blank image
     plots.write_json(data, str(tmp_path / "training_confusion_matrix.json"))
@@ -42,8 +46,11 @@ def test_confusion_matrix_png_and_its_data(tmp_path):
 def test_many_classes_and_weighted_counts(tmp_path):
     rng = np.random.default_rng(0)
     matrix = rng.random((12, 12)) * 3  # weighted counts are not whole numbers
+    matrix[3] = 0  # a class never in y: its row normalises to 0, as scikit-learn's does
     data = plots.confusion_matrix_png(matrix, list(range(12)), str(tmp_path / "cm.png"))
     assert data["matrix"][0][0] == pytest.approx(matrix[0, 0])
+    assert data["normalized"][0][0] == pytest.approx(matrix[0, 0] / matrix[0].sum())
+    assert data["normalized"][3] == [0.0] * 12
     _png(tmp_path / "cm.png")
 
 
@@ -95,6 +102,83 @@ def test_classifier_logs_the_png_and_the_json_of_its_confusion_matrix():
     _png(_download(run.run_id, "training_confusion_matrix.png"))
 
 
+CURVES = {"training_roc_curve.png", "training_roc_curve.json", "training_precision_recall_curve.png",
+          "training_precision_recall_curve.json"}
+
+
+@pytest.mark.parametrize("estimator", ["LogisticRegression", "LinearSVC"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_two_class_classifier_logs_mlflows_roc_and_precision_recall_curves(estimator, weighted):
+    """As mlflow.sklearn logs them (RocCurveDisplay and PrecisionRecallDisplay.from_estimator: the
+    positive class's probability, or the decision function without predict_proba), on labels
+    that are strings; the points equal scikit-learn's curves where both keep them."""
+    import sklearn.linear_model
+    import sklearn.svm
+    from sklearn import metrics
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=3000, n_features=8, random_state=0)
+    labels = np.array(["no", "yes"])[y]
+    weights = np.random.default_rng(0).random(len(y)) if weighted else None
+    autolog.autolog(log_models=False)
+    cls = getattr(sklearn.linear_model, estimator, None) or getattr(sklearn.svm, estimator)
+    model = cls().fit(X, labels, sample_weight=weights)
+    run = autolog.last_run()
+    names = {a.path for a in logger_for().backend.list_artifacts(run.run_id)}
+    assert CURVES | {"training_confusion_matrix.png"} <= names
+    score = model.predict_proba(X)[:, 1] if hasattr(model, "predict_proba") else model.decision_function(X)
+    roc = json.loads(open(_download(run.run_id, "training_roc_curve.json"), encoding="utf-8").read())
+    fpr, tpr, _ = metrics.roc_curve(labels, score, pos_label="yes", sample_weight=weights)
+    assert roc["auc"] == pytest.approx(metrics.auc(fpr, tpr), rel=1e-12)
+    assert roc["legend"] == f"{estimator} (AUC = {roc['auc']:0.2f})" and roc["pos_label"] == "yes"
+    assert roc["x_label"] == "False Positive Rate (Positive label: yes)"
+    points = set(zip(fpr.tolist(), tpr.tolist()))
+    assert set(zip(roc["fpr"], roc["tpr"])) <= points and 2 < len(roc["fpr"]) <= len(fpr)  # thinned, not moved
+    assert (roc["fpr"][0], roc["tpr"][0]) == (0.0, 0.0) and (roc["fpr"][-1], roc["tpr"][-1]) == (1.0, 1.0)
+    pr = json.loads(open(_download(run.run_id, "training_precision_recall_curve.json"), encoding="utf-8").read())
+    precision, recall, _ = metrics.precision_recall_curve(labels, score, pos_label="yes", sample_weight=weights,
+                                                          drop_intermediate=True)
+    assert pr["average_precision"] == pytest.approx(
+        metrics.average_precision_score(labels, score, pos_label="yes", sample_weight=weights), rel=1e-12)
+    assert set(zip(pr["recall"], pr["precision"])) <= set(zip(recall.tolist(), precision.tolist()))
+    assert (pr["recall"][-1], pr["precision"][-1]) == (0.0, 1.0)
+    for name in ("training_roc_curve.png", "training_precision_recall_curve.png"):
+        assert _png(_download(run.run_id, name)).size == (640, 480)
+
+
+def test_curves_only_for_a_two_class_target_with_scores():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    autolog.autolog(log_models=False)
+    LogisticRegression(max_iter=300).fit(X, y)  # three classes: the confusion matrix only, as MLflow
+    names = {a.path for a in logger_for().backend.list_artifacts(autolog.last_run().run_id)}
+    assert "training_confusion_matrix.png" in names and not names & CURVES
+    RidgeClassifier().fit(X, (y > 0).astype(int))  # no predict_proba: the decision function
+    names = {a.path for a in logger_for().backend.list_artifacts(autolog.last_run().run_id)}
+    assert CURVES <= names
+
+
+def test_curve_pngs_and_their_thinned_data(tmp_path):
+    fpr = np.linspace(0, 1, 20_001) ** 3
+    tpr = np.linspace(0, 1, 20_001) ** 0.3
+    data = plots.roc_curve_data(fpr, tpr, 0.9, "Model", 1)
+    assert len(data["fpr"]) < 2000 and (data["fpr"][-1], data["tpr"][-1]) == (1.0, 1.0)
+    def cells(x, y):
+        return set(map(tuple, np.rint(np.column_stack([x, y]) * plots.CURVE_RESOLUTION).tolist()))
+
+    assert cells(data["fpr"], data["tpr"]) == cells(fpr, tpr)  # one point in each 1/500 of the axes the curve crosses
+    assert set(data["fpr"]) <= set(fpr.tolist())
+    assert plots.curve_png(data, str(tmp_path / "roc.png"))
+    image = _png(tmp_path / "roc.png")
+    assert image.size == (640, 480) and (31, 119, 180) in {c for _, c in image.getcolors(1 << 20)}
+    pr = plots.precision_recall_data([1.0, 0.5, 0.0], [0.5, 0.8, 1.0], 0.65, "Model", "yes")
+    assert pr["legend"] == "Model (AP = 0.65)" and pr["y_label"] == "Precision (Positive label: yes)"
+    assert plots.curve_png(pr, str(tmp_path / "pr.png"))
+    _png(tmp_path / "pr.png")
+
+
 def test_no_plot_and_no_json_with_log_plots_off():
     from sklearn.datasets import make_classification
     from sklearn.tree import DecisionTreeClassifier
@@ -104,7 +188,8 @@ def test_no_plot_and_no_json_with_log_plots_off():
     DecisionTreeClassifier(max_depth=2).fit(X, y)
     run = autolog.last_run()
     names = {a.path for a in logger_for().backend.list_artifacts(run.run_id)}
-    assert not any(name.startswith("training_confusion_matrix") for name in names)
+    assert not any(name.startswith(("training_confusion_matrix", "training_roc", "training_precision"))
+                   for name in names)
     assert "training_accuracy_score" in run.metrics
 
 
