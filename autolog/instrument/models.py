@@ -145,10 +145,10 @@ def write_model_folder(path: str, flavor: ModelFlavor, snapshot: Any, *, run_id:
     if input_example is not None:
         name, content = input_example
         with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
-            json.dump({k: v for k, v in content.items() if k != "_info"}, fh)  # "_info" goes to MLmodel only
+            fh.write(json.dumps({k: v for k, v in content.items() if k != "_info"}))  # "_info": MLmodel only
         mlmodel["saved_input_example_info"] = {"artifact_path": name, **content.get("_info", {})}
     with open(os.path.join(path, MLMODEL_FILE), "w", encoding="utf-8") as fh:
-        json.dump(mlmodel, fh, indent=2, default=str)
+        fh.write(json.dumps(mlmodel, indent=2, default=str))  # one write, not one per token as json.dump
     with open(os.path.join(path, "requirements.txt"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(requirements) + ("\n" if requirements else ""))
     with open(os.path.join(path, "python_env.yaml"), "w", encoding="utf-8") as fh:
