@@ -25,7 +25,7 @@ import threading
 from typing import Any, Optional
 
 from autolog.instrument import containment, distributions
-from autolog.instrument.patching import Patcher, when_imported
+from autolog.instrument.patching import Patcher, forget, when_imported
 
 log = logging.getLogger("autolog")
 
@@ -243,7 +243,9 @@ class Engine:
 
     def disable(self, name: str) -> None:
         with self.lock:
-            self.wanted.pop(name, None)
+            integration = self.wanted.pop(name, None)
+            if integration is not None:  # its import no longer waited for (enable registers it again)
+                forget(integration.module, self._hook_for(name))
             patcher = self.patchers.pop(name, None)
             if patcher is not None:
                 patcher.revert()

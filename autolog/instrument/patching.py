@@ -15,9 +15,11 @@ been disabled since, or on the logger's worker thread.
 Integrations patch when their library is imported. Inside `patch()`,
 `patcher.when_imported("sklearn.metrics", fn)` calls `fn(module)` now if the module is
 imported, else right after its import, and only while that patcher is active: once
-autolog is disabled the callback is dropped. Underneath, `when_imported` uses wrapt's
-post-import hooks, which cannot be unregistered; the engine's own hook (one per
-integration, for the life of the process) checks that its integration is still wanted.
+autolog is disabled the callback is dropped. Underneath, the module-level `when_imported`
+and `forget` keep the callbacks of each module, and one finder in `sys.meta_path` runs them
+right after the module's code (see "import hooks" below). wrapt itself is imported by the
+first `wrap`, not with this module: `autolog()` before any library is imported does not pay
+for it.
 
 A patcher is safe to use from any thread: `wrap` and `revert` take its lock, and `wrap`
 does nothing once the patcher has been reverted, so a class patched lazily (on first use,
@@ -30,8 +32,6 @@ import logging
 import sys
 import threading
 from typing import Any, Callable, Mapping, Optional
-
-import wrapt
 
 from autolog.instrument import containment
 from autolog.transport.logger import on_worker_thread
@@ -83,6 +83,8 @@ class Patcher:
         for name in parents:
             parent = getattr(parent, name)
         key = (id(parent), attribute)
+        import wrapt  # here, not at this module's import: see its docstring
+
         with self._lock:
             if key in self._keys or not self.active:
                 return False
@@ -149,7 +151,7 @@ class Patcher:
             self._keys.clear()
             hooks, self._import_hooks = self._import_hooks, []
         for module_name, hook in hooks:
-            _forget(module_name, hook)
+            forget(module_name, hook)
 
     def _safe(self, wrapper: Callable) -> Callable:
         patcher = self
@@ -250,40 +252,142 @@ def original_of(wrapped: Callable) -> Callable:
 
 
 # -- import hooks ----------------------------------------------------------------------
+# `when_imported` runs callbacks right after a module's code has run, inside its import: one
+# finder at the front of sys.meta_path (put there by the first `when_imported`) takes part only
+# in the imports of modules that callbacks wait for. It asks the finders behind it for the
+# module's spec, as the import system would, and returns that spec with the loader wrapped:
+# the wrapper gives the module its own loader back, runs the module's code, then the callbacks.
+# So another thread importing the module meanwhile waits (the import system's module lock)
+# and gets the module patched. A module no callback waits for any more is let through
+# untouched; with no callbacks at all the finder is inert. It stays in sys.meta_path (taking
+# an entry out while another thread walks the list could make that import skip a finder).
+# wrapt's post-import hooks, used before, cost `import autolog; autolog.autolog()` about
+# 25 ms (wrapt's importer imports importlib.metadata, and wrapt asyncio): wrapt is imported
+# by the first `Patcher.wrap`, once a library is imported.
 _hook_lock = threading.Lock()
-_hooked: dict[str, list[Callable[[Any], None]]] = {}
+_hooked: dict[str, list[Callable[[Any], None]]] = {}  # module name -> callbacks; no empty lists
+_finder: Optional["_PostImportFinder"] = None
 
 
 def when_imported(module_name: str, callback: Callable[[Any], None]) -> None:
-    """Call `callback(module)` now if `module_name` is imported, else right after its import.
+    """Call `callback(module)` now if `module_name` is imported, else right after its import
+    (and after each later execution of the module: imported again, `importlib.reload`).
 
-    A callback is registered once per module and process (calling again with it only
-    runs it now, if the module is imported); it decides itself whether there is
-    still anything to do.
+    A callback is registered once per module (calling again with it only runs it now, if
+    the module is imported), until `forget`; it decides itself whether there is still
+    anything to do. An error in it is contained and reported.
     """
+    global _finder
     with _hook_lock:
-        first = module_name not in _hooked
         callbacks = _hooked.setdefault(module_name, [])
         if callback not in callbacks:
             callbacks.append(callback)
-    if first:
-        wrapt.register_post_import_hook(_dispatch, module_name)  # fires now if already imported
-    elif module_name in sys.modules:
-        _call(callback, sys.modules[module_name])
+        if _finder is None:
+            _finder = _PostImportFinder()
+        if not any(finder is _finder for finder in sys.meta_path):
+            sys.meta_path.insert(0, _finder)
+    module = sys.modules.get(module_name)
+    if module is not None:
+        _call(callback, module_name, module)
 
 
-def _forget(module_name: str, callback: Callable[[Any], None]) -> None:
+def forget(module_name: str, callback: Callable[[Any], None]) -> None:
+    """Undo `when_imported(module_name, callback)`: the callback is not called again."""
     with _hook_lock:
         callbacks = _hooked.get(module_name, [])
         if callback in callbacks:
             callbacks.remove(callback)
+        if not callbacks:
+            _hooked.pop(module_name, None)
 
 
-def _dispatch(module: Any) -> None:
-    for callback in list(_hooked.get(module.__name__, ())):
-        _call(callback, module)
-
-
-def _call(callback: Callable[[Any], None], module: Any) -> None:
-    with containment.contained(f"patching {module.__name__}"):
+def _call(callback: Callable[[Any], None], module_name: str, module: Any) -> None:
+    with containment.contained(f"patching {module_name}"):
         callback(module)
+
+
+class _PostImportFinder:
+    """The sys.meta_path entry of `when_imported` (see above)."""
+
+    def __init__(self):
+        self._busy = threading.local()  # names this thread is finding: a finder behind that asks
+        # the import system again about the same name gets no answer from this one
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in _hooked:
+            return None
+        busy = self._busy.__dict__.setdefault("names", set())
+        if fullname in busy:
+            return None
+        busy.add(fullname)
+        try:
+            spec = self._spec_behind(fullname, path, target)
+        finally:
+            busy.discard(fullname)
+        if spec is None:
+            return None
+        namespace = spec.loader is None and spec.submodule_search_locations is not None
+        if namespace:  # the loader the import system gives a namespace package: module_from_spec
+            # sets spec.loader to it, here on a module thrown away
+            import importlib.util
+
+            importlib.util.module_from_spec(spec)
+        if not hasattr(spec.loader, "exec_module"):
+            return spec  # no loader, or a legacy one (load_module only): not watched
+        spec.loader = _NotifyingLoader(spec.loader, fullname, namespace)
+        return spec
+
+    def _spec_behind(self, fullname: str, path: Any, target: Any) -> Any:
+        """The spec the finders after this one in sys.meta_path give, asked in order."""
+        meta_path = list(sys.meta_path)
+        behind = next((i + 1 for i, finder in enumerate(meta_path) if finder is self), len(meta_path))
+        for finder in meta_path[behind:]:
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                return None  # a legacy finder: left to the import system, which asks it itself
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+
+class _NotifyingLoader:
+    """The loader of one module while it is imported: it gives the module and its spec their
+    own loader back, runs the module's code, then the callbacks waiting for the module.
+    Anything else is the module's own loader's (`get_code`, `is_package`, `isinstance`)."""
+
+    __slots__ = ("_autolog_loader", "_autolog_name", "_autolog_namespace")
+
+    def __init__(self, loader: Any, name: str, namespace: bool):
+        self._autolog_loader = loader
+        self._autolog_name = name
+        self._autolog_namespace = namespace
+
+    @property
+    def __class__(self):  # isinstance(spec.loader, SourceFileLoader) holds as without autolog
+        return type(self._autolog_loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._autolog_loader, name)
+
+    def __repr__(self) -> str:
+        return f"<autolog post-import loader of {self._autolog_name!r}: {self._autolog_loader!r}>"
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self._autolog_loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: Any) -> None:
+        loader = self._autolog_loader
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = loader
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.loader is self:
+            spec.loader = loader
+        if self._autolog_namespace and getattr(module, "__file__", None) is None:
+            module.__file__ = None  # as the import system sets it for a namespace package
+        loader.exec_module(module)
+        name = self._autolog_name
+        module = sys.modules.get(name, module)  # what `import` returns, should the code have replaced it
+        for callback in list(_hooked.get(name, ())):
+            _call(callback, name, module)

@@ -31,8 +31,6 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import wrapt
-
 from autolog.instrument import containment
 from autolog.instrument.patching import original_of
 from autolog.runs.handle import ActiveRun
@@ -291,7 +289,8 @@ def _name_of(wrapped: Callable) -> str:
 
 def _function_and_leading(target: Callable) -> tuple[Callable, tuple]:
     """(the plain function, the arguments bound in front of the call's own)."""
-    if isinstance(target, wrapt.PartialCallableObjectProxy):  # Model.fit(model, ...): wrapt's partial
+    wrapt = sys.modules.get("wrapt")  # imported by the first patch: before it, no wrapt partial exists
+    if wrapt is not None and isinstance(target, wrapt.PartialCallableObjectProxy):  # Model.fit(model, ...)
         if not target._self_kwargs:
             return target.__wrapped__, target._self_args
         return target, ()
