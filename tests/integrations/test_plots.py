@@ -288,3 +288,36 @@ def test_a_forest_predicts_once_for_the_same_metrics(estimator):
     np.testing.assert_array_equal(predicted["y"], model.predict(X))
     assert found["training_accuracy_score"] == accuracy_score(y, model.predict(X))
     assert found["training_score"] == model.score(X, y)
+
+
+def _regression_cases():
+    rng = np.random.default_rng(2)
+    for outputs in (1, 3):
+        y = rng.normal(size=(500, outputs)) * 10
+        if outputs == 1:
+            y = y.ravel()
+        for kind in ("float", "int", "constant", "perfect"):
+            target = {"float": y, "int": np.rint(y).astype(np.int64), "constant": np.full_like(y, 2.5),
+                      "perfect": y}[kind]
+            pred = target.astype(float) if kind == "perfect" else y + rng.normal(size=y.shape)
+            for weights in (None, rng.random(500), rng.integers(0, 3, 500).astype(float)):
+                yield target, pred, weights
+
+
+@pytest.mark.parametrize("y, pred, weights", list(_regression_cases()))
+def test_regression_metrics_equal_scikit_learns(y, pred, weights):
+    from sklearn import metrics
+
+    found = sklearn_api._regression_errors(y, pred, weights)
+    kwargs = dict(sample_weight=weights, multioutput="uniform_average")
+    assert found == {"mse": metrics.mean_squared_error(y, pred, **kwargs),  # exactly, not approximately
+                     "mae": metrics.mean_absolute_error(y, pred, **kwargs),
+                     "r2": metrics.r2_score(y, pred, **kwargs)}
+
+
+def test_what_the_regression_arithmetic_does_not_take_goes_to_scikit_learn():
+    assert sklearn_api._regression_errors(np.array([1.0]), np.array([1.0]), None) is None  # one row: nan and a warning
+    assert sklearn_api._regression_errors(np.arange(3.0), np.arange(3, dtype=np.float32), None) is None
+    assert sklearn_api._regression_errors(np.array(["a", "b"]), np.arange(2.0), None) is None
+    assert sklearn_api._regression_errors(np.arange(3.0), np.arange(3.0), np.zeros(3)) is None  # weights sum to 0
+    assert sklearn_api._regression_errors(np.arange(3.0), np.arange(3.0), np.ones(2)) is None
