@@ -306,7 +306,7 @@ def _binary_curve(score: Any, counts: Optional[tuple]) -> Optional[tuple]:
     score = np.asarray(score)
     if score.shape != true.shape or score.dtype.kind not in "fiu" or not np.isfinite(score).all():
         return None
-    order = np.argsort(score, kind="mergesort")[::-1]  # the order within equal scores does not change the points
+    order = np.argsort(score)[::-1]  # the order within equal scores does not change the points
     score, positive = score[order], true[order] == 1
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each distinct score
     if sw is None:
