@@ -376,6 +376,21 @@ def test_import_autolog_and_autolog_import_no_wrapt_asyncio_or_importlib_metadat
     assert result == []
 
 
+def test_autolog_judges_plain_release_versions_without_packaging(tmp_path):
+    result = _fresh("""
+        import json, re, sys
+        import autolog
+        autolog.autolog()
+        from autolog.instrument.integration import engine
+        versions = [i.installed_version() for i in engine.wanted.values()]
+        plain = all(v is None or re.fullmatch(r"[0-9.]+(\\+[a-z0-9.]+)?", v) for v in versions)
+        print(json.dumps({"plain": plain, "packaging": "packaging" in sys.modules, "some": any(versions)}))
+    """, tmp_path)
+    if not result["plain"]:
+        pytest.skip("an installed library has a pre-, post- or dev-release version: packaging judges it")
+    assert result == {"plain": True, "packaging": False, "some": True}
+
+
 def test_scikit_learn_imported_after_autolog_is_patched_and_put_back(tmp_path):
     pytest.importorskip("sklearn")
     result = _fresh("""

@@ -160,6 +160,46 @@ def test_supported_versions(requires, version, ok):
     assert requiring(requires).supports(version) is ok
 
 
+SPECIFIERS = [">=1.3", ">=1.3,<2", "<2.2", "<=2.2", ">2.2", ">=2.2", "==2.2", "!=2.2", "==2.2.0", ">=0.14",
+              " >= 1.3 , < 2 ", "", ">=2.2.0.0", "<2"]
+VERSIONS = ["1.2.9", "1.3", "1.3.0", "1.5.2", "2", "2.0", "2.2", "2.2.0", "2.2.1", "2.2+cpu", "2.2.0+cu121",
+            "2.1.9+cpu", "2.13.0+cpu", "0.15.0", "3.0.0", "10.0", "1.03", "2.2.0.0.1"]
+
+
+@pytest.mark.parametrize("specifier", SPECIFIERS)
+def test_plain_releases_are_judged_without_packaging_as_packaging_does(specifier):
+    """autolog() judges the common case (plain releases, a local label) itself, not to import
+    packaging; every verdict is packaging's."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    requirement = registry._requirement("x" + specifier)
+    assert isinstance(requirement.specifier, registry._ReleaseSpecifier)
+    for version in VERSIONS:
+        expected = SpecifierSet(specifier).contains(Version(version), prereleases=True)
+        assert requirement.specifier.contains(version) is expected, (specifier, version)
+        assert requiring("x" + specifier).supports(version) is expected
+
+
+@pytest.mark.parametrize("requires, version", [
+    ("x>=1.3", "1.4.0rc1"), ("x>=1.3", "1.6.dev0"), ("x>=1.3", "1.6.post1"), ("x>=1.3", "1!1.0"), ("x>=1.3", "v1.4"),
+    ("x>=1.3", "1.4.0+CPU"), ("x>=1.3", " 1.4"), ("x~=1.4", "1.9"), ("x==1.3.*", "1.3.2"), ("x>=1.3rc1", "1.3"),
+    ("x===1.3", "1.3"), ("x>=1.3", "not-a-version"),
+])
+def test_anything_else_goes_to_packaging(requires, version):
+    requirement = registry._requirement(requires)
+    if isinstance(requirement.specifier, registry._ReleaseSpecifier):
+        assert requirement.specifier.contains(version) is None
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        expected = SpecifierSet(requires[1:]).contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        expected = True  # cannot be judged: let through
+    assert requiring(requires).supports(version) is expected
+
+
 def test_an_unsupported_version_is_skipped_or_refused(toy, contained_errors):
     name, _, _ = toy(requires="pytest>=999")
     with pytest.raises(RuntimeError, match="supports pytest>=999"):
