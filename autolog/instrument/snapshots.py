@@ -22,6 +22,7 @@ import pickle
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Optional
 
 log = logging.getLogger("autolog")
@@ -215,8 +216,12 @@ class TrainingActivity:
     compete with fit k+1 for the GIL and the cores. `wait()` (on the worker) returns once
     no fit has run for `quiet_s`, or after `max_wait_s` at the latest: a long fit that
     starts right after delays the previous fit's metrics by at most that, never more, and
-    nothing is dropped.
+    nothing is dropped. While someone waits for everything to be written (`flushing()`:
+    `autolog.flush()`, the exit) it returns at once: the caller waits for the work, and the
+    quiet time would only add to its wait (50 ms after a script's last fit).
     """
+
+    _all: "weakref.WeakSet[TrainingActivity]" = weakref.WeakSet()
 
     def __init__(self, quiet_s: float = 0.05, max_wait_s: float = 2.0):
         self.quiet_s = quiet_s
@@ -224,6 +229,7 @@ class TrainingActivity:
         self._changed = threading.Condition(threading.Lock())
         self._busy = 0
         self._last_end = 0.0
+        TrainingActivity._all.add(self)
 
     def __enter__(self) -> "TrainingActivity":
         with self._changed:
@@ -262,7 +268,7 @@ class TrainingActivity:
         with self._changed:
             while True:
                 now = time.monotonic()
-                if now >= deadline:
+                if now >= deadline or _flushes:
                     return
                 if self._busy:
                     self._changed.wait(deadline - now)
@@ -272,6 +278,27 @@ class TrainingActivity:
                     return
                 self._changed.wait(min(self.quiet_s - quiet_for, deadline - now))
 
+
+
+_flushes = 0  # how many callers wait in flushing() now
+_flushes_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def flushing():
+    """Around a wait for everything to be written (`autolog.flush()`): the worker's post-fit
+    work stops waiting for training to pause (`TrainingActivity.wait`) while it lasts."""
+    global _flushes
+    with _flushes_lock:
+        _flushes += 1
+    for activity in list(TrainingActivity._all):
+        with activity._changed:
+            activity._changed.notify_all()
+    try:
+        yield
+    finally:
+        with _flushes_lock:
+            _flushes -= 1
 
 
 def _own_module(name: str) -> bool:

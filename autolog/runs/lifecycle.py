@@ -359,12 +359,16 @@ def add_run_hooks(on_start=None, on_end=None) -> None:
 
 # -- reading ------------------------------------------------------------------------
 def flush(timeout: Optional[float] = None) -> bool:
-    """Wait until everything logged so far is written (or spilled); False on timeout."""
+    """Wait until everything logged so far is written (or spilled); False on timeout. Post-fit
+    work does not wait for training to pause meanwhile (`snapshots.flushing`)."""
+    from autolog.instrument.snapshots import flushing
+
     deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
-    for logger in list(_state.loggers.values()):
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ok = logger.flush(left) and ok
+    with flushing():
+        for logger in list(_state.loggers.values()):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = logger.flush(left) and ok
     return ok
 
 

@@ -573,3 +573,28 @@ def test_a_run_that_starts_later_is_not_started_from_another_thread_and_nothing_
     from autolog.runs.training import training_call_in_progress
 
     assert training_call_in_progress() is None  # the guard is released with the call
+
+
+def test_a_flush_does_not_wait_for_training_to_pause():
+    """While someone waits in autolog.flush(), the worker's post-fit work does not wait for the
+    quiet time after a fit (nor for a fit in another thread to end): the caller waits for it."""
+    import threading
+    import time
+
+    from autolog.instrument.snapshots import TrainingActivity, flushing
+
+    activity = TrainingActivity(quiet_s=30.0, max_wait_s=30.0)
+    with activity:
+        pass  # a fit just ended: wait() would hold the work for quiet_s
+    returned = threading.Event()
+    waiter = threading.Thread(target=lambda: (activity.wait(), returned.set()))
+    waiter.start()
+    assert not returned.wait(0.3)  # quiet time: it waits
+    with flushing():
+        assert returned.wait(10)  # woken by the flush, not by the 30 s
+    waiter.join()
+    with activity:  # a fit in progress, and a flush: no wait either
+        with flushing():
+            started = time.monotonic()
+            activity.wait()
+            assert time.monotonic() - started < 10
