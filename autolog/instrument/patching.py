@@ -17,9 +17,14 @@ Integrations patch when their library is imported. Inside `patch()`,
 imported, else right after its import, and only while that patcher is active: once
 autolog is disabled the callback is dropped. Underneath, the module-level `when_imported`
 and `forget` keep the callbacks of each module, and one finder in `sys.meta_path` runs them
-right after the module's code (see "import hooks" below). wrapt itself is imported by the
-first `wrap`, not with this module: `autolog()` before any library is imported does not pay
-for it.
+right after the module's code (see "import hooks" below).
+
+wrapt (with what it imports: asyncio, importlib.metadata; about 30 ms) is imported by the first
+`wrap` that needs it, not with this module, so that `autolog()` before any library is imported
+does not pay for it. A C function of a module, such as `sys.exit` (wrapped by `autolog()`
+itself, autolog/runs/process.py), binds to nothing and has no signature of its own to keep:
+it gets a plain function instead of wrapt's proxy, with its name, docstring and `__wrapped__`,
+that hands the wrapper the same `(wrapped, None, args, kwargs)`.
 
 A patcher is safe to use from any thread: `wrap` and `revert` take its lock, and `wrap`
 does nothing once the patcher has been reverted, so a class patched lazily (on first use,
@@ -28,9 +33,11 @@ on import) while another thread disables autolog never leaves a stray patch behi
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
+import types
 from typing import Any, Callable, Mapping, Optional
 
 from autolog.instrument import containment
@@ -83,8 +90,6 @@ class Patcher:
         for name in parents:
             parent = getattr(parent, name)
         key = (id(parent), attribute)
-        import wrapt  # here, not at this module's import: see its docstring
-
         with self._lock:
             if key in self._keys or not self.active:
                 return False
@@ -93,8 +98,14 @@ class Patcher:
             original = namespace[attribute] if had_own else _MISSING
             if not had_own and not hasattr(parent, attribute):
                 raise AttributeError(f"{parent!r} has no attribute {attribute!r} to patch")
-            wrapt.wrap_function_wrapper(parent, attribute, self._safe(wrapper))
-            installed = vars(parent)[attribute]
+            if type(original) is types.BuiltinFunctionType and isinstance(parent, types.ModuleType):
+                installed = _builtin_wrapper(original, self._safe(wrapper))  # sys.exit: see the docstring
+                setattr(parent, attribute, installed)
+            else:
+                import wrapt  # here, not at this module's import: see the docstring
+
+                wrapt.wrap_function_wrapper(parent, attribute, self._safe(wrapper))
+                installed = vars(parent)[attribute]
             patch = Patch(parent, attribute, had_own, original, installed)
             self.patches.append(patch)
             self._keys.add(key)
@@ -243,6 +254,14 @@ class _OriginalCall:
 
     def __getattr__(self, name: str) -> Any:  # __self__, __name__, ... of the original
         return getattr(self.wrapped, name)
+
+
+def _builtin_wrapper(builtin: Callable, safe_wrapper: Callable) -> Callable:
+    @functools.wraps(builtin)
+    def wrapper(*args, **kwargs):
+        return safe_wrapper(builtin, None, args, kwargs)
+
+    return wrapper
 
 
 def original_of(wrapped: Callable) -> Callable:
