@@ -9,7 +9,8 @@ process (user + system, from `os.wait4`), which a busy machine stretches far les
 `-X importtime` of the last command, `--importtime` times: the modules that take the most
 time of their own, medians, and the total by top-level package. With `--before DIR`, an older
 copy of the package (DIR/autolog, with its integrations/ at DIR/autolog/integrations) is timed
-beside the last command, interleaved with the others.
+beside the last command, interleaved with the others; `--before` may be given more than once
+(an older tree and a trial one, say).
 
 Bytecode is cached as in an installed package (a development shell's
 PYTHONDONTWRITEBYTECODE is dropped for the children). Target (issue 18): the last command
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
@@ -39,7 +40,10 @@ COMMANDS = {
     "import autolog; autolog.autolog()": "import autolog; autolog.autolog()",
 }
 TARGET_S = 0.150
-BEFORE = "import autolog; autolog.autolog() (--before)"
+
+
+def before_name(folder: str) -> str:
+    return f"import autolog; autolog.autolog() (--before {folder})"
 
 
 def _env(folder: str) -> dict:
@@ -62,12 +66,12 @@ def run_once(code: str, folder: str, extra: tuple = (), env: Optional[dict] = No
     return wall, usage.ru_utime + usage.ru_stime, stderr
 
 
-def timings(repeats: int, folder: str, before: Optional[str] = None) -> dict:
-    """{name: ([wall], [cpu])} of COMMANDS, and with `before` (a folder holding an older copy of
-    the `autolog` package) the last command again with that copy first on the path."""
+def timings(repeats: int, folder: str, before: Sequence[str] = ()) -> dict:
+    """{name: ([wall], [cpu])} of COMMANDS, and for each folder of `before` (holding another copy
+    of the `autolog` package) the last command again with that copy first on the path."""
     commands = {name: (code, None) for name, code in COMMANDS.items()}
-    if before:
-        commands[BEFORE] = (COMMANDS["import autolog; autolog.autolog()"], {"PYTHONPATH": before})
+    for other in before:
+        commands[before_name(other)] = (COMMANDS["import autolog; autolog.autolog()"], {"PYTHONPATH": other})
     names = list(commands)
     out: dict = {name: ([], []) for name in names}
     for name in names:  # warm the file cache and write the bytecode
@@ -110,8 +114,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--importtime", type=int, default=5)
-    parser.add_argument("--before", help="a folder with an older copy of the autolog package (e.g. from "
-                                         "`git archive`), timed beside this one, interleaved")
+    parser.add_argument("--before", action="append", default=[],
+                        help="a folder with an older copy of the autolog package (e.g. from `git archive`), "
+                             "timed beside this one, interleaved; may be given more than once")
     args = parser.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="autolog-bench-startup-")
     print(f"machine: {machine_summary()}, load average before: {os.getloadavg()[0]:.1f}\n")
@@ -132,6 +137,8 @@ def main(argv=None) -> int:
         print("| module | own import time |\n|---|---|")
         for name, us in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
             print(f"| `{name}` | {us / 1e3:.1f} ms |")
+        watched = ("wrapt", "asyncio", "importlib.metadata", "packaging")
+        print("\nImported: " + ", ".join(f"`{name}` {'yes' if name in own else 'no'}" for name in watched))
         print("\nBy top-level package (own times added up):\n")
         print("| package | import time |\n|---|---|")
         for name, us in sorted(packages.items(), key=lambda kv: -kv[1])[:20]:
