@@ -280,9 +280,8 @@ def original_of(wrapped: Callable) -> Callable:
 # and gets the module patched. A module no callback waits for any more is let through
 # untouched; with no callbacks at all the finder is inert. It stays in sys.meta_path (taking
 # an entry out while another thread walks the list could make that import skip a finder).
-# wrapt's post-import hooks, used before, cost `import autolog; autolog.autolog()` about
-# 25 ms (wrapt's importer imports importlib.metadata, and wrapt asyncio): wrapt is imported
-# by the first `Patcher.wrap`, once a library is imported.
+# (wrapt's post-import hooks, used before, meant importing wrapt at `autolog()`: see the
+# module's docstring.)
 _hook_lock = threading.Lock()
 _hooked: dict[str, list[Callable[[Any], None]]] = {}  # module name -> callbacks; no empty lists
 _finder: Optional["_PostImportFinder"] = None
