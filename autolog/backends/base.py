@@ -4,7 +4,10 @@ Writing side (called only from the BatchingLogger's worker thread, or from
 `autolog sync`): `create_run`, `log_batch`, `end_run`, `log_artifact`, `log_inputs`,
 `flush`, `shutdown`. Reading side (called by the run API, the CLI and `load_model`):
 `get_run`, `search_runs`, `list_experiments`, `get_metric_history`,
-`list_artifacts`, `download_artifacts`.
+`list_artifacts`, `download_artifacts`. Optional, with defaults here: `prepare` (connect ahead of the first write), `move_artifact`
+(a file the caller gives up: a backend may take it rather than copy it) and
+`begin_group` / `commit_group` / `abort_group` (the worker's writes of one pass in one
+transaction, where a backend has transactions).
 
 Run ids are made by autolog (uuid4 hex) so the training thread never waits for a
 backend. Every write is idempotent where a replay could repeat it: creating a run
@@ -131,12 +134,39 @@ class Backend:
         """Copy a file or a folder into the run's artifacts, under `artifact_path`."""
         raise NotImplementedError
 
+    def move_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        """`log_artifact` for a file or folder that the caller deletes once this returns (the
+        logger's own staged copies): a backend may move it in rather than copy it. If this
+        raises, `local_path` must be as it was: the caller sends it again or spills it."""
+        self.log_artifact(run_id, local_path, artifact_path)
+
+    # -- groups of writes: one transaction for many writes -----------------
+    def begin_group(self) -> bool:
+        """The calling thread's writes from now on may be held back until `commit_group`, each
+        still all or nothing on its own (a write that raises leaves the rest of the group
+        as it was). True if this backend groups writes; the default does not (each write is
+        stored when it returns) and the logger then never calls the other two."""
+        return False
+
+    def commit_group(self) -> None:
+        """Store every write of the group. If this raises, none of them is stored, and files
+        moved by `move_artifact` in the group are back at their `local_path`."""
+
+    def abort_group(self) -> None:
+        """Drop the group: none of its writes is stored (after a failed commit: nothing to do)."""
+
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         """Record datasets the run used (MLflow's `log_inputs`): one input per (name, digest)
         and run; an input the run has already is left as it is (its first tags stay). A
         backend that does not store datasets leaves this out: the logger then warns once and
         records none."""
         raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Get ready to write (connect; the local store makes its folder and schema). The
+        logger's worker calls it when it starts, that is when a run has something to write,
+        so that the first write of a process does not wait for it. A `BackendError` here is
+        ignored: the first write meets it again and is retried or spilled as usual."""
 
     def flush(self) -> None:
         pass

@@ -9,7 +9,10 @@ The directory and the schema are made on the first write; reading a store that d
 not exist raises ``BackendError("no autolog store at PATH")``. Several processes on one
 machine may write the same store at once: each write is one ``BEGIN IMMEDIATE``
 transaction, SQLite's file locks serialise the writers, and a writer that waits past
-the busy timeout gets ``BackendUnavailable`` (the logger retries, then spills).
+the busy timeout gets ``BackendUnavailable`` (the logger retries, then spills). The
+logger's worker groups the writes of one pass into one transaction (`begin_group`,
+`commit_group`), each write in a savepoint of its own, so that one refused write is
+undone alone.
 
 Each process, and each thread in it, has its own connection; a forked child never
 touches its parent's connections (``after_fork_in_child`` and a pid check).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import math
 import operator
 import os
@@ -40,6 +44,8 @@ from autolog.entities import (ArtifactInfo, Dataset, DatasetInput, Experiment, M
                               metric_columns)
 from autolog.config import make_private_if_asked
 from autolog.validation import check_run_id
+
+log = logging.getLogger("autolog")
 
 #: the schema this code reads and writes; an older store is migrated on open, a newer one refused
 SCHEMA_VERSION = 3
@@ -173,6 +179,12 @@ class LocalStore(Backend):
         self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._pid = os.getpid()
         self._schema_checked = False
+        # per thread: the group of writes it has open (`begin_group`), if any
+        self._groups = threading.local()
+        # run id -> its artifact folder, checked to be inside the store (a run's folder never
+        # changes); bounded: cleared when full
+        self._run_dirs: dict[str, str] = {}
+        self._real_root: Optional[str] = None
 
     def after_fork_in_child(self) -> None:
         _abandoned_after_fork.extend(self._conns.values())
@@ -277,7 +289,13 @@ class LocalStore(Backend):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the store is made on first use."""
+        """One write transaction, or one savepoint of the thread's open group; the store is
+        made on first use."""
+        group = getattr(self._groups, "group", None)
+        if group is not None:
+            with self._grouped_write(group) as conn:
+                yield conn
+            return
         with _sqlite_errors(self.root):
             conn = self._connection(create=True)
             # IMMEDIATE takes the write lock now (waiting up to the busy timeout), rather
@@ -291,10 +309,35 @@ class LocalStore(Backend):
                 raise
 
     @contextlib.contextmanager
+    def _grouped_write(self, group: "_Group") -> Iterator[sqlite3.Connection]:
+        with _sqlite_errors(self.root):
+            conn = self._connection(create=True)
+            if not group.open:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock, held until commit_group
+                group.open = True
+            elif not conn.in_transaction:
+                # SQLite rolled the group back on an error (a full disk, an I/O error)
+                raise BackendUnavailable(f"the autolog store at {self.root} rolled back the open transaction")
+            conn.execute("SAVEPOINT autolog_write")
+            try:
+                yield conn
+                conn.execute("RELEASE autolog_write")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK TO autolog_write")
+                        conn.execute("RELEASE autolog_write")
+                raise
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for a read made of several queries."""
+        """A consistent snapshot for a read made of several queries (inside the thread's open
+        group of writes, that group's transaction, which sees its own writes)."""
         with _sqlite_errors(self.root):
             conn = self._connection(create=False)
+            if conn.in_transaction:
+                yield conn
+                return
             conn.execute("BEGIN")
             try:
                 yield conn
@@ -310,6 +353,53 @@ class LocalStore(Backend):
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+    def prepare(self) -> None:
+        """Open this thread's connection, making the store (folder, WAL, schema) if it does
+        not exist yet: the logger's worker does it as it starts, while the first training
+        call runs, rather than after it."""
+        with _sqlite_errors(self.root):
+            self._connection(create=True)
+
+    # -- groups of writes ----------------------------------------------------
+    def begin_group(self) -> bool:
+        """This thread's writes from now on share one transaction (begun at the first of them),
+        each in a savepoint of its own: a write that raises is undone alone, the others stay
+        in the group. Nothing of it is stored until `commit_group`."""
+        self.abort_group()
+        self._groups.group = _Group()
+        return True
+
+    def commit_group(self) -> None:
+        """Commit the thread's group. If it raises, nothing of the group is stored and the
+        files it moved are back where they came from (the caller sends them again)."""
+        group = getattr(self._groups, "group", None)
+        self._groups.group = None
+        if group is None or not group.open:
+            return
+        conn = self._conns.get(threading.current_thread())
+        try:
+            with _sqlite_errors(self.root):
+                if conn is None or not conn.in_transaction:
+                    raise BackendUnavailable(f"the autolog store at {self.root} rolled back the open transaction")
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn is not None:
+                _rollback(conn)
+            _undo_moves(group.moves)
+            raise
+
+    def abort_group(self) -> None:
+        """Drop the thread's group, if any: roll it back and move its files back."""
+        group = getattr(self._groups, "group", None)
+        self._groups.group = None
+        if group is None:
+            return
+        if group.open:
+            conn = self._conns.get(threading.current_thread())
+            if conn is not None:
+                _rollback(conn)
+        _undo_moves(group.moves)
 
     # -- writing ---------------------------------------------------------
     def create_run(self, run: RunStart) -> None:
@@ -407,22 +497,41 @@ class LocalStore(Backend):
         """Copy a file into ``<artifact_path>/<its name>``, or a folder's contents into
         ``<artifact_path>/`` (MLflow's log_artifact / log_artifacts). Each file is written
         under a temporary name and renamed, so a reader never sees half a file."""
+        self._place_artifact(run_id, local_path, artifact_path, move=False)
+
+    def move_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        """`log_artifact` for a file or folder the caller deletes afterwards: renamed into the
+        run's folder (a whole folder at once where its place is free), copied only where a
+        rename cannot do it (another filesystem, a link). If this raises, what it moved is
+        back at `local_path`."""
+        self._place_artifact(run_id, local_path, artifact_path, move=True)
+
+    def _place_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str], move: bool) -> None:
         run_dir = self._artifact_dir(run_id)
         rel_base = _clean_artifact_path(artifact_path)
         if not os.path.exists(local_path):
             raise BackendError(f"cannot log artifact {local_path!r}: no such file or folder")
+        moves: list[tuple[str, str]] = []  # (where it is now, where it came from), to undo
         try:
             if os.path.isdir(local_path):
-                copied = _copy_tree(local_path, run_dir, rel_base)
+                rows = _place_tree(local_path, run_dir, rel_base, moves if move else None)
             else:
                 rel = "/".join(p for p in (rel_base, os.path.basename(os.path.normpath(local_path))) if p)
-                copied = _copy_file(local_path, run_dir, rel)
+                rows = _place_file(local_path, run_dir, rel, moves if move else None)
         except OSError as exc:
+            _undo_moves(moves)
             raise _os_error(f"cannot copy {local_path!r} into the artifacts of run {run_id}", exc) from exc
-        with self._write() as conn:
-            if not _run_exists(conn, run_id):
-                raise RunNotFound(run_id)
-            conn.executemany(_UPSERT_ARTIFACT, [(run_id, rel, is_dir, size) for rel, is_dir, size in copied])
+        try:
+            with self._write() as conn:
+                if not _run_exists(conn, run_id):
+                    raise RunNotFound(run_id)
+                conn.executemany(_UPSERT_ARTIFACT, [(run_id, rel, is_dir, size) for rel, is_dir, size in rows])
+        except BaseException:
+            _undo_moves(moves)
+            raise
+        group = getattr(self._groups, "group", None)
+        if group is not None:
+            group.moves.extend(moves)  # undone too if the group is rolled back
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         """Record the datasets the run used; one per (name, digest), the first tags kept (as MLflow)."""
@@ -434,14 +543,22 @@ class LocalStore(Backend):
             conn.executemany(_INSERT_INPUT, rows)
 
     def _artifact_dir(self, run_id: str) -> str:
+        """The run's artifact folder, checked once per run to be inside the store."""
+        folder = self._run_dirs.get(run_id)
+        if folder is not None:
+            return folder
         with self._read() as conn:
             row = conn.execute("SELECT artifact_uri FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
         folder = self._absolute_artifact_uri(row[0])
-        root = os.path.realpath(self.root)
-        if not os.path.realpath(folder).startswith(root + os.sep):  # a crafted store row
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        if not os.path.realpath(folder).startswith(self._real_root + os.sep):  # a crafted store row
             raise BackendError(f"the artifact folder of run {run_id!r} ({row[0]!r}) is outside the store")
+        if len(self._run_dirs) >= 1024:
+            self._run_dirs.clear()
+        self._run_dirs[run_id] = folder
         return folder
 
     def _absolute_artifact_uri(self, stored: str) -> str:
@@ -779,9 +896,109 @@ def _clean_artifact_path(path: Optional[str]) -> str:
     return "/".join(parts)
 
 
+class _Group:
+    """A thread's open group of writes: whether its transaction has begun, the files it moved."""
+
+    __slots__ = ("open", "moves")
+
+    def __init__(self):
+        self.open = False
+        self.moves: list[tuple[str, str]] = []
+
+
+def _dest(run_dir: str, rel: str) -> str:
+    return os.path.join(run_dir, *rel.split("/")) if rel else run_dir
+
+
+def _rename(src: str, dest: str) -> None:
+    """Rename `src` to `dest`, making the folders above `dest` when they are missing."""
+    try:
+        os.rename(src, dest)
+    except FileNotFoundError:
+        if not os.path.lexists(src):
+            raise
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(src, dest)
+
+
+def _undo_moves(moves: list[tuple[str, str]]) -> None:
+    """Put moved files and folders back where they came from, last first."""
+    while moves:
+        dest, src = moves.pop()
+        try:
+            os.rename(dest, src)
+        except OSError as exc:
+            log.warning("autolog: could not move the artifact %s back to %s (%s)", dest, src, exc)
+
+
+def _place_file(src: str, run_dir: str, rel: str, moves: Optional[list]) -> list[tuple]:
+    """Move (with `moves`: recorded there) or copy one file to `run_dir/rel`; its row for `artifacts`."""
+    if moves is not None and not os.path.islink(src):
+        dest = _dest(run_dir, rel)
+        size = os.stat(src).st_size
+        try:
+            _rename(src, dest)
+        except OSError:
+            pass  # another filesystem (EXDEV), or a rename refused: copied below
+        else:
+            moves.append((dest, src))
+            return [(rel, 0, size)]
+    return _copy_file(src, run_dir, rel)
+
+
+def _place_tree(src: str, run_dir: str, rel_base: str, moves: Optional[list]) -> list[tuple]:
+    """Move (with `moves`) or copy a folder's contents under `run_dir/rel_base`; the rows for
+    `artifacts`. A folder whose place is free moves in one rename; one that exists is merged."""
+    rows = None if moves is None else _tree_rows(src, rel_base)
+    if rows is None:  # a copy; or a folder that holds a link, never moved as a link: copied as ever
+        return _copy_tree(src, run_dir, rel_base)
+    dest = _dest(run_dir, rel_base)
+    if rel_base and not os.path.lexists(dest):
+        try:
+            _rename(src, dest)
+        except OSError:
+            pass  # another filesystem: placed entry by entry below
+        else:
+            moves.append((dest, src))
+            return rows
+    os.makedirs(dest, exist_ok=True)
+    placed: list[tuple] = []
+    with os.scandir(src) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        rel = "/".join(p for p in (rel_base, entry.name) if p)
+        if entry.is_dir():
+            placed.append((rel, 1, None))
+            placed.extend(_place_tree(entry.path, run_dir, rel, moves))
+        else:
+            placed.extend(_place_file(entry.path, run_dir, rel, moves))
+    return placed
+
+
+def _tree_rows(folder: str, rel_base: str) -> Optional[list[tuple]]:
+    """The `artifacts` rows of everything under `folder`, as it would be at `rel_base`; None
+    when it holds a link."""
+    rows: list[tuple] = []
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_symlink():
+            return None
+        rel = f"{rel_base}/{entry.name}" if rel_base else entry.name
+        if entry.is_dir():
+            rows.append((rel, 1, None))
+            inner = _tree_rows(entry.path, rel)
+            if inner is None:
+                return None
+            rows.extend(inner)
+        else:
+            rows.append((rel, 0, entry.stat(follow_symlinks=False).st_size))
+    return rows
+
+
 def _copy_file(src: str, run_dir: str, rel: str) -> list[tuple]:
     """Copy one file to `run_dir/rel` through a temporary name; the rows for `artifacts`."""
-    dest = os.path.join(run_dir, *rel.split("/"))
+    dest = _dest(run_dir, rel)
     folder = os.path.dirname(dest)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
@@ -798,14 +1015,14 @@ def _copy_file(src: str, run_dir: str, rel: str) -> list[tuple]:
 def _copy_tree(src: str, run_dir: str, rel_base: str) -> list[tuple]:
     """Copy a folder's contents under `run_dir/rel_base`, file by file."""
     rows = []
-    os.makedirs(os.path.join(run_dir, *rel_base.split("/")) if rel_base else run_dir, exist_ok=True)
+    os.makedirs(_dest(run_dir, rel_base), exist_ok=True)
     for folder, dirs, files in os.walk(src):
         dirs.sort()
         sub = os.path.relpath(folder, src).replace(os.sep, "/")
         rel_folder = "/".join(p for p in (rel_base, "" if sub == "." else sub) if p)
         for name in dirs:
             rel = "/".join(p for p in (rel_folder, name) if p)
-            os.makedirs(os.path.join(run_dir, *rel.split("/")), exist_ok=True)
+            os.makedirs(_dest(run_dir, rel), exist_ok=True)
             rows.append((rel, 1, None))
         for name in sorted(files):
             rows.extend(_copy_file(os.path.join(folder, name), run_dir, "/".join(p for p in (rel_folder, name) if p)))

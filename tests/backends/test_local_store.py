@@ -657,3 +657,212 @@ def test_autolog_records_datasets_into_the_local_store(store_dir):
     assert autolog.flush(30)
     stored = LocalStore(store_dir).get_run(run.run_id)
     assert [(i.dataset.name, i.context, i.dataset.source_type) for i in stored.inputs] == [("X_train", "train", "code")]
+
+
+# -- artifacts the caller gives up: moved, not copied ------------------------------------------------
+
+def _artifact_rows(store: LocalStore, run_id: str) -> list[tuple]:
+    with sqlite3.connect(store.db_path) as conn:
+        return conn.execute("SELECT path, is_dir, size FROM artifacts WHERE run_id = ? ORDER BY path",
+                            (run_id,)).fetchall()
+
+
+def _model_folder(parent) -> str:
+    folder = parent / "model"
+    (folder / "data").mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "data" / "model.pkl").write_bytes(b"\1" * 300)
+    return str(folder)
+
+
+def test_move_artifact_renames_files_and_whole_folders_into_the_run(store, tmp_path):
+    _start(store, "r1")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "plot.png").write_bytes(b"\x89PNG" + b"\0" * 60)
+    folder = _model_folder(staged)
+    inode = os.stat(os.path.join(folder, "data", "model.pkl")).st_ino
+    store.move_artifact("r1", str(staged / "plot.png"))
+    store.move_artifact("r1", folder, "model")
+
+    assert not (staged / "plot.png").exists() and not os.path.exists(folder)  # moved, nothing left behind
+    run_dir = store.get_run("r1").artifact_uri
+    assert os.stat(os.path.join(run_dir, "model", "data", "model.pkl")).st_ino == inode  # the same file, not a copy
+    assert _artifact_rows(store, "r1") == [
+        ("model/MLmodel", 0, 12), ("model/data", 1, None), ("model/data/model.pkl", 0, 300), ("plot.png", 0, 64)]
+    # the rows a copy records
+    _start(store, "r2")
+    store.log_artifact("r2", str(staged / "plot.png") if (staged / "plot.png").exists() else os.path.join(run_dir, "plot.png"))
+    store.log_artifact("r2", os.path.join(run_dir, "model"), "model")
+    assert _artifact_rows(store, "r2") == _artifact_rows(store, "r1")
+    assert [a.path for a in store.list_artifacts("r1", "model")] == ["model/MLmodel", "model/data"]
+
+
+def test_move_artifact_into_a_folder_that_exists_merges_it(store, tmp_path):
+    _start(store, "r1")
+    first = tmp_path / "first" / "figures"
+    first.mkdir(parents=True)
+    (first / "a.txt").write_text("a")
+    store.log_artifact("r1", str(first), "figures")  # a copy: the folder exists in the run now
+    second = tmp_path / "second" / "figures"
+    (second / "inner").mkdir(parents=True)
+    (second / "a.txt").write_text("A")
+    (second / "inner" / "b.txt").write_text("bb")
+    store.move_artifact("r1", str(second), "figures")
+    local = store.download_artifacts("r1", "figures", "")
+    assert sorted(os.listdir(local)) == ["a.txt", "inner"]
+    with open(os.path.join(local, "a.txt")) as fh:
+        assert fh.read() == "A"  # the later one wins, as with log_artifact
+    assert ("figures/inner/b.txt", 0, 2) in _artifact_rows(store, "r1")
+
+
+def test_move_artifact_across_filesystems_copies_and_leaves_the_source(store, tmp_path, monkeypatch):
+    """A rename refused with EXDEV (the journal on another filesystem than the store): the
+    files are copied as log_artifact copies them; the caller deletes the source afterwards."""
+    import errno
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    _start(store, "r1")
+    folder = _model_folder(tmp_path)
+    (tmp_path / "plot.png").write_bytes(b"png")
+    monkeypatch.setattr(local_module.os, "rename", cross_device)
+    store.move_artifact("r1", folder, "model")
+    store.move_artifact("r1", str(tmp_path / "plot.png"))
+    monkeypatch.undo()
+    assert os.path.exists(os.path.join(folder, "data", "model.pkl")) and (tmp_path / "plot.png").exists()
+    run_dir = store.get_run("r1").artifact_uri
+    with open(os.path.join(run_dir, "model", "data", "model.pkl"), "rb") as fh:
+        assert fh.read() == b"\1" * 300
+    assert ("plot.png", 0, 3) in _artifact_rows(store, "r1")
+    assert not [n for n in os.listdir(os.path.join(run_dir, "model")) if n.startswith(".autolog-tmp-")]
+
+
+def test_a_move_whose_rows_cannot_be_written_is_undone(store, tmp_path, monkeypatch):
+    _start(store, "r1")
+    folder = _model_folder(tmp_path)
+    (tmp_path / "plot.png").write_bytes(b"png")
+
+    def locked(self):
+        raise BackendUnavailable("the autolog store is unavailable: database is locked")
+
+    monkeypatch.setattr(LocalStore, "_write", locked)
+    with pytest.raises(BackendUnavailable):
+        store.move_artifact("r1", folder, "model")
+    with pytest.raises(BackendUnavailable):
+        store.move_artifact("r1", str(tmp_path / "plot.png"))
+    monkeypatch.undo()
+    # everything back where it came from, so that the logger can send it again or spill it
+    assert os.path.exists(os.path.join(folder, "data", "model.pkl")) and (tmp_path / "plot.png").exists()
+    assert store.list_artifacts("r1") == [] and _artifact_rows(store, "r1") == []
+    store.move_artifact("r1", folder, "model")
+    assert [a.path for a in store.list_artifacts("r1")] == ["model"]
+
+
+def test_move_artifact_keeps_the_path_checks(store, tmp_path):
+    _start(store, "r1")
+    (tmp_path / "f.txt").write_text("x")
+    for bad in ("../escape", "/abs", "a/../../b"):
+        with pytest.raises(BackendError, match="must be relative"):
+            store.move_artifact("r1", str(tmp_path / "f.txt"), bad)
+    with pytest.raises(RunNotFound):
+        store.move_artifact("nope", str(tmp_path / "f.txt"))
+    assert (tmp_path / "f.txt").exists()
+
+
+def test_a_run_whose_artifact_folder_row_leaves_the_store_is_refused(store, tmp_path):
+    _start(store, "r1")
+    (tmp_path / "f.txt").write_text("x")
+    with sqlite3.connect(store.db_path) as conn:
+        conn.execute("UPDATE runs SET artifact_uri = '../outside' WHERE run_id = 'r1'")
+    with pytest.raises(BackendError, match="outside the store"):
+        store.move_artifact("r1", str(tmp_path / "f.txt"))
+    assert (tmp_path / "f.txt").exists() and not (tmp_path / "outside").exists()
+
+
+def test_a_link_in_a_moved_folder_is_placed_as_a_copy_would_place_it(store, tmp_path):
+    _start(store, "r1")
+    folder = tmp_path / "staged" / "files"
+    folder.mkdir(parents=True)
+    (folder / "kept.txt").write_text("inside")
+    (folder / "link.txt").symlink_to(folder / "kept.txt")
+    store.move_artifact("r1", str(folder), "files")
+    local = store.download_artifacts("r1", "files", "")
+    assert sorted(os.listdir(local)) == ["kept.txt", "link.txt"]
+    assert not os.path.islink(os.path.join(local, "link.txt"))  # never a link inside the store
+    with open(os.path.join(local, "link.txt")) as fh:
+        assert fh.read() == "inside"
+
+
+# -- groups of writes: one transaction, each write undone alone ---------------------------------------
+
+def test_a_group_of_writes_is_stored_at_its_commit_only(store, tmp_path):
+    _start(store, "r1")
+    reader = LocalStore(store.root)
+    assert store.begin_group()
+    _start(store, "r2")
+    store.log_batch("r2", metrics=[Metric("loss", 0.5, _now(), 0)], params=[Param("lr", "0.1")])
+    store.end_run("r2", RunStatus.FINISHED, _now())
+    assert store.get_run("r2").status == RunStatus.FINISHED  # the writer reads its own group
+    with pytest.raises(RunNotFound):
+        reader.get_run("r2")  # nothing of it is stored yet
+    store.commit_group()
+    run = reader.get_run("r2")
+    assert (run.status, run.params, run.metrics) == (RunStatus.FINISHED, {"lr": "0.1"}, {"loss": 0.5})
+    reader.shutdown()
+
+
+def test_a_refused_write_in_a_group_is_undone_alone(store):
+    _start(store, "r1")
+    store.log_batch("r1", params=[Param("lr", "0.1")])
+    store.begin_group()
+    store.log_batch("r1", tags=[("before", "1")])
+    with pytest.raises(BackendError, match="already logged"):
+        store.log_batch("r1", params=[Param("lr", "0.2")], tags=[("refused", "1")])
+    with pytest.raises(RunNotFound):
+        store.log_batch("nope", tags=[("x", "1")])
+    store.log_batch("r1", tags=[("after", "1")])
+    store.commit_group()
+    tags = store.get_run("r1").tags
+    assert ("before" in tags, "after" in tags, "refused" in tags) == (True, True, False)
+    assert store.get_run("r1").params == {"lr": "0.1"}
+
+
+def test_an_aborted_group_stores_nothing_and_moves_its_files_back(store, tmp_path):
+    _start(store, "r1")
+    folder = _model_folder(tmp_path)
+    store.begin_group()
+    store.log_batch("r1", tags=[("t", "1")])
+    store.move_artifact("r1", folder, "model")
+    assert not os.path.exists(folder)
+    store.abort_group()
+    assert os.path.exists(os.path.join(folder, "data", "model.pkl"))
+    assert "t" not in store.get_run("r1").tags and _artifact_rows(store, "r1") == []
+    store.log_batch("r1", tags=[("t", "2")])  # the store writes as ever afterwards
+    assert store.get_run("r1").tags["t"] == "2"
+
+
+def test_a_failed_commit_stores_nothing_and_moves_the_files_back(store, tmp_path, monkeypatch):
+    _start(store, "r1")
+    folder = _model_folder(tmp_path)
+    store.begin_group()
+    store.log_batch("r1", tags=[("t", "1")])
+    store.move_artifact("r1", folder, "model")
+    conn = store._conns[__import__("threading").current_thread()]
+    conn.execute("ROLLBACK")  # as SQLite does itself on some errors (a full disk, an I/O error)
+    with pytest.raises(BackendUnavailable, match="rolled back"):
+        store.commit_group()
+    assert os.path.exists(os.path.join(folder, "data", "model.pkl"))
+    assert "t" not in store.get_run("r1").tags and _artifact_rows(store, "r1") == []
+
+
+def test_prepare_makes_the_store_and_a_read_still_makes_none(tmp_path):
+    idle = LocalStore(str(tmp_path / "idle"))
+    idle.shutdown()
+    assert not (tmp_path / "idle").exists()
+    store = LocalStore(str(tmp_path / "made"))
+    store.prepare()
+    assert (tmp_path / "made" / "autolog.db").exists()
+    assert store.search_runs() == []
+    store.shutdown()
