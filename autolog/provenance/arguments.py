@@ -29,7 +29,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from autolog.instrument import containment
-from autolog.instrument.patching import Patcher, when_imported
+from autolog.instrument.patching import Patcher
 from autolog.validation import MAX_PARAM_VALUE_LENGTH, REDACTED, is_secret_name, redact_text, secret_options, value_to_text
 
 PREFIX = "args."
@@ -139,7 +139,7 @@ class ArgumentRecorder:
         # patched when imported (at once if it is): a script without a command line does not pay
         # argparse's import in autolog()
         self.patcher.when_imported("argparse", self._patch_argparse)
-        when_imported("click", self._patch_click)
+        self.patcher.when_imported("click", self._patch_click)  # forgotten with the patcher at disable
         if not self.params and in_main_process_thread():
             with containment.contained("looking for arguments parsed before autolog()"):
                 parsed = already_parsed()
