@@ -50,7 +50,8 @@ import weakref
 from typing import Callable, Optional
 
 from autolog.instrument import containment
-from autolog.backends.base import Backend, BackendUnavailable, BatchLimits, CredentialsRefused, RunNotFound
+from autolog.backends.base import (Backend, BackendError, BackendUnavailable, BatchLimits, CredentialsRefused,
+                                   RunNotFound)
 from autolog.entities import MetricRecords, Param
 from autolog.validation import clean_text, redact_command_tag
 from autolog.transport.journal import (
@@ -156,6 +157,11 @@ class BatchingLogger:
         self._inflight: list = []
         self._inflight_pos = 0
         self._inline: Optional[list] = None  # records logged by deferred work, on the worker
+        # the writes the backend holds in its open group (`_begin_group`), stored at its commit:
+        # (run_id, op, encode, count, create, split, after) each; None while no group is open.
+        # `_group_from`: `_inflight_pos` when the group began (an exit that gives up spills from there)
+        self._grouped: Optional[list] = None
+        self._group_from: Optional[int] = None
         self._down = False
         self._next_probe = 0.0
         self._probe_interval = _PROBE_FIRST_S
@@ -331,6 +337,7 @@ class BatchingLogger:
         # not at the first write, which for a short script would be during interpreter exit
         with containment.contained("opening the backend"):
             self.backend.limits
+            self._prepare_backend()
         if self.journal.has_pending():
             # replay older spills before anything new is sent, and before the first flush marker
             # is answered: a short script after an outage delivers the backlog it found (a probe
@@ -354,6 +361,19 @@ class BatchingLogger:
                 containment.report("the logger's worker", exc)
             if self._stop and not self._queue:
                 return
+
+    def _prepare_backend(self) -> None:
+        """Let the backend connect (the local store: make its folder and schema) now, while the
+        training call that logged the first record runs; it used to happen at the first write,
+        after the call, in the time a short script waits at its end. A backend that cannot be
+        reached yet is met again at the first write, retried and spilled as ever."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            prepare()
+        except BackendError:
+            pass
 
     def _process_queue(self) -> None:
         """One pass over what is queued. What arrives meanwhile waits for the next pass (the
@@ -381,7 +401,22 @@ class BatchingLogger:
 
     def _process(self, records: list, track: bool = False) -> None:
         """Write `records` in order. With `track`, keep `_inflight_pos` at the first record
-        not yet written, so that an exit that gives up on the worker spills from there."""
+        not yet written, so that an exit that gives up on the worker spills from there.
+
+        The writes go to the backend as one group (one transaction in the local store),
+        committed before deferred work runs, before a flush marker is answered, and at the
+        end: a pass costs one commit, not one per record, and what a killed process loses
+        is still only what it had not yet written."""
+        owner = self._grouped is None and self._begin_group()
+        try:
+            self._process_records(records, track, owner)
+        finally:
+            if owner:
+                self._end_group()
+        if track and not self._abandoned:
+            self._inflight_pos = len(records)
+
+    def _process_records(self, records: list, track: bool, owner: bool) -> None:
         pending: dict[str, list] = {}  # run_id -> [metric records, params, tags]
         size = 0
         max_size = self.max_batch_size
@@ -417,6 +452,11 @@ class BatchingLogger:
                     self._send_batches(pending)
                     pending, size = {}, 0
                     last_run = last_metrics = None
+                grouped = owner and kind in "xf"
+                if grouped:
+                    # deferred work may take long, and a flush marker promises what came before
+                    # is stored: the group is committed first, and begun again after
+                    self._end_group()
                 if track:
                     # deferred work is the worker's once it starts it: an exit that gives up
                     # meanwhile must not run it a second time (what it logs is spilled below)
@@ -427,6 +467,8 @@ class BatchingLogger:
                     containment.report("the logger's worker", exc)
                 if self._abandoned:
                     return
+                if grouped:
+                    self._begin_group()
             if size >= max_size:
                 self._send_batches(pending)
                 pending, size = {}, 0
@@ -439,8 +481,43 @@ class BatchingLogger:
             return
         if pending:
             self._send_batches(pending)
-        if track:
-            self._inflight_pos = len(records)
+
+    def _begin_group(self) -> bool:
+        """Ask the backend to hold this pass's writes in one group; True if it does."""
+        begin = getattr(self.backend, "begin_group", None)
+        if begin is None or self._down or self._abandoned:
+            return False
+        try:
+            grouped = bool(begin())
+        except Exception as exc:  # noqa: BLE001 - then each write is stored on its own, as ever
+            containment.report("grouping the backend's writes", exc)
+            return False
+        if grouped:
+            self._grouped, self._group_from = [], self._inflight_pos
+        return grouped
+
+    def _end_group(self) -> None:
+        """Commit the open group. A commit that fails stored none of it: each of its writes is
+        sent again on its own, retried and spilled as any write is."""
+        entries, self._grouped = self._grouped, None
+        if entries is None:
+            return
+        try:
+            self.backend.commit_group()
+        except Exception as exc:  # noqa: BLE001
+            with containment.contained("dropping the backend's group of writes"):
+                self.backend.abort_group()
+            log.debug("autolog: committing %d grouped writes failed (%r); sending them one by one",
+                      len(entries), exc)
+            for run_id, op, encode, count, create, split, after in entries:
+                self._send(run_id, op, encode, count, create=create, split=split, after=after)
+        else:
+            for entry in entries:
+                self.stats.written += entry[3]
+                if entry[6] is not None:
+                    entry[6]()
+        finally:
+            self._group_from = None
 
     def _control(self, rec: tuple) -> None:
         kind = rec[0]
@@ -544,8 +621,12 @@ class BatchingLogger:
         )
 
     def _send_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str], owned: bool) -> None:
+        # a staged copy of the logger's own may be moved into the backend (the local store
+        # renames it) rather than copied: it is deleted after delivery anyway
+        place = getattr(self.backend, "move_artifact", None) if owned else None
+
         def deliver():
-            self.backend.log_artifact(run_id, local_path, artifact_path)
+            (place or self.backend.log_artifact)(run_id, local_path, artifact_path)
 
         def encode():
             path = local_path
@@ -555,8 +636,7 @@ class BatchingLogger:
                     remove_staged_copy(local_path)
             return encode_artifact(run_id, path, artifact_path)
 
-        if self._send(run_id, deliver, encode, 1) and owned:
-            remove_staged_copy(local_path)
+        self._send(run_id, deliver, encode, 1, after=(lambda: remove_staged_copy(local_path)) if owned else None)
 
     def _register(self, run_id: str, artifact_path: str, name: str) -> None:
         """A model registration goes the way of any record: retried, spilled while the backend
@@ -581,25 +661,40 @@ class BatchingLogger:
         self._send(run_id, deliver, lambda: encode_inputs(run_id, datasets), len(datasets))
 
     def _send(self, run_id: str, op: Callable[[], None], encode: Callable[[], dict], count: int,
-              create: bool = False, split: Optional[Callable[[], None]] = None) -> bool:
-        """Write one operation, retrying; spill it when the backend stays down. True if written.
-        Refused for good, it is handed to `split` (which sends its parts) when given."""
+              create: bool = False, split: Optional[Callable[[], None]] = None,
+              after: Optional[Callable[[], None]] = None) -> None:
+        """Write one operation, retrying; spill it when the backend stays down. Refused for
+        good, it is handed to `split` (which sends its parts) when given. `after` runs once
+        it is stored (in a group: once the group is committed)."""
         if run_id in self._failed_runs:
             self._reject(encode, count, RunNotFound(run_id))
-            return False
+            return
         if self._down:
             self._spill(lambda: [encode()], count)
-            return False
+            return
         deadline = time.monotonic() + self.retry_seconds
         attempt = 0
         while True:
             try:
                 op()
-            except CredentialsRefused as exc:
-                last: BaseException = exc  # asking again now gets the same answer: keep it for later
-                break
-            except (BackendUnavailable, RunNotFound) as exc:
-                last = exc  # a missing run may be created by another process's logger soon
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if self._grouped is not None:
+                    # the write was undone alone; the group's writes are stored before this
+                    # one waits for a retry (holding the store's lock) or is split or spilled
+                    self._end_group()
+                last: BaseException = exc
+                if isinstance(exc, CredentialsRefused):
+                    break  # asking again now gets the same answer: keep it for later
+                if not isinstance(exc, (BackendUnavailable, RunNotFound)):
+                    # refused for good: journal it aside
+                    if split is not None:
+                        split()
+                        return
+                    if create:
+                        self._failed_runs.add(run_id)
+                    self._reject(encode, count, exc)
+                    return
+                # unavailable, or a missing run that another process's logger may create soon
                 delay = retry_delay(attempt, getattr(exc, "retry_after", None))
                 attempt += 1
                 # a wait past the deadline (a long Retry-After included) is not taken: the records
@@ -609,19 +704,15 @@ class BatchingLogger:
                 self.stats.retried += 1
                 self._pause(delay)
                 continue
-            except Exception as exc:  # noqa: BLE001 - refused for good: journal it aside
-                if split is not None:
-                    split()
-                    return False
-                if create:
-                    self._failed_runs.add(run_id)
-                self._reject(encode, count, exc)
-                return False
+            if self._grouped is not None:
+                self._grouped.append((run_id, op, encode, count, create, split, after))
+                return
             self.stats.written += count
-            return True
+            if after is not None:
+                after()
+            return
         self._mark_down(last)
         self._spill(lambda: [encode()], count)
-        return False
 
     def _pause(self, seconds: float) -> None:
         """The worker's wait between two tries of a write (a method, so tests can watch it)."""
@@ -750,7 +841,10 @@ class BatchingLogger:
         """The worker did not finish in time (a hung backend): spill its remaining work from here."""
         self._abandoned = True
         with self._taking:  # held only while records move from the queue, never during I/O
-            leftover = list(self._inflight[self._inflight_pos:]) + list(self._queue)
+            # the worker's open group is not stored yet: spilled too (at least once, as a write
+            # in flight is)
+            start = self._inflight_pos if self._group_from is None else min(self._group_from, self._inflight_pos)
+            leftover = list(self._inflight[start:]) + list(self._queue)
             self._queue.clear()
             self._inflight, self._inflight_pos = [], 0
         self._down = True

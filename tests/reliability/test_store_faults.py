@@ -3,7 +3,8 @@ spilled, replayed), never a reason to set a model aside for good; and `autolog s
 again what was set aside once its cause is gone.
 
 The tests run as root on the CI machine, where chmod cannot make a folder unwritable, so the
-EACCES case injects the error into the store's file copy (the one fault injection of the suite).
+EACCES case injects the error into the store's file rename and copy (the one fault injection of
+the suite).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
 def test_a_permission_error_is_retried_not_set_aside(tmp_path, store, store_dir, monkeypatch, code):
-    real_copy = local_module.shutil.copy2
+    real_copy, real_rename = local_module.shutil.copy2, local_module.os.rename
     failures = []
 
     def copy_failing_twice(src, dst, *args, **kwargs):
@@ -37,7 +38,14 @@ def test_a_permission_error_is_retried_not_set_aside(tmp_path, store, store_dir,
             raise OSError(code, os.strerror(code), dst)
         return real_copy(src, dst, *args, **kwargs)
 
+    def rename_failing_meanwhile(src, dst, *args, **kwargs):
+        # the logger's staged copy is moved into the store; refused, the store copies it
+        if str(dst).startswith(store_dir) and len(failures) < 2:
+            raise OSError(code, os.strerror(code), dst)
+        return real_rename(src, dst, *args, **kwargs)
+
     monkeypatch.setattr(local_module.shutil, "copy2", copy_failing_twice)
+    monkeypatch.setattr(local_module.os, "rename", rename_failing_meanwhile)
     f = tmp_path / "weights.bin"
     f.write_bytes(b"w" * 1000)
     with autolog.start_run() as run:
