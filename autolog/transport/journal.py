@@ -416,16 +416,21 @@ def remove_staged_copy(path: str) -> None:
     """Delete a staged file or folder, then its staging folder (`staged/<id>/`) once empty: one
     staging folder may hold several artifacts (a plot and its JSON), each delivered on its own."""
     path = os.path.abspath(path)
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    _remove_path(path)
     parent = os.path.dirname(path)
     if os.path.basename(os.path.dirname(parent)) == "staged":
         try:
             os.rmdir(parent)
         except OSError:
             pass
+
+
+def _remove_path(path: str) -> None:
+    """Delete a file or a folder, if it is there (a staged copy the backend moved is not)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # a folder (EISDIR; EPERM on macOS), or a file that stays
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
