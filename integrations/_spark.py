@@ -94,6 +94,22 @@ class PendingSparkWork:
             with containment.contained(f"pyspark: {work.label}"):
                 work.run()
 
+    def run_alongside(self, work: SparkWork) -> None:
+        """Do `work` on this thread and, meanwhile, the oldest other piece not started yet on a
+        short-lived thread of its own. Spark runs the two pieces' jobs side by side: each piece
+        is a few small jobs (a model's writer, a summary's metrics) whose time is mostly Spark's
+        scheduling, not its cores. A piece is done once, by whoever reaches it first
+        (`SparkWork.run`); its own record then finds it done, or waits for it to be."""
+        with self._lock:
+            other = next((w for w in self._work.values() if w is not work and w._do is not None), None)
+        if other is not None:
+            def run_other() -> None:
+                with containment.contained(f"pyspark: {other.label}"):
+                    other.run()
+
+            containment.background_thread(run_other, "autolog-spark-work").start()
+        work.run()
+
 
 pending = PendingSparkWork()
 

@@ -342,7 +342,9 @@ def _finished(run: runs.ActiveRun, work: "SparkWork", what: str, *, heavy: bool 
     (a stop while it is on does the work first). One warning for the process about that."""
     if heavy:
         activity.wait()
-    work.run()
+        pending.run_alongside(work)  # the run's other Spark work (its model's writer) meanwhile
+    else:
+        work.run()
     if work.skipped:
         containment.warn_once("pyspark session stopped", "the SparkSession was stopped before autolog could "
                               "read or write %s of run %s (nor any other Spark work still pending): not logged",
