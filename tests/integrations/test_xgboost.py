@@ -219,6 +219,7 @@ def test_classifier_fit_is_one_run_with_get_params_training_metrics_and_the_wrap
     assert run.metrics["training_roc_auc"] == pytest.approx(metrics.roc_auc_score(y, model.predict_proba(X)[:, 1]))
     names = artifacts(run.run_id)
     assert "training_confusion_matrix.png" in names and "feature_importance_weight.json" in names
+    assert {"training_roc_curve.png", "training_precision_recall_curve.png"} <= set(names)  # two classes, as mlflow
     loaded = autolog.load_model(run.run_id)
     assert type(loaded) is xgb.XGBClassifier
     np.testing.assert_array_equal(loaded.predict_proba(Xv), model.predict_proba(Xv))
