@@ -171,7 +171,7 @@ def test_curve_pngs_and_their_thinned_data(tmp_path):
         return set(map(tuple, np.rint(np.column_stack([x, y]) * plots.CURVE_RESOLUTION).tolist()))
 
     kept = plots._thin(fpr, tpr)
-    assert cells(*kept) == cells(fpr, tpr)  # one point in each 1/500 of the axes the curve crosses
+    assert cells(*kept) == cells(fpr, tpr)  # one point in each 1/250 of the axes the curve crosses
     assert set(kept[0].tolist()) <= set(fpr.tolist())
     assert data["fpr"] == np.round(kept[0], 6).tolist() and data["tpr"] == np.round(kept[1], 6).tolist()
     assert plots.curve_png(data, str(tmp_path / "roc.png"))
