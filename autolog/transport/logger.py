@@ -473,10 +473,16 @@ class BatchingLogger:
                 self._send_batches(pending)
                 pending, size = {}, 0
                 last_run = last_metrics = None
+                if owner:
+                    # a group holds at most about one batch of points: a long backlog is not one
+                    # transaction (the store's lock held throughout, lost whole by a kill)
+                    self._end_group()
                 if track:
                     self._inflight_pos = index + 1
                 if self._abandoned:
                     return
+                if owner:
+                    self._begin_group()
         if self._abandoned:  # exit gave up on the worker meanwhile and spilled these itself
             return
         if pending:

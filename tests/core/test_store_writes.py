@@ -207,3 +207,14 @@ def test_the_worker_makes_the_store_as_it_starts_and_autolog_alone_makes_none(st
         assert os.path.exists(os.path.join(store_dir, "autolog.db"))
     finally:
         autolog.autolog(disable=True)
+
+
+def test_a_long_backlog_is_committed_batch_by_batch(make_logger, statements):
+    logger, store = make_logger(max_batch_size=100, max_queue_size=10_000)
+    logger.enqueue(("c", RunStart(RUN, "Default", "r", 1, None, {})))
+    assert logger.flush(30)
+    statements.clear()
+    # one pass over a backlog of 1,000 points (as the worker takes it), here on the test's thread
+    logger._process([("m", RUN, "loss", float(step), 1_000 + step, step) for step in range(1000)])
+    assert len(store.get_metric_history(RUN, "loss")) == 1000
+    assert statements["COMMIT"] == 10  # a group per batch of 100 points, not one transaction for all
