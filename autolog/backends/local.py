@@ -956,8 +956,9 @@ def _place_tree(src: str, run_dir: str, rel_base: str, moves: Optional[list]) ->
     if rel_base and not os.path.lexists(dest):
         try:
             _rename(src, dest)
-        except OSError:
-            pass  # another filesystem: placed entry by entry below
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # another filesystem: no entry of it can be renamed either
+                return _copy_tree(src, run_dir, rel_base)
         else:
             moves.append((dest, src))
             return rows
