@@ -55,6 +55,14 @@ delivered as soon as they are copied.
 
 Nothing is done, and `capture_checkpoint` returns False, when `autolog(log_checkpoints=False)`
 (or `AUTOLOG_LOG_CHECKPOINTS=false`) is in effect.
+
+## Files a framework writes during one training call
+
+An integration that learns of checkpoint files by looking (a callback after each epoch, a
+wrapper of a save that may be called for the same file more than once) keeps one
+`CapturedFiles` per training call: `capture(path)` captures a file when it was written since
+its last capture (its inode, size and mtime_ns differ), and `wait()`, before the framework
+may write the files again, waits for their copies (`wait_for_checkpoint`).
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ from typing import Any, Mapping, Optional
 
 from autolog.instrument import containment
 
-__all__ = ["capture_checkpoint", "wait_for_checkpoint", "CHECKPOINT_DIR", "MAX_PENDING_COPIES"]
+__all__ = ["capture_checkpoint", "wait_for_checkpoint", "CapturedFiles", "CHECKPOINT_DIR", "MAX_PENDING_COPIES"]
 
 log = logging.getLogger("autolog")
 
@@ -126,6 +134,42 @@ def wait_for_checkpoint(path: str, timeout: Optional[float] = None) -> None:
     it) still being copied is done, or after `timeout` seconds. Call it before the framework
     writes a captured path again; it returns at once when nothing is being copied."""
     _copier.wait_for(os.path.abspath(path), timeout)
+
+
+class CapturedFiles:
+    """The checkpoint files captured during one training call into `run`: a file is captured
+    again only once it was written again (see the module docstring)."""
+
+    def __init__(self, run, *, integration: str = "", keep_last: Optional[int] = None):
+        self.run = run
+        self.integration = integration
+        self.keep_last = keep_last
+        self._captured: dict = {}  # absolute path -> (inode, size, mtime_ns) at its last capture
+
+    def capture(self, path: str, *, step: Optional[int] = None, metrics: Optional[Mapping[str, float]] = None) -> bool:
+        """`capture_checkpoint` of `path` unless it was captured as it is now; False also when
+        there is no file at `path` (not written this time)."""
+        path = os.path.abspath(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._captured.get(path) == key:
+            return False
+        if not capture_checkpoint(self.run, path, step=step, keep_last=self.keep_last, metrics=metrics,
+                                  integration=self.integration):
+            return False
+        self._captured[path] = key
+        return True
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Return once the copies of every file captured so far are done (`wait_for_checkpoint`)."""
+        for path in list(self._captured):
+            wait_for_checkpoint(path, timeout)
+
+    def __len__(self) -> int:
+        return len(self._captured)
 
 
 # -- one snapshot -------------------------------------------------------------------------------

@@ -29,11 +29,14 @@ it is (`snapshot.data`); a flavor with a native format of its own (a booster's r
 bytes, a Keras file) overrides it. `snapshot_size` (for `max_model_size_mb`) knows bytes,
 a pickle, an object with a `size` and a file or folder path; a flavor overrides it only
 for another kind of snapshot. The version of the library is known, so requirements are
-written directly (no subprocess to infer them).
+written directly (no subprocess to infer them). A library that saves its models only to
+files (Keras's `model.save`) takes its snapshot as a `SavedFile`: the model saved on the
+training thread into a private temporary folder, moved into the model folder by `save`.
 
 The size limit: `log_model(..., max_size_mb=None)` takes `autolog(max_model_size_mb=...)`
 (environment: `AUTOLOG_MAX_MODEL_SIZE_MB`); a model over it is not logged, the run gets
-the tag `autolog.model_skipped` saying why, and one warning per flavor is logged.
+the tag `autolog.model_skipped` saying why, and one warning per flavor is logged; an
+integration that cannot log a model for another reason says so the same way (`skip_model`).
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Iterable, Optional
+import weakref
+from typing import Any, Callable, Iterable, Optional
 
 from autolog.instrument import containment
 from autolog.instrument import distributions as installed_distributions
@@ -73,6 +78,43 @@ class ModelFlavor:
     def save(self, snapshot: Any, path: str) -> dict:
         """Write the model's files under `path`; return MLmodel's flavors dict."""
         raise NotImplementedError
+
+
+class SavedFile:
+    """A model saved by its library to the file `filename` (`save(path)`) in a private temporary
+    folder, on the training thread: a snapshot the user can no longer change. `move_to` moves the
+    file into the model folder (on the worker) and removes the folder; so does dropping the
+    snapshot (a model skipped for its size). Not at interpreter exit: weakref.finalize's exit
+    hook would run before autolog's own flush at exit (atexit is LIFO, and the first snapshot
+    registers it after autolog's), removing the file of a fit that was the script's last line
+    before the worker wrote it. (A snapshot that the bounded flush at exit could not write
+    leaves its folder in the temporary directory.)"""
+
+    __slots__ = ("path", "size", "_cleanup", "__weakref__")
+
+    def __init__(self, save: Callable[[str], Any], filename: str, *, prefix: str = "autolog-model-"):
+        folder = tempfile.mkdtemp(prefix=prefix)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        self._cleanup.atexit = False
+        self.path = os.path.join(folder, filename)
+        try:
+            save(self.path)
+            self.size = os.path.getsize(self.path)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def move_to(self, target: str) -> None:
+        """Move the saved file to `target` (a file path) and remove the temporary folder."""
+        shutil.move(self.path, target)
+        self._cleanup()
+
+
+def skip_model(run, reason: str, kind: str) -> None:
+    """The model of `run` is not logged, for `reason`: the tag `autolog.model_skipped` on the run
+    and one warning per `kind` of reason for the process."""
+    run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
+    containment.warn_once(f"model skipped: {kind}", "%s; no model is logged (run %s)", reason, run.run_id)
 
 
 def snapshot_size(snapshot: Any) -> Optional[int]:
@@ -180,9 +222,8 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
     snapshot = flavor.snapshot(model)
     size = flavor.snapshot_size(snapshot)
     if max_size_mb is not None and size is not None and size > max_size_mb * 1024 * 1024:
-        reason = f"model of {size / 1048576:.1f} MB is over max_model_size_mb={max_size_mb}"
-        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
-        containment.warn_once(f"model size {flavor.name}", "%s; not logged (run %s)", reason, run.run_id)
+        skip_model(run, f"model of {size / 1048576:.1f} MB is over max_model_size_mb={max_size_mb}",
+                   f"size of a {flavor.name} model")
         return False
 
     def write_and_log() -> None:

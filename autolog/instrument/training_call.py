@@ -29,7 +29,7 @@ import inspect
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from autolog.instrument import containment
 from autolog.instrument.patching import original_of
@@ -40,7 +40,7 @@ from autolog.transport.logger import on_worker_thread
 if TYPE_CHECKING:
     from autolog.instrument.snapshots import TrainingActivity
 
-__all__ = ["Call", "TrainingWrapper", "call_arguments"]
+__all__ = ["Call", "TrainingWrapper", "call_arguments", "peeked", "with_argument"]
 
 
 class Call:
@@ -79,6 +79,21 @@ class Call:
             arguments = call_arguments(self.wrapped, self.args, self.kwargs, defaults=self._bind_defaults)
             self._bound = bound = (self.args, self.kwargs, arguments)
         return bound[2]
+
+    def set_argument(self, name: str, value: Any) -> None:
+        """Give the original `value` for its parameter `name`, by replacing `args` / `kwargs`
+        with new objects (`with_argument`); the user's tuple and dict are left as they are."""
+        self.args, self.kwargs = with_argument(self.wrapped, self.args, self.kwargs, name, value)
+
+    def peek_argument(self, name: str) -> Optional[tuple]:
+        """Read the first item of the iterator passed for `name` (a generator of batches) and
+        give the original, in its place, an iterator that yields that item first, then the
+        rest; `(item,)`, or None when the iterator was empty or raised (the original then
+        meets the end, or the same exception, where it reads). Call it last in `before`:
+        whatever fails after it, the original still gets the replaying iterator."""
+        first, replay = peeked(self.arguments[name])
+        self.set_argument(name, replay)
+        return first
 
     def describe(self) -> str:
         """`Class.method` (or the function's name), for messages."""
@@ -280,6 +295,53 @@ def call_arguments(wrapped: Callable, args: tuple, kwargs: dict, *, defaults: bo
         else:
             out[name] = value
     return out
+
+
+def with_argument(wrapped: Callable, args: tuple, kwargs: dict, name: str, value: Any) -> tuple[tuple, dict]:
+    """New `(args, kwargs)` for a call of `wrapped` that give its parameter `name` the value
+    `value`: in its place among `args` when the call passed it positionally, else as a
+    keyword. `args` and `kwargs` themselves are not changed (they are the user's)."""
+    position = _position(wrapped, name)
+    if position is not None and position < len(args):
+        return (*args[:position], value, *args[position + 1:]), kwargs
+    return args, {**kwargs, name: value}
+
+
+def peeked(iterator: Iterator) -> tuple[Optional[tuple], Iterator]:
+    """`((first item,), replay)`: the first item of `iterator`, read now, and a generator that
+    yields it, then the rest of `iterator`. `(None, replay)` when `iterator` was empty (the
+    replay is empty too) or raised (the replay raises the same exception when first read)."""
+    try:
+        first, failure = (next(iterator),), None
+    except StopIteration:
+        first, failure = None, None
+    except Exception as exc:  # noqa: BLE001 - the user's iterator: raised again where the library reads it
+        first, failure = None, exc
+
+    def replay():
+        if failure is not None:
+            raise failure
+        if first is not None:
+            yield first[0]
+            yield from iterator
+
+    return first, replay()
+
+
+def _position(wrapped: Callable, name: str) -> Optional[int]:
+    """The index of parameter `name` among the call's own positional arguments; None when it
+    cannot be passed positionally (or the signature cannot be read)."""
+    function, leading = _function_and_leading(original_of(wrapped))
+    signature = _signature(function)
+    if signature is None:
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for index, parameter in enumerate(signature.parameters.values()):
+        if parameter.kind not in positional:
+            return None
+        if parameter.name == name:
+            return index - len(leading) if index >= len(leading) else None
+    return None
 
 
 def _name_of(wrapped: Callable) -> str:

@@ -17,7 +17,7 @@ import pytest
 import autolog
 from autolog.instrument.patching import Patcher
 from autolog.instrument.snapshots import TrainingActivity
-from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
+from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments, peeked, with_argument
 
 ERROR = ValueError("bad training data")
 
@@ -416,6 +416,67 @@ def test_call_arguments_of_a_call_that_does_not_fit_raise_type_error():
     with pytest.raises(TypeError):
         call.arguments
     assert call_arguments(model.fit, ([1],), {"seed": 3}) == {"X": [1], "seed": 3}
+
+
+def test_with_argument_replaces_a_positional_or_keyword_argument_without_touching_the_users(patch):
+    model = Model()
+    ours = ["autolog's callback"]
+    args, kwargs = ([1], [0], 3), {"epochs": 2}  # callbacks is keyword-only: added as a keyword
+    assert with_argument(model.fit, args, kwargs, "callbacks", ours) == (([1], [0], 3), {"epochs": 2, "callbacks": ours})
+    assert kwargs == {"epochs": 2}
+    assert with_argument(model.fit, ([1], [0]), {}, "y", "new") == (([1], "new"), {})  # in its place
+    assert with_argument(model.fit, ([1],), {}, "y", "new") == (([1],), {"y": "new"})  # not passed: a keyword
+    assert with_argument(Model.build, (4, "extra"), {}, "size", 5) == ((5, "extra"), {})  # a classmethod
+    assert with_argument(len, ([1],), {}, "obj", [2]) == (([2],), {})  # positional-only
+
+    seen = []
+
+    class Replacing(TrainingWrapper):
+        integration = "toy"
+
+        def before(self, call):
+            call.set_argument("y", "replaced")
+            seen.append((call.args, call.arguments["y"]))
+
+    patch(Model, "fit", Replacing())
+    Model.fit(model, [1], [0])  # through the class: wrapt's partial holds the instance
+    model.fit([2], [0])
+    assert [c["y"] for c in model.calls] == ["replaced", "replaced"]
+    assert seen == [(([1], "replaced"), "replaced"), (([2], "replaced"), "replaced")]
+
+
+def test_peek_argument_reads_the_first_batch_and_the_original_gets_every_batch(patch):
+    seen = []
+
+    class Peeking(TrainingWrapper):
+        integration = "toy"
+
+        def before(self, call):
+            seen.append(call.peek_argument("X"))
+
+    patch(Model, "fit", Peeking())
+    model = Model()
+    model.fit(iter([[1, 2], [3, 4]]))
+    Model.fit(model, X=(batch for batch in [[5]]))
+    assert seen == [([1, 2],), ([5],)]
+    assert [list(c["X"]) for c in model.calls] == [[[1, 2], [3, 4]], [[5]]]
+
+
+def test_peeked_of_an_empty_or_failing_iterator():
+    first, replay = peeked(iter([]))
+    assert first is None and list(replay) == []
+
+    def failing():
+        raise ERROR
+        yield  # a generator
+
+    first, replay = peeked(failing())
+    assert first is None
+    with pytest.raises(ValueError) as raised:
+        next(replay)
+    assert raised.value is ERROR  # the user's own exception, where the library reads the data
+    first, replay = peeked(iter([None, 0]))
+    assert first == (None,) and list(replay) == [None, 0]
 
 
 def test_call_arguments_of_a_callable_without_a_signature_are_its_keywords():

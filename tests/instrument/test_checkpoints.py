@@ -18,7 +18,7 @@ import pytest
 import autolog
 from autolog import runs
 from autolog.instrument import checkpoints
-from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
+from autolog.instrument.checkpoints import CapturedFiles, capture_checkpoint, wait_for_checkpoint
 
 
 def store():
@@ -145,6 +145,27 @@ def test_without_keep_last_every_checkpoint_is_kept(tmp_path):
         # delivered while the run goes on
         assert [p for p in artifact_paths(run.run_id) if not p.endswith(".json")] == [
             "checkpoints/e0.ckpt", "checkpoints/e1.ckpt", "checkpoints/e2.ckpt"]
+
+
+def test_captured_files_capture_a_file_again_only_once_it_is_written_again(tmp_path, monkeypatch):
+    path, missing = tmp_path / "best.keras", tmp_path / "not-written.keras"
+    write(path, b"weights 1")
+    waited = []
+    monkeypatch.setattr(checkpoints, "wait_for_checkpoint", lambda p, timeout=None: waited.append(p))
+    with autolog.start_run() as run:
+        files = CapturedFiles(run, integration="test", keep_last=None)
+        assert files.capture(str(path), step=0, metrics={"loss": 1.0}) is True
+        assert files.capture(str(path), step=1) is False  # not written since: the same file
+        assert files.capture(str(missing), step=1) is False  # not written this time (save_best_only)
+        os.utime(path, ns=(10**18, 10**18))
+        write(path, b"weights 3")
+        assert files.capture(os.path.relpath(path), step=2) is True  # written again, by another spelling
+        assert len(files) == 1
+        files.wait()
+        assert waited == [str(path)]
+    assert autolog.flush(60)
+    assert read_artifact(run.run_id, "checkpoints/best.keras", tmp_path) == b"weights 3"
+    assert sidecar(run.run_id, "best.keras", tmp_path)["step"] == 2
 
 
 def test_log_checkpoints_false_does_nothing(tmp_path):

@@ -16,7 +16,8 @@ from sklearn.linear_model import LinearRegression
 
 import autolog
 from autolog import runs
-from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel, snapshot_size
+from autolog.instrument.models import (TAG_MODEL_SKIPPED, ModelFlavor, SavedFile, log_model, read_mlmodel, skip_model,
+                                       snapshot_size)
 from autolog.instrument.snapshots import PickledModel, pickle_model
 
 
@@ -117,3 +118,57 @@ def test_snapshot_size_of_the_usual_snapshots(tmp_path):
     assert snapshot_size(str(tmp_path / "folder" / "a")) == 10
     assert snapshot_size(tmp_path / "folder") == 15
     assert snapshot_size(object()) is None
+
+
+class FileFlavor(MinimalFlavor):
+    """A library that saves its models only to files: the snapshot is a `SavedFile`."""
+
+    def snapshot(self, model):
+        return SavedFile(lambda path: model_to_file(model, path), "model.pkl", prefix="autolog-test-")
+
+    def save(self, snapshot: SavedFile, path: str) -> dict:
+        snapshot.move_to(os.path.join(path, "model.pkl"))
+        return {"python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"}}
+
+
+def model_to_file(model, path: str) -> None:
+    with open(path, "wb") as fh:
+        fh.write(pickle_model(model).data)
+
+
+def test_a_saved_file_is_the_snapshot_moved_into_the_model_folder(loader_module):
+    model, X = fitted()
+    with autolog.start_run() as run:
+        assert log_model(run, model, FileFlavor()) is True
+        model.fit(X, X[:, 1])  # refit right after: the file was saved at the call
+    assert autolog.flush(60)
+    np.testing.assert_allclose(autolog.load_model(run.run_id).predict(X), X[:, 0] * 2 + 1)
+    assert not [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("autolog-test-")]
+
+
+def test_a_saved_file_dropped_or_failing_leaves_no_folder():
+    def folders():
+        return [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("autolog-test-")]
+
+    snapshot = SavedFile(lambda path: open(path, "wb").close(), "empty.bin", prefix="autolog-test-")
+    assert snapshot.size == 0 and os.path.isfile(snapshot.path) and len(folders()) == 1
+    del snapshot  # a model skipped for its size
+    assert folders() == []
+
+    def failing_save(path):
+        raise ValueError("the library cannot save this model")
+
+    with pytest.raises(ValueError):
+        SavedFile(failing_save, "model.bin", prefix="autolog-test-")
+    assert folders() == []
+
+
+def test_skip_model_tags_the_run_and_warns_once_per_kind(caplog):
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        with autolog.start_run() as run:
+            skip_model(run, "the library could not save the model: ValueError: no", "library save ValueError")
+            skip_model(run, "the library could not save the model: ValueError: no", "library save ValueError")
+    assert autolog.flush(60)
+    assert autolog.get_run(run.run_id).tags[TAG_MODEL_SKIPPED].startswith("the library could not save")
+    messages = [r.getMessage() for r in caplog.records if "could not save" in r.getMessage()]
+    assert len(messages) == 1 and "no model is logged" in messages[0] and run.run_id in messages[0]
