@@ -34,28 +34,25 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import os
 import sys
-import tempfile
 import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any, Optional
 
 from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.callbacks import contained_callback
-from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoint
+from autolog.instrument.checkpoints import CapturedFiles
 from autolog.instrument.datasets import log_dataset
 from autolog.instrument.integration import Integration
-from autolog.instrument.models import TAG_MODEL_SKIPPED, ModelFlavor, log_model, read_mlmodel
+from autolog.instrument.models import ModelFlavor, SavedFile, log_model, read_mlmodel, skip_model
 from autolog.instrument.params import flatten
-from autolog.instrument.patching import Patcher, original_of
+from autolog.instrument.patching import Patcher
+from autolog.instrument.post_training import AfterTraining, TrainedModels
 from autolog.instrument.role import is_primary_process
 from autolog.instrument.step_metrics import StepMetrics
-from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
-from autolog.runs.training import training_call_in_progress
+from autolog.instrument.training_call import Call, TrainingWrapper
 
 NAME = "keras"
 MODEL_DATA = "data"  # the folder mlflow.keras reads: data/model.keras, data/keras_module.txt
@@ -74,7 +71,7 @@ class KerasIntegration(Integration):
         import keras
 
         patcher.wrap(keras.Model, "fit", FIT)
-        patcher.wrap(keras.Model, "evaluate", _evaluate)
+        patcher.wrap(keras.Model, "evaluate", EVALUATE)
 
     def model_flavor(self, model: Any) -> Optional["KerasFlavor"]:
         """A `keras.Model`, as a fit logs it (`autolog.log_model(model)`)."""
@@ -100,9 +97,7 @@ class KerasFit(TrainingWrapper):
         callbacks = arguments.get("callbacks")
         call.state["primary"] = primary = is_primary_process()
         if not primary:  # metrics only: no params, datasets, summary, checkpoints or model to prepare
-            logger = new_callback(run, [], s, primary=False)
-            call.args, call.kwargs = with_callbacks(call.wrapped, call.args, call.kwargs,
-                                                    _added_callbacks(callbacks, logger))
+            call.set_argument("callbacks", _added_callbacks(callbacks, new_callback(run, [], s, primary=False)))
             return
         user_callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])
         early_stopping = _first_of(user_callbacks, "EarlyStopping")
@@ -116,13 +111,9 @@ class KerasFit(TrainingWrapper):
         if s.log_datasets:
             log_datasets(run, arguments)
         call.state["early_stopping"] = early_stopping
-        logger = new_callback(run, user_callbacks, s)
-        args, kwargs = with_callbacks(call.wrapped, call.args, call.kwargs, _added_callbacks(callbacks, logger))
-        # last, once nothing else can fail: a generator's first batch, read to learn the
-        # batch size, is put back in front of it (Keras gets the same data)
-        if peek:
-            args, kwargs = _peek_batch_size(call, args, kwargs)
-        call.args, call.kwargs = args, kwargs
+        call.set_argument("callbacks", _added_callbacks(callbacks, new_callback(run, user_callbacks, s)))
+        if peek:  # last, once nothing else can fail: the generator's first batch is read
+            log_generator_batch_size(call)
 
     def after(self, call: Call) -> None:
         if not call.state.get("primary"):
@@ -284,16 +275,6 @@ def log_early_stopping(run, callback: Any, history: Any) -> None:
 
 
 # -- the callback list ----------------------------------------------------------------------------
-def with_callbacks(wrapped: Any, args: tuple, kwargs: dict, callbacks: Any) -> tuple:
-    """New args and kwargs of a call of `wrapped`, with `callbacks` as its callbacks argument."""
-    position = _parameter_position(wrapped, "callbacks")
-    if position is not None and position < len(args):
-        args = tuple(callbacks if i == position else a for i, a in enumerate(args))
-    else:
-        kwargs = {**kwargs, "callbacks": callbacks}
-    return args, kwargs
-
-
 def _added_callbacks(callbacks: Any, *mine: Any) -> Any:
     """A copy of the user's callbacks with autolog's own after them (a CallbackList stays one:
     a shallow copy with a new list, so the user's object is untouched)."""
@@ -312,26 +293,6 @@ def _added_callbacks(callbacks: Any, *mine: Any) -> Any:
     if checkpoint_at is not None and guard is not None:
         combined.insert(checkpoint_at, guard)  # waits for a copy before a checkpoint is written again
     return [*combined, *mine]
-
-
-def _parameter_position(wrapped: Any, name: str) -> Optional[int]:
-    """Index of parameter `name` in the call's own positional arguments (`self` left out)."""
-    target = original_of(wrapped)
-    function = getattr(target, "__func__", None) or getattr(target, "func", None)  # bound, or Model.fit(model, ...)
-    if function is None:
-        return None
-    try:
-        names = list(_parameters(function))
-    except (TypeError, ValueError):
-        return None
-    if names and names[0] == "self":
-        names = names[1:]
-    return names.index(name) if name in names else None
-
-
-@functools.lru_cache(maxsize=64)
-def _parameters(function: Any) -> tuple:
-    return tuple(inspect.signature(function).parameters)
 
 
 # -- the callback autolog adds -----------------------------------------------------------------
@@ -355,9 +316,8 @@ def callback_classes() -> tuple:
             self.primary = primary  # the job's primary process: also the summary and parameter counts
             self.metrics = StepMetrics(run, NAME)
             self.checkpoints = checkpoints  # the user's ModelCheckpoint callbacks
-            self.keep_last = keep_last
+            self.files = CapturedFiles(run, integration=NAME, keep_last=keep_last)  # the files they wrote
             self.every_n_steps = every_n_steps
-            self.captured: dict = {}  # path -> (inode, size, mtime_ns) when captured
             self.epoch = 0
             self.learning_rate = None
             self.counted = False
@@ -396,22 +356,10 @@ def callback_classes() -> tuple:
                 self.metrics.log({f"validation_{k}": v for k, v in logs.items()}, step=self.epoch)
 
         def capture(self, checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> None:
+            # no file: not written this time (save_best_only without an improvement)
             with containment.contained(f"{NAME}: capturing a ModelCheckpoint file"):
-                self._capture(checkpoint, epoch, batch, logs)
-
-        def _capture(self, checkpoint: Any, epoch: int, batch: Optional[int], logs: Mapping) -> None:
-            path = _checkpoint_path(checkpoint, epoch, batch, logs)
-            try:
-                st = os.stat(path)
-            except OSError:
-                return  # not written this time (save_best_only without an improvement)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if self.captured.get(path) == key:
-                return
-            scalars = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
-            if capture_checkpoint(self.run, path, step=epoch, keep_last=self.keep_last, metrics=scalars,
-                                  integration=NAME):
-                self.captured[path] = key
+                scalars = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+                self.files.capture(_checkpoint_path(checkpoint, epoch, batch, logs), step=epoch, metrics=scalars)
 
     @contained_callback(NAME)
     class KerasBatchLogger(KerasLogger):
@@ -459,18 +407,14 @@ def callback_classes() -> tuple:
             self.logger = logger
 
         def on_epoch_end(self, epoch, logs=None):
-            self.wait()
-
-        def wait(self):
-            for path in list(self.logger.captured):
-                wait_for_checkpoint(path)
+            self.logger.files.wait()
 
     @contained_callback(NAME)
     class BatchCheckpointGuard(CheckpointGuard):
         """The same before a ModelCheckpoint that saves every N batches (a batch hook: only then)."""
 
         def on_train_batch_end(self, batch, logs=None):
-            self.wait()
+            self.logger.files.wait()
 
     return KerasLogger, KerasBatchLogger
 
@@ -504,56 +448,32 @@ def _learning_rate_copy(model: Any) -> Any:
 
 
 # -- evaluate after fit ------------------------------------------------------------------------
-class TrainedModels:
-    """Which run trained which model (held weakly), and the step of its next evaluation."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._models: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
-
-    def remember(self, model: Any, run, next_step: int) -> None:
-        try:
-            with self._lock:
-                self._models[model] = [run, next_step]
-        except TypeError:  # not weak-referenceable: no evaluation logging for it
-            pass
-
-    def next_evaluation(self, model: Any) -> Optional[tuple]:
-        """(run, step) for an evaluation of `model` now, or None when autolog did not train it."""
-        if not self._models:
-            return None
-        with self._lock:
-            try:
-                entry = self._models.get(model)
-            except TypeError:
-                return None
-            if entry is None:
-                return None
-            run, step = entry
-            entry[1] = step + 1
-        return run, step
+trained = TrainedModels()  # each model's run, and the step of its next evaluation
 
 
-trained = TrainedModels()
-
-
-def _evaluate(wrapped, instance, args, kwargs):
+class KerasEvaluate(AfterTraining):
     """`model.evaluate(...)` of a model autolog trained: its results, as `validation_<name>`,
     go to the run that trained it (step: the epochs trained, then one more per evaluation).
     The validation inside `fit` is the fit's own (logged by its callback), never this."""
-    if instance is None or training_call_in_progress() is not None:
-        return wrapped(*args, **kwargs)
-    target = trained.next_evaluation(instance)
-    if target is None:
-        return wrapped(*args, **kwargs)
-    run, step = target
-    try:
-        callbacks = call_arguments(wrapped, args, kwargs).get("callbacks")
-    except TypeError:  # a call that does not fit evaluate's signature: Keras says so
-        return wrapped(*args, **kwargs)
-    with containment.contained(f"{NAME}: preparing to log evaluate"):
-        args, kwargs = with_callbacks(wrapped, args, kwargs, _added_callbacks(callbacks, evaluation_callback(run, step)))
-    return wrapped(*args, **kwargs)
+
+    integration = NAME
+
+    def run_of(self, call: Call) -> Any:
+        target = trained.next_step(call.instance) if call.instance is not None else None
+        if target is None:
+            return None
+        run, call.state["step"] = target
+        return run
+
+    def before(self, call: Call) -> None:
+        try:
+            callbacks = call.arguments.get("callbacks")
+        except TypeError:  # a call that does not fit evaluate's signature: Keras says so
+            return
+        call.set_argument("callbacks", _added_callbacks(callbacks, evaluation_callback(call.run, call.state["step"])))
+
+
+EVALUATE = KerasEvaluate()
 
 
 @functools.lru_cache(maxsize=1)
@@ -581,34 +501,19 @@ def evaluation_callback(run, step: int) -> Any:
 
 
 # -- the model -------------------------------------------------------------------------------------
-class KerasSnapshot:
-    """A `.keras` file saved on the training thread into a private temporary folder; the folder
-    is removed once the file is moved into the model folder, or when the snapshot is dropped
-    (the model skipped for its size). Not at interpreter exit: weakref.finalize's exit hook
-    would run before autolog's own flush at exit (atexit is LIFO, and the first snapshot
-    registers it after autolog's), removing the file of a fit that was the script's last line
-    before the worker wrote it. (A snapshot that the bounded flush at exit could not write
-    leaves its folder in the temporary directory.)"""
+class KerasSnapshot(SavedFile):
+    """The model's `.keras` file, saved on the training thread (the toolkit's `SavedFile`: a
+    private temporary folder, removed once the file is moved into the model folder), and the
+    backend and Keras version it was saved with."""
 
-    __slots__ = ("path", "size", "backend", "keras_version", "_cleanup", "__weakref__")
+    __slots__ = ("backend", "keras_version")
 
     def __init__(self, model: Any):
         import keras
 
-        folder = tempfile.mkdtemp(prefix="autolog-keras-")
-        self._cleanup = weakref.finalize(self, _remove_folder, folder)
-        self._cleanup.atexit = False
-        self.path = os.path.join(folder, MODEL_FILE)
-        model.save(self.path)
-        self.size = os.path.getsize(self.path)
+        super().__init__(model.save, MODEL_FILE, prefix="autolog-keras-")
         self.backend = keras.backend.backend()
         self.keras_version = keras.__version__
-
-
-def _remove_folder(folder: str) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 class KerasFlavor(ModelFlavor):
@@ -635,12 +540,9 @@ class KerasFlavor(ModelFlavor):
         return snapshot.size
 
     def save(self, snapshot: KerasSnapshot, path: str) -> dict:
-        import shutil
-
         data = os.path.join(path, MODEL_DATA)
         os.makedirs(data, exist_ok=True)
-        shutil.move(snapshot.path, os.path.join(data, MODEL_FILE))
-        snapshot._cleanup()  # the now empty temporary folder
+        snapshot.move_to(os.path.join(data, MODEL_FILE))
         with open(os.path.join(data, "keras_module.txt"), "w", encoding="utf-8") as fh:
             fh.write("keras")
         return {
@@ -659,10 +561,8 @@ def log_keras_model(run, model: Any, s) -> None:
     try:
         snapshot = KerasSnapshot(model)
     except Exception as exc:  # noqa: BLE001 - the user's model (e.g. a Lambda over an unserialisable object)
-        reason = f"Keras could not save the model: {type(exc).__name__}: {exc}"
-        run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
-        containment.warn_once(f"{NAME} model not saved {type(exc).__name__}", "%s; no model is logged (run %s)",
-                              reason, run.run_id)
+        skip_model(run, f"Keras could not save the model: {type(exc).__name__}: {exc}",
+                   f"{NAME} save {type(exc).__name__}")
         return
     signature = model_signature(model) if s.log_model_signatures else None
     log_model(run, snapshot, FLAVOR, signature=signature, max_size_mb=s.max_model_size_mb)
@@ -766,33 +666,13 @@ def _names(value: Any) -> Any:
     return getattr(value, "name", None) or getattr(value, "__name__", None) or type(value).__name__
 
 
-def _peek_batch_size(call: Call, args: tuple, kwargs: dict) -> tuple:
-    """Read a generator's first batch to learn the batch size, as mlflow.keras does; give Keras
-    a generator that yields that batch first, then the rest (or raises what reading it raised)."""
-    position = _parameter_position(call.wrapped, "x")
-    generator = kwargs["x"] if "x" in kwargs or position is None or position >= len(args) else args[position]
-    try:
-        first, failure = next(generator), None
-    except StopIteration:  # an empty generator stays empty
-        first, failure = None, StopIteration
-    except Exception as exc:  # noqa: BLE001 - the user's generator: raised again where Keras reads it
-        first, failure = None, exc
-
-    def replayed():
-        if failure is StopIteration:
-            return
-        if failure is not None:
-            raise failure
-        yield first
-        yield from generator
-
-    if "x" in kwargs or position is None or position >= len(args):
-        kwargs = {**kwargs, "x": replayed()}
-    else:
-        args = tuple(replayed() if i == position else a for i, a in enumerate(args))
+def log_generator_batch_size(call: Call) -> None:
+    """The batch size of a generator, from its first batch as mlflow.keras reads it; Keras
+    gets a generator that yields that batch first, then the rest (`Call.peek_argument`)."""
+    first = call.peek_argument("x")
     batch_size = None
-    if failure is None:
+    if first is not None:
         with containment.contained(f"{NAME}: batch size of a generator"):
-            batch_size = _rows(first[0] if isinstance(first, tuple) else first)
+            batch = first[0]
+            batch_size = _rows(batch[0] if isinstance(batch, tuple) else batch)
     call.run.log_param("batch_size", batch_size, normalize=True)
-    return args, kwargs
