@@ -367,11 +367,10 @@ class BatchingLogger:
         training call that logged the first record runs; it used to happen at the first write,
         after the call, in the time a short script waits at its end. A backend that cannot be
         reached yet is met again at the first write, retried and spilled as ever."""
-        prepare = getattr(self.backend, "prepare", None)
-        if prepare is None:
-            return
         try:
-            prepare()
+            prepare = getattr(self.backend, "prepare", None)  # a lazy backend is built here
+            if prepare is not None:
+                prepare()
         except BackendError:
             pass
 
@@ -490,11 +489,13 @@ class BatchingLogger:
 
     def _begin_group(self) -> bool:
         """Ask the backend to hold this pass's writes in one group; True if it does."""
-        begin = getattr(self.backend, "begin_group", None)
-        if begin is None or self._down or self._abandoned:
+        if self._down or self._abandoned:
             return False
         try:
-            grouped = bool(begin())
+            begin = getattr(self.backend, "begin_group", None)  # a lazy backend that cannot be built raises
+            grouped = begin is not None and bool(begin())
+        except BackendError:
+            return False  # then each write meets the backend on its own: retried, spilled
         except Exception as exc:  # noqa: BLE001 - then each write is stored on its own, as ever
             containment.report("grouping the backend's writes", exc)
             return False
@@ -627,11 +628,10 @@ class BatchingLogger:
         )
 
     def _send_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str], owned: bool) -> None:
-        # a staged copy of the logger's own may be moved into the backend (the local store
-        # renames it) rather than copied: it is deleted after delivery anyway
-        place = getattr(self.backend, "move_artifact", None) if owned else None
-
         def deliver():
+            # a staged copy of the logger's own may be moved into the backend (the local store
+            # renames it) rather than copied: it is deleted after delivery anyway
+            place = getattr(self.backend, "move_artifact", None) if owned else None
             (place or self.backend.log_artifact)(run_id, local_path, artifact_path)
 
         def encode():

@@ -218,3 +218,23 @@ def test_a_long_backlog_is_committed_batch_by_batch(make_logger, statements):
     logger._process([("m", RUN, "loss", float(step), 1_000 + step, step) for step in range(1000)])
     assert len(store.get_metric_history(RUN, "loss")) == 1000
     assert statements["COMMIT"] == 10  # a group per batch of 100 points, not one transaction for all
+
+
+def test_a_backend_that_cannot_be_built_has_everything_spilled(tmp_path):
+    """The run API's lazy backend raises BackendUnavailable from any attribute while it cannot be
+    built (a bad URI, a client library missing): asking it whether it groups writes or moves
+    files must not cost the records, they are spilled as every write to it is."""
+    from autolog.runs.lifecycle import _LazyBackend
+
+    backend = _LazyBackend("nope://nowhere")
+    logger = BatchingLogger(backend, journal=Journal(backend.uri, folder=str(tmp_path / "journal")),
+                            flush_interval=60.0, retry_seconds=0.1)
+    try:
+        _run_records(logger)
+        logger.enqueue(("a", RUN, _stage(logger, "plot.png", b"png"), None, True))
+        logger.enqueue(("e", RUN, RunStatus.FINISHED, 2))
+        assert logger.flush(30)
+        stats = logger.stats
+        assert (stats.spilled, stats.dropped, stats.rejected, stats.written) == (10, 0, 0, 0)
+    finally:
+        logger.close(timeout=10)
