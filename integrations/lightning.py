@@ -30,7 +30,6 @@ import functools
 import importlib
 import os
 import sys
-import weakref
 from typing import Any, Callable, Optional
 
 from autolog import runs
@@ -42,11 +41,11 @@ from autolog.instrument.integration import Integration
 from autolog.instrument.models import log_model
 from autolog.instrument.params import flatten, is_scalar_number
 from autolog.instrument.patching import Patcher
+from autolog.instrument.post_training import AfterTraining, TrainedModels
 from autolog.instrument.role import is_primary_process
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
 from autolog.integrations.torch import TorchFlavor, lr_metric_names, optimizer_params, pickle_module_bytes
-from autolog.runs.training import InsideTrainingCall, training_call_in_progress
 
 NAME = "lightning"
 PACKAGES = {"lightning.pytorch": "lightning", "pytorch_lightning": "pytorch-lightning"}  # module -> distribution
@@ -74,12 +73,12 @@ class LightningIntegration(Integration):
         return {"lightning": "lightning", "pytorch_lightning": "pytorch-lightning"}
 
     def patch(self, patcher: Patcher) -> None:
-        fitted = FittedTrainers()
+        fitted = TrainedModels()  # the run each trainer's last logged fit went to
         for package in PACKAGES:
             patcher.when_imported(package, functools.partial(_patch_package, patcher, fitted))
 
 
-def _patch_package(patcher: Patcher, fitted: "FittedTrainers", module: Any) -> None:
+def _patch_package(patcher: Patcher, fitted: TrainedModels, module: Any) -> None:
     version = getattr(module, "__version__", "0")
     if int(version.split(".")[0]) < 2:
         containment.warn_once(f"version {module.__name__}", "%s %s is older than 2.0: it is not patched",
@@ -93,26 +92,13 @@ def _patch_package(patcher: Patcher, fitted: "FittedTrainers", module: Any) -> N
     patcher.wrap(module.callbacks.ModelCheckpoint, "_save_checkpoint", _checkpoint_saved)
 
 
-class FittedTrainers:
-    """The run each trainer's last logged fit went to, so that `validate` / `test` after it log there."""
-
-    def __init__(self):
-        self._runs: "weakref.WeakKeyDictionary[Any, runs.ActiveRun]" = weakref.WeakKeyDictionary()
-
-    def remember(self, trainer: Any, run: runs.ActiveRun) -> None:
-        self._runs[trainer] = run
-
-    def run_of(self, trainer: Any) -> Optional[runs.ActiveRun]:
-        return self._runs.get(trainer)
-
-
 # -- the calls ------------------------------------------------------------------------------------
 class Fit(TrainingWrapper):
     """`Trainer.fit`: one run; the callback records the loop, `after` the result."""
 
     integration = NAME
 
-    def __init__(self, callback_class: type, fitted: FittedTrainers):
+    def __init__(self, callback_class: type, fitted: TrainedModels):
         super().__init__()
         self.callback_class = callback_class
         self.fitted = fitted
@@ -165,32 +151,32 @@ class Fit(TrainingWrapper):
         _remove_callback(call.instance, call.state.get("callbacks"))
 
 
-class AfterFit:
+class AfterFit(AfterTraining):
     """`Trainer.validate` / `test` on a trainer whose fit was logged: its metrics go to the fit's
-    run (which may have ended with the fit). Other calls run untouched.
+    run (which may have ended with the fit). Other calls run untouched. The call counts as a
+    training call, so the torch integration does not log the loggers' TensorBoard writes a
+    second time."""
 
-    Not a `TrainingWrapper`: the run is not chosen but the fit's (see the toolkit note in
-    docs/integrations/torch.md); the call is marked as a training call all the same, so the
-    torch integration does not log the loggers' TensorBoard writes a second time."""
+    integration = NAME
 
-    def __init__(self, callback_class: type, fitted: FittedTrainers):
+    def __init__(self, callback_class: type, fitted: TrainedModels):
+        super().__init__()
         self.callback_class = callback_class
         self.fitted = fitted
 
-    def __call__(self, wrapped, instance, args, kwargs):
-        run = self.fitted.run_of(instance) if training_call_in_progress() is None else None
-        if run is None:
-            return wrapped(*args, **kwargs)
-        with InsideTrainingCall():
-            callbacks = None
-            with containment.contained(f"{NAME}: adding the callback to {wrapped.__name__}"):
-                recorder = FitRecorder(run, instance, instance.lightning_module, instance.datamodule)
-                callbacks = _add_callback(instance, self.callback_class(recorder))
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                with containment.contained(f"{NAME}: removing the callback of {wrapped.__name__}"):
-                    _remove_callback(instance, callbacks)
+    def run_of(self, call: Call) -> Optional[runs.ActiveRun]:
+        return self.fitted.run_of(call.instance)
+
+    def before(self, call: Call) -> None:
+        trainer = call.instance
+        recorder = FitRecorder(call.run, trainer, trainer.lightning_module, trainer.datamodule)
+        call.state["callbacks"] = _add_callback(trainer, self.callback_class(recorder))
+
+    def after(self, call: Call) -> None:
+        _remove_callback(call.instance, call.state.get("callbacks"))
+
+    def failed(self, call: Call, exc: BaseException) -> None:
+        _remove_callback(call.instance, call.state.get("callbacks"))
 
 
 def _add_callback(trainer: Any, callback: Any) -> tuple:
