@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 import sys
 import threading
@@ -47,7 +48,7 @@ from autolog.instrument.checkpoints import CapturedFiles
 from autolog.instrument.datasets import log_dataset
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, SavedFile, log_model, read_mlmodel, skip_model
-from autolog.instrument.params import flatten
+from autolog.instrument.params import describe_argument, flatten, is_array_like
 from autolog.instrument.patching import Patcher
 from autolog.instrument.post_training import AfterTraining, TrainedModels
 from autolog.instrument.role import is_primary_process
@@ -137,9 +138,9 @@ def fit_params(model: Any, arguments: Mapping[str, Any]) -> dict:
     params: dict = {}
     for name, value in arguments.items():
         if name not in UNLOGGED_ARGUMENTS:
-            params[name] = _describe(value)
+            params[name] = describe_argument(value)
     params["batch_size"] = effective_batch_size(arguments)
-    params["validation_data"] = _describe(arguments.get("validation_data"))
+    params["validation_data"] = describe_argument(arguments.get("validation_data"))
     params.update(optimizer_params(getattr(model, "optimizer", None)))
     params.update(compile_params(model))
     return params  # the parameter counts come after the first epoch (a subclassed model is built by fit)
@@ -160,7 +161,7 @@ def log_datasets(run, arguments: Mapping[str, Any]) -> None:
 
 
 def _plain_data(value: Any) -> bool:
-    return _is_array(value) and type(value).__module__.partition(".")[0] in ("numpy", "pandas")
+    return is_array_like(value) and type(value).__module__.partition(".")[0] in ("numpy", "pandas")
 
 
 def effective_batch_size(arguments: Mapping[str, Any]) -> Optional[int]:
@@ -190,7 +191,7 @@ def _declared_batch_size(x: Any) -> Optional[int]:
     """The batch size a data object states: `batch_size` (a PyDataset or a torch DataLoader
     that has one), or the batch of a tf.data pipeline (`dataset.batch(n)`, possibly followed
     by map / prefetch / ...), as mlflow.keras reads it."""
-    if x is None or _is_array(x) or isinstance(x, (list, tuple, Mapping)):
+    if x is None or is_array_like(x) or isinstance(x, (list, tuple, Mapping)):
         return None
     value = getattr(x, "batch_size", None)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -240,8 +241,8 @@ def compile_params(model: Any) -> dict:
 
 
 def parameter_counts(model: Any) -> dict:
-    trainable = sum(_size(w) for w in model.trainable_weights)
-    frozen = sum(_size(w) for w in model.non_trainable_weights)
+    trainable = sum(math.prod(int(d) for d in w.shape) for w in model.trainable_weights)
+    frozen = sum(math.prod(int(d) for d in w.shape) for w in model.non_trainable_weights)
     return {"trainable_params": trainable, "non_trainable_params": frozen, "total_params": trainable + frozen}
 
 
@@ -476,28 +477,12 @@ class KerasEvaluate(AfterTraining):
 EVALUATE = KerasEvaluate()
 
 
-@functools.lru_cache(maxsize=1)
-def _evaluation_class() -> type:
-    import keras
-
-    @contained_callback(NAME)
-    class KerasEvaluationLogger(keras.callbacks.Callback):
-        async_safe = True
-
-        def __init__(self, run, step: int):
-            super().__init__()
-            self.metrics = StepMetrics(run, NAME, prefix="validation_")
-            self.step = step
-
-        def on_test_end(self, logs=None):
-            if logs:
-                self.metrics.log(logs, step=self.step)
-
-    return KerasEvaluationLogger
-
-
 def evaluation_callback(run, step: int) -> Any:
-    return _evaluation_class()(run, step)
+    """The logger for an `evaluate` after fit: of its hooks only `on_test_end` runs there, which
+    logs the results as `validation_<name>` at `step`, as it does for a validation inside `fit`."""
+    logger = callback_classes()[0](run, [], None, None, primary=False)
+    logger.epoch = step
+    return logger
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -607,11 +592,6 @@ def _first_of(callbacks: list, class_name: str) -> Any:
     return next((c for c in callbacks if _is_a(c, class_name)), None)
 
 
-def _is_array(value: Any) -> bool:
-    """numpy / framework tensors, pandas objects: anything with a shape Keras reads as rows."""
-    return hasattr(value, "shape") and (hasattr(value, "dtype") or hasattr(value, "dtypes"))
-
-
 def _is_iterator(value: Any) -> bool:
     return hasattr(value, "__next__") and hasattr(value, "__iter__")
 
@@ -620,33 +600,13 @@ def _rows(x: Any) -> Optional[int]:
     """Rows of array data (an array, or the first array of a list, tuple or dict of them)."""
     while isinstance(x, (list, tuple, Mapping)) and x:
         first = next(iter(x.values())) if isinstance(x, Mapping) else x[0]
-        if not (_is_array(first) or isinstance(first, (list, tuple, Mapping))):
+        if not (is_array_like(first) or isinstance(first, (list, tuple, Mapping))):
             return len(x) if isinstance(x, list) else None  # a plain list of numbers
         x = first
-    if _is_array(x):
+    if is_array_like(x):
         shape = x.shape
         return int(shape[0]) if len(shape) and shape[0] is not None else None
     return None
-
-
-def _size(weight: Any) -> int:
-    size = 1
-    for dim in weight.shape:
-        size *= int(dim)
-    return size
-
-
-def _describe(value: Any) -> Any:
-    """A param value: plain values as they are; arrays and data by kind and shape, not content."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if _is_array(value):
-        return f"{type(value).__name__}{tuple(value.shape)}"
-    if isinstance(value, Mapping):
-        return {k: _describe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_describe(v) for v in value)
-    return type(value).__name__
 
 
 def _object_name(config: Mapping) -> str:

@@ -1,9 +1,12 @@
-"""Params helpers: nested configs as dotted keys, and the one test of "is this a number".
+"""Params helpers: nested configs as dotted keys, call arguments as values, and the one test
+of "is this a number".
 
 An optimizer's config, a Trainer's settings or a booster's parameters often come as
 nested mappings; a run's params are flat. `flatten` makes dotted keys with a depth
-limit (a mapping deeper than that is kept whole, as one value). `is_scalar_number` is
-the single answer, for every integration, to "can this be logged as a metric value?".
+limit (a mapping deeper than that is kept whole, as one value). `describe_argument` turns
+an argument of a training call into a param value that names data without holding it
+(`ndarray(100, 4)`). `is_scalar_number` is the single answer, for every integration, to
+"can this be logged as a metric value?".
 """
 
 from __future__ import annotations
@@ -35,6 +38,28 @@ def _flatten_into(flat: dict, mapping: Mapping, prefix: str, sep: str, depth_lef
             _flatten_into(flat, value, name, sep, depth_left - 1)
         else:
             flat[name] = value
+
+
+def describe_argument(value: Any) -> Any:
+    """An argument of a training call as a param value: None, bools, numbers and text as they
+    are; arrays, tensors and data frames by type and shape (`ndarray(100, 4)`), never their
+    content; mappings, lists and tuples element by element; any other object by its type's name."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if is_array_like(value):
+        return f"{type(value).__name__}{tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return {key: describe_argument(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [describe_argument(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(describe_argument(item) for item in value)
+    return type(value).__name__
+
+
+def is_array_like(value: Any) -> bool:
+    """Has a shape and a dtype (or dtypes): numpy arrays, framework tensors, pandas objects."""
+    return hasattr(value, "shape") and (hasattr(value, "dtype") or hasattr(value, "dtypes"))
 
 
 def is_scalar_number(value: Any) -> bool:

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from autolog.instrument.params import flatten, is_scalar_number
+from autolog.instrument.params import describe_argument, flatten, is_array_like, is_scalar_number
 
 
 def test_flatten_makes_dotted_keys_and_keeps_sequences_as_values():
@@ -66,3 +66,20 @@ def test_an_object_with_an_empty_shape_but_no_numeric_dtype_is_not_a_number():
         dtype = "float32"
 
     assert is_scalar_number(Tensorish()) is False
+
+
+def test_describe_argument_names_data_by_type_and_shape_never_by_content():
+    import pandas as pd
+
+    class Loader:
+        pass
+
+    assert [describe_argument(v) for v in (None, True, 3, 0.5, "auto")] == [None, True, 3, 0.5, "auto"]
+    assert describe_argument(np.zeros((100, 4))) == "ndarray(100, 4)"
+    assert describe_argument(pd.DataFrame({"a": [1, 2]})) == "DataFrame(2, 1)"
+    assert describe_argument((np.zeros(3), [np.zeros((2, 2)), 1])) == ("ndarray(3,)", ["ndarray(2, 2)", 1])
+    assert describe_argument({"image": np.zeros((5, 8, 8)), "lr": 0.1}) == {"image": "ndarray(5, 8, 8)", "lr": 0.1}
+    assert describe_argument(Loader()) == "Loader"
+    assert describe_argument(iter([1])) == "list_iterator"
+    assert is_array_like(np.float32(1)) and is_array_like(pd.Series([1.0]))
+    assert not is_array_like([1, 2]) and not is_array_like(Loader())
