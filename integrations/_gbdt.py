@@ -37,7 +37,6 @@ Imports no ML library at import time.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import json
 import logging
 import os
@@ -47,11 +46,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from autolog import runs
 from autolog.instrument import containment
-from autolog.instrument.checkpoints import capture_checkpoint
+from autolog.instrument.checkpoints import CapturedFiles
 from autolog.instrument.datasets import log_dataset
 from autolog.instrument.models import ModelFlavor, log_model
 from autolog.instrument.params import flatten
-from autolog.instrument.patching import original_of
 from autolog.instrument.snapshots import DataSnapshot, TrainingActivity, data_shape, input_example_of, signature_of
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import Call, TrainingWrapper
@@ -173,7 +171,11 @@ class Session:
     started: float = field(default_factory=time.time)
     pending_params: dict = field(default_factory=dict)  # a wrapper's get_params(), logged with train's
     joined: bool = False  # a wrapper's fit: its train() has joined the run
-    captured: set = field(default_factory=set)  # checkpoint files captured in this call
+    checkpoints: Optional[CapturedFiles] = None  # the checkpoint files captured in this call
+
+    def __post_init__(self):
+        self.checkpoints = CapturedFiles(self.run, integration=self.integration,
+                                         keep_last=runs.settings().keep_last_checkpoints)
 
 
 _session: contextvars.ContextVar[Optional[Session]] = contextvars.ContextVar("autolog_gbdt_session", default=None)
@@ -257,28 +259,9 @@ def log_early_stopping(run: Any, stopping: Optional[EarlyStopping], sink: StepMe
         sink.log(stopping.best_metrics, stopping.extra_step)
 
 
-def with_argument(call: Call, name: str, value: Any) -> None:
-    """Give the original `value` for its parameter `name` (positional or keyword), by replacing
-    `call.args` / `call.kwargs` with new objects; the user's tuple and dict are left alone."""
-    try:
-        names = list(inspect.signature(original_of(call.wrapped)).parameters)
-    except (TypeError, ValueError):
-        names = []
-    if name in names:
-        index = names.index(name)
-        if index < len(call.args):
-            args = list(call.args)
-            args[index] = value
-            call.args = tuple(args)
-            return
-    call.kwargs = {**call.kwargs, name: value}
-
-
 def add_callback(call: Call, callback: Any) -> None:
     """Append autolog's callback to a copy of the user's callbacks."""
-    callbacks = list(call.arguments.get("callbacks") or ())
-    callbacks.append(callback)
-    with_argument(call, "callbacks", callbacks)
+    call.set_argument("callbacks", [*(call.arguments.get("callbacks") or ()), callback])
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -541,16 +524,7 @@ class SavedDuringTraining:
 
 def capture_during(session: Session, path: str, step: Optional[int]) -> None:
     """Capture `path` into the session's run once (a file is captured again only when rewritten)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
-    if key in session.captured:
-        return
-    session.captured.add(key)
-    capture_checkpoint(session.run, path, step=step, keep_last=runs.settings().keep_last_checkpoints,
-                       integration=session.integration)
+    session.checkpoints.capture(path, step=step)
 
 
 def _first_argument(wrapped: Callable, args: tuple, kwargs: dict) -> Any:
