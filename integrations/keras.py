@@ -38,14 +38,14 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.callbacks import contained_callback
 from autolog.instrument.checkpoints import CapturedFiles
-from autolog.instrument.datasets import log_dataset
+from autolog.instrument.datasets import data_rows, declared_batch_size, log_dataset
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, SavedFile, log_model, read_mlmodel, skip_model
 from autolog.instrument.params import describe_argument, flatten, is_array_like
@@ -105,7 +105,7 @@ class KerasFit(TrainingWrapper):
         params = fit_params(model, arguments)
         if early_stopping is not None:
             params.update(early_stopping_params(early_stopping))
-        peek = params["batch_size"] is None and _is_iterator(arguments.get("x"))
+        peek = params["batch_size"] is None and isinstance(arguments.get("x"), Iterator)
         if peek:
             del params["batch_size"]  # logged once the generator's first batch is read
         run.log_params(params, normalize=True)
@@ -172,10 +172,10 @@ def effective_batch_size(arguments: Mapping[str, Any]) -> Optional[int]:
     if given is not None:
         return given
     x = arguments.get("x")
-    declared = _declared_batch_size(x)
+    declared = declared_batch_size(x)
     if declared is not None:
         return declared
-    rows = _rows(x)
+    rows = data_rows(x)
     if rows is None:
         return None
     steps = arguments.get("steps_per_epoch")
@@ -185,29 +185,6 @@ def effective_batch_size(arguments: Mapping[str, Any]) -> Optional[int]:
             rows = int(rows * (1.0 - split))
         return max(1, -(-rows // int(steps)))
     return 32
-
-
-def _declared_batch_size(x: Any) -> Optional[int]:
-    """The batch size a data object states: `batch_size` (a PyDataset or a torch DataLoader
-    that has one), or the batch of a tf.data pipeline (`dataset.batch(n)`, possibly followed
-    by map / prefetch / ...), as mlflow.keras reads it."""
-    if x is None or is_array_like(x) or isinstance(x, (list, tuple, Mapping)):
-        return None
-    value = getattr(x, "batch_size", None)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    dataset = x
-    for _ in range(16):  # tf.data: the batch is on the BatchDataset, under the later stages
-        value = getattr(dataset, "_batch_size", None)
-        if value is not None:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
-        dataset = getattr(dataset, "_input_dataset", None)
-        if dataset is None:
-            return None
-    return None
 
 
 def optimizer_params(optimizer: Any) -> dict:
@@ -592,23 +569,6 @@ def _first_of(callbacks: list, class_name: str) -> Any:
     return next((c for c in callbacks if _is_a(c, class_name)), None)
 
 
-def _is_iterator(value: Any) -> bool:
-    return hasattr(value, "__next__") and hasattr(value, "__iter__")
-
-
-def _rows(x: Any) -> Optional[int]:
-    """Rows of array data (an array, or the first array of a list, tuple or dict of them)."""
-    while isinstance(x, (list, tuple, Mapping)) and x:
-        first = next(iter(x.values())) if isinstance(x, Mapping) else x[0]
-        if not (is_array_like(first) or isinstance(first, (list, tuple, Mapping))):
-            return len(x) if isinstance(x, list) else None  # a plain list of numbers
-        x = first
-    if is_array_like(x):
-        shape = x.shape
-        return int(shape[0]) if len(shape) and shape[0] is not None else None
-    return None
-
-
 def _object_name(config: Mapping) -> str:
     """A serialised Keras object ({"class_name": ..., "config": ...}) by its class name."""
     inner = config.get("config")
@@ -634,5 +594,5 @@ def log_generator_batch_size(call: Call) -> None:
     if first is not None:
         with containment.contained(f"{NAME}: batch size of a generator"):
             batch = first[0]
-            batch_size = _rows(batch[0] if isinstance(batch, tuple) else batch)
+            batch_size = data_rows(batch[0] if isinstance(batch, tuple) else batch)
     call.run.log_param("batch_size", batch_size, normalize=True)

@@ -31,6 +31,10 @@ at `max_metric_rows` rows hashes the rows it holds (the profile still counts eve
     log_dataset(run, data_snapshot, context="train", name=caller_variable_name(X))   # an integration
     autolog.log_input(df, context="eval")                                           # a user
 
+`data_rows(data)` and `declared_batch_size(data)` say what training data tells of itself
+without being read (an integration inferring the batch size a fit uses): the rows of arrays
+and of structures of them, and the batch a data loader or a tf.data pipeline states.
+
 Imports no ML library at import time; numpy (and pandas, for DataFrames) where needed.
 """
 
@@ -41,10 +45,12 @@ import hashlib
 import json
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from autolog.entities import CONTEXT_TAG, Dataset, DatasetInput
 from autolog.instrument import containment
+from autolog.instrument.params import is_array_like
 from autolog.instrument.snapshots import DataSnapshot, caller_variable_name
 
 #: MLflow's digest reads at most this many rows (DataFrames) or elements (arrays): mlflow.data.digest_utils.MAX_ROWS
@@ -56,7 +62,7 @@ MAX_NAME_LENGTH = 500
 MAX_SCHEMA_LENGTH = 1_048_575
 MAX_TAG_VALUE_LENGTH = 500
 
-__all__ = ["log_dataset", "log_input", "describe", "DIGEST_ROWS", "UnsupportedData"]
+__all__ = ["log_dataset", "log_input", "describe", "data_rows", "declared_batch_size", "DIGEST_ROWS", "UnsupportedData"]
 
 
 class UnsupportedData(TypeError):
@@ -442,3 +448,43 @@ def _from_mlflow_dataset(dataset: Any, name: Optional[str]) -> Dataset:
     d = dataset.to_dict()
     return Dataset(name=_name(name or d["name"]), digest=d["digest"], source_type=d["source_type"], source=d["source"],
                    schema=d.get("schema"), profile=d.get("profile"))
+
+
+# -- what training data says about itself, read without consuming it -----------------------------
+def data_rows(data: Any) -> Optional[int]:
+    """Rows of array data: the first dimension of an array, tensor or data frame, or of the
+    first array in a list, tuple or dict of them (a model with several inputs); the length of
+    a plain list of numbers. None for anything else (a pipeline, a generator) or an unknown dimension."""
+    while isinstance(data, (list, tuple, Mapping)) and data:
+        first = next(iter(data.values())) if isinstance(data, Mapping) else data[0]
+        if not (is_array_like(first) or isinstance(first, (list, tuple, Mapping))):
+            return len(data) if isinstance(data, list) else None  # a plain list of numbers
+        data = first
+    if is_array_like(data):
+        shape = data.shape
+        return int(shape[0]) if len(shape) and shape[0] is not None else None
+    return None
+
+
+def declared_batch_size(data: Any) -> Optional[int]:
+    """The batch size a data object states: its integer `batch_size` (Keras's PyDataset, a
+    torch DataLoader), or the batch of a tf.data pipeline (`dataset.batch(n)`, possibly followed
+    by map / prefetch / ...: the BatchDataset's `_batch_size`, found through `_input_dataset`).
+    None for arrays and containers of them, and for objects that state none."""
+    if data is None or is_array_like(data) or isinstance(data, (list, tuple, Mapping)):
+        return None
+    value = getattr(data, "batch_size", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    dataset = data
+    for _ in range(16):  # tf.data: the batch is on the BatchDataset, under the later stages
+        value = getattr(dataset, "_batch_size", None)
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+        dataset = getattr(dataset, "_input_dataset", None)
+        if dataset is None:
+            return None
+    return None

@@ -218,3 +218,39 @@ def test_log_input_starts_a_run_when_none_is_active(rng):
     autolog.end_run()
     assert [i.dataset.name for i in autolog.get_run(run.run_id).inputs] == ["data"]
     assert runs.active_run() is None
+
+
+# -- what training data says about itself ---------------------------------------------------------
+def test_data_rows_of_arrays_frames_and_structures_of_them():
+    assert datasets.data_rows(np.zeros((7, 3))) == 7
+    assert datasets.data_rows(pd.DataFrame({"a": range(5)})) == 5
+    assert datasets.data_rows([np.zeros((4, 2)), np.zeros((4, 1))]) == 4  # several inputs
+    assert datasets.data_rows({"image": np.zeros((6, 8)), "meta": np.zeros((6,))}) == 6
+    assert datasets.data_rows(([np.zeros((3, 1))],)) == 3
+    assert datasets.data_rows([1.0, 2.0, 3.0]) == 3  # a plain list of numbers
+    assert datasets.data_rows((1.0, 2.0)) is None
+    assert datasets.data_rows(np.float32(1)) is None  # no dimension
+    assert datasets.data_rows(iter([np.zeros((2, 2))])) is None  # a generator is not read
+    assert datasets.data_rows([]) is None
+
+
+def test_declared_batch_size_of_loaders_and_pipelines():
+    class Loader:  # a torch DataLoader, Keras's PyDataset
+        batch_size = 16
+
+    class Pipeline:  # tf.data: dataset.batch(8).map(...).prefetch(...)
+        def __init__(self, inner=None, batch=None):
+            self._input_dataset = inner
+            if batch is not None:
+                self._batch_size = batch
+
+    assert datasets.declared_batch_size(Loader()) == 16
+    assert datasets.declared_batch_size(Pipeline(Pipeline(Pipeline(batch=np.int64(8))))) == 8
+    assert datasets.declared_batch_size(Pipeline(Pipeline())) is None  # never batched
+    bad = Pipeline(batch="unknown")
+    assert datasets.declared_batch_size(bad) is None
+    looped = Pipeline()
+    looped._input_dataset = looped  # a chain that does not end: bounded
+    assert datasets.declared_batch_size(looped) is None
+    for data in (None, np.zeros((4, 2)), [np.zeros(2)], {"x": 1}):
+        assert datasets.declared_batch_size(data) is None
