@@ -39,7 +39,7 @@ from autolog import runs
 from autolog.instrument import containment
 from autolog.instrument.datasets import describe, log_dataset, spark_row_count
 from autolog.instrument.integration import Integration
-from autolog.instrument.models import TAG_MODEL_SKIPPED, log_model
+from autolog.instrument.models import TAG_MODEL_SKIPPED, log_model, skip_model
 from autolog.instrument.params import flatten, is_scalar_number
 from autolog.instrument.patching import Patcher
 from autolog.instrument.post_training import PostTrainingMetrics
@@ -309,7 +309,7 @@ def _log_fitted(run: runs.ActiveRun, estimator: Any, model: Any, settings, artif
 def _log_model(run: runs.ActiveRun, model: Any, artifact_path: str, settings) -> None:
     unwritable = _unwritable(model)
     if unwritable is not None:
-        _skip_model(run, f"{_class_name(unwritable)} has no writer (it is not MLWritable)")
+        skip_model(run, f"{_class_name(unwritable)} has no writer (it is not MLWritable)", "pyspark: no writer")
         return
     snapshot = snapshot_model(model)
     flavor = PIPELINE_FLAVOR if _is_pipeline_model(model) else STAGE_FLAVOR
@@ -330,7 +330,7 @@ def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor"
         run.set_tag(TAG_MODEL_SKIPPED, "the SparkSession was stopped before the model could be written", normalize=True)
         return
     if work.error is not None:
-        _skip_model(run, f"its writer failed ({type(work.error).__name__}: {work.error})")
+        skip_model(run, f"its writer failed ({type(work.error).__name__}: {work.error})", "pyspark: writer failed")
         return
     log_model(run, WrittenModel(work.result), flavor, artifact_path=artifact_path,
               max_size_mb=settings.max_model_size_mb)
@@ -350,12 +350,6 @@ def _finished(run: runs.ActiveRun, work: "SparkWork", what: str, *, heavy: bool 
                               "read or write %s of run %s (nor any other Spark work still pending): not logged",
                               what, run.run_id)
     return not work.skipped
-
-
-def _skip_model(run: runs.ActiveRun, reason: str) -> None:
-    run.set_tag(TAG_MODEL_SKIPPED, reason, normalize=True)
-    containment.warn_once(f"pyspark model skipped {reason[:40]}", "the model of run %s is not logged: %s",
-                          run.run_id, reason)
 
 
 def _deliver_metrics(run: runs.ActiveRun, work: "SparkWork") -> None:
