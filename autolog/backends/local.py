@@ -5,7 +5,8 @@ Layout of a store directory (``./autolog-runs`` unless told otherwise)::
     <dir>/autolog.db                                 runs, params, metrics, tags, dataset inputs
     <dir>/artifacts/<experiment_id>/<run_id>/...     files logged with log_artifact
 
-The directory and the schema are made on the first write; reading a store that does
+The directory and the schema are made on the first write (or by `prepare`, which the
+logger's worker calls as it starts); reading a store that does
 not exist raises ``BackendError("no autolog store at PATH")``. Several processes on one
 machine may write the same store at once: each write is one ``BEGIN IMMEDIATE``
 transaction, SQLite's file locks serialise the writers, and a writer that waits past
