@@ -4,12 +4,14 @@
 
 SPEC holds the variant ("plain", "autolog...", "mlflow"), the options of the autologger,
 the workload's setup and call (source code), a store folder and whether to sample where
-the time goes. The script turns the variant on first, as a user's script does at its top
-(timed: `enable`), runs the setup (imports, data; timed: `setup`), then the training call
+the time goes. The script runs the workload's preamble if it has one (imports a script
+makes above its autolog() line; timed: `preamble`), then turns the variant on, as a user's
+script does at its top (timed: `enable`), runs the setup (imports, data; timed: `setup`), then the training call
 (timed: `train`, and the calling thread's CPU time `train_cpu`), then waits until
 everything is written (`autolog.flush()`; for mlflow, its active runs ended and its async
 queue flushed; timed from the call's start: `written`, and the CPU time of every thread of
-the process over the same span: `written_cpu`). It prints one JSON line.
+the process over the same span: `written_cpu`), then runs the workload's teardown if it has
+one (`spark.stop()`, ...; not timed). It prints one JSON line.
 
 It runs as a script file inside the repository (not `python -c`), so that autolog finds
 an entry-point script in a git work tree, as it does for a user's training script: the
@@ -148,6 +150,11 @@ def main() -> None:
         spec = json.load(fh)
     variant, options = spec["variant"], spec.get("options") or {}
     out: dict = {}
+    namespace: dict = {"__name__": "__benchmark__"}
+    if spec.get("preamble"):  # what a script imports above its autolog() line, every variant alike
+        start = time.perf_counter()
+        exec(compile(spec["preamble"], "<preamble>", "exec"), namespace)
+        out["preamble"] = time.perf_counter() - start
     start = time.perf_counter()
     if variant.startswith("autolog"):
         import autolog
@@ -164,7 +171,6 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore")  # convergence warnings and the like are not what is measured
-    namespace: dict = {"__name__": "__benchmark__"}
     start = time.perf_counter()
     exec(compile(spec["setup"], "<setup>", "exec"), namespace)
     out["setup"] = time.perf_counter() - start
@@ -197,6 +203,8 @@ def main() -> None:
         out["worker"], out["worker_cpu"] = sampler.worker, sampler.worker_cpu
         out["training"], out["training_cpu"] = sampler.training, sampler.training_cpu
         out["threads_cpu"] = sampler.threads_cpu
+    if spec.get("teardown"):  # outside every clock: e.g. spark.stop(), a folder the setup made
+        exec(compile(spec["teardown"], "<teardown>", "exec"), namespace)
     print(json.dumps(out))
     sys.stdout.flush()
 

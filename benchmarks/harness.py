@@ -419,10 +419,18 @@ class Workload:
     """A training workload as source code, run in a fresh interpreter for each measurement.
 
     `setup` (imports, data) runs before the clock; `call` (statements) is the training
-    that is timed. Names that `setup` defines are visible to `call`."""
+    that is timed. Names that `setup` defines are visible to `call`. `teardown` runs after
+    everything is written and measured, before the process prints its figures (e.g.
+    `spark.stop()`, or removing a folder the setup made); outside every clock. `preamble` runs
+    before the variant is turned on, in every variant alike: the imports a script has above
+    its `autolog()` line (mlflow.autolog() turned on before `import lightning` fails to enable
+    its Lightning flavor, a circular import in MLflow 3.17); timed apart (`preamble`), outside
+    the clock."""
 
     call: str
     setup: str = ""
+    teardown: str = ""
+    preamble: str = ""
 
 
 @dataclass
@@ -574,7 +582,9 @@ def run_fresh(workload: Workload, variant: str = "autolog", options: Optional[Ma
     root = tempfile.mkdtemp(prefix="autolog-bench-fresh-")
     try:
         spec = {"variant": variant, "options": dict(options or {}), "setup": workload.setup,
-                "call": workload.call, "store": root, "sample": sample, "sample_interval": sample_interval}
+                "call": workload.call, "teardown": workload.teardown, "preamble": workload.preamble,
+                "store": root, "sample": sample,
+                "sample_interval": sample_interval}
         spec_path = os.path.join(root, "spec.json")
         with open(spec_path, "w", encoding="utf-8") as fh:
             json.dump(spec, fh)
@@ -604,7 +614,9 @@ def compare_fresh(
     variant_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
     variant_env: Optional[Mapping[str, Mapping[str, str]]] = None,
     sampled: int = 0,
-    warmup: bool = True,
+    warmup: Any = True,
+    variant_repeats: Optional[Mapping[str, int]] = None,
+    timeout: float = 900,
     env: Optional[Mapping[str, str]] = None,
     title: Optional[str] = None,
     stream=sys.stdout,
@@ -622,6 +634,12 @@ def compare_fresh(
     written (`autolog.flush()` inside the clock). `sampled` more autolog processes per
     workload sample the stacks of the training thread and the worker (the breakdown tables).
     `plain` must be among the variants: every figure is added to it.
+
+    `warmup`: True runs one untimed process per variant first (bytecode and file caches),
+    False none, a sequence of variant names only those. `variant_repeats[name]` runs a slow
+    variant (mlflow.autolog() on a Spark fit takes a minute) in the first N repetitions only;
+    its figures are paired with plain's of those repetitions. `timeout`: seconds one
+    process may take before the benchmark stops with an error.
     """
     variants = tuple(variants)
     if "plain" not in variants:
@@ -639,19 +657,27 @@ def compare_fresh(
             raise ValueError(f"unknown variant {v!r}: plain, mlflow, or a name starting with 'autolog'")
     result = FreshComparison(variants)
     first = next(iter(workloads.values()), None)
-    for v in variants if first is not None and warmup else ():  # bytecode and file caches, dropped
-        run_fresh(first, v, per_variant[v], env={**(env or {}), **((variant_env or {}).get(v) or {})})
+    if warmup is True:
+        warmup = variants
+    elif not warmup:
+        warmup = ()
+    for v in [v for v in variants if v in warmup] if first is not None else ():  # bytecode and file caches, dropped
+        run_fresh(first, v, per_variant[v], env={**(env or {}), **((variant_env or {}).get(v) or {})},
+                  timeout=timeout)
     for rep in range(repeats):
         shift = rep % len(variants)
         for name, workload in workloads.items():
             per = result.samples.setdefault(name, {v: [] for v in variants})
             for v in variants[shift:] + variants[:shift]:
-                per[v].append(run_fresh(workload, v, per_variant[v], env={**(env or {}), **((variant_env or {}).get(v) or {})}))
+                if rep >= (variant_repeats or {}).get(v, repeats):
+                    continue
+                per[v].append(run_fresh(workload, v, per_variant[v], timeout=timeout,
+                                        env={**(env or {}), **((variant_env or {}).get(v) or {})}))
     autolog_env = {**(env or {}), **((variant_env or {}).get("autolog") or {})}
     for name, workload in workloads.items():
         for _ in range(sampled):
             result.sampled.setdefault(name, []).append(
-                run_fresh(workload, "autolog", options, sample=True, env=autolog_env))
+                run_fresh(workload, "autolog", options, sample=True, env=autolog_env, timeout=timeout))
     if title:
         print(f"\n### {title}\n", file=stream)
     print(result.markdown(), file=stream)
