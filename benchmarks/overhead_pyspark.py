@@ -104,6 +104,11 @@ def fresh(args) -> int:
                            variant_repeats={"mlflow": args.fresh_mlflow_repeats}, warmup=("plain", "autolog"),
                            timeout=1200,
                            title="pyspark.ml, fresh processes: the first fit of a script, at the defaults")
+    if args.save_json:  # every process's figures, for a closer look
+        import json
+
+        with open(args.save_json, "w", encoding="utf-8") as fh:
+            json.dump({"samples": result.samples, "sampled": result.sampled}, fh, indent=1)
     print()
     return report_targets(result)
 
@@ -183,6 +188,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
     parser.add_argument("--fresh-mlflow-repeats", type=int, default=1,
                         help="fresh mlflow.autolog processes per workload (0 leaves it out)")
+    parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
     parser.add_argument("--repeats", type=int, default=7, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=2, help="0 leaves mlflow.autolog out (warm)")
     parser.add_argument("--import-repeats", type=int, default=7, help="0 skips the import timing")
