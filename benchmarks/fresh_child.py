@@ -48,6 +48,9 @@ WORKER_CATEGORIES = (
         f.endswith(_SEP + "capture.py") and "environment" in n)),
     ("source tags, git and code state", lambda f, n: f.endswith(_SEP.join(("provenance", "source.py")))),
     ("system metrics", lambda f, n: f.endswith(_SEP + "system_metrics.py")),
+    # Spark's jobs run by the pyspark integration after fit (its model's writer, the training
+    # summary's metrics): the worker waits in py4j for the JVM
+    ("Spark jobs (py4j calls into the JVM)", lambda f, n: _SEP + "py4j" + _SEP in f),
     ("params and other integration work", lambda f, n: _SEP + "integrations" + _SEP in f),
     ("store writes", lambda f, n: _SEP + "backends" + _SEP in f),
 )
@@ -62,8 +65,13 @@ def _categorise(frame, categories) -> str:
     for name, test in categories:
         if any(test(f, n) for f, n in stack):
             return name
-    innermost_file, innermost_name = stack[0] if stack else ("", "")
-    if innermost_name == "wait" and innermost_file.endswith("threading.py") and len(stack) <= 6:
+    # idle: blocked in threading's waits called straight from the logger's loop (`_run`, its
+    # `self._wake.wait(...)`), however many frames the thread's start adds below it
+    inner = 0
+    while inner < len(stack) and stack[inner][0].endswith("threading.py"):
+        inner += 1
+    if inner and stack[0][1] == "wait" and inner < len(stack) and stack[inner][1] == "_run" and \
+            stack[inner][0].endswith(_SEP + "logger.py"):
         return IDLE
     return "other worker work (logger, records)"
 

@@ -658,7 +658,7 @@ def compare_fresh(
     result = FreshComparison(variants)
     first = next(iter(workloads.values()), None)
     if warmup is True:
-        warmup = variants
+        warmup = variants if repeats else ()  # the breakdown alone (repeats=0): its processes are not compared
     elif not warmup:
         warmup = ()
     for v in [v for v in variants if v in warmup] if first is not None else ():  # bytecode and file caches, dropped
@@ -680,7 +680,8 @@ def compare_fresh(
                 run_fresh(workload, "autolog", options, sample=True, env=autolog_env, timeout=timeout))
     if title:
         print(f"\n### {title}\n", file=stream)
-    print(result.markdown(), file=stream)
+    if repeats:  # repeats=0 with sampled=N: the breakdown alone
+        print(result.markdown(), file=stream)
     if sampled:
         for part, what in (("worker_cpu", "CPU of autolog's worker, from the call's start until all is written"),
                            ("worker_cpu_during_call", "CPU of autolog's worker while the call ran"),

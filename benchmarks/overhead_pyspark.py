@@ -100,7 +100,8 @@ CrossValidator(estimator=lr, estimatorParamMaps=grid, evaluator=BinaryClassifica
 def fresh(args) -> int:
     """Fresh processes: both figures of autolog beside mlflow.autolog's, per workload (issue 18)."""
     variants = ("plain", "autolog") + (("mlflow",) if args.fresh_mlflow_repeats else ())
-    result = compare_fresh(FRESH, variants, repeats=args.fresh_repeats, sampled=args.sampled,
+    repeats = 0 if args.breakdown_only else args.fresh_repeats
+    result = compare_fresh(FRESH, variants, repeats=repeats, sampled=args.sampled,
                            variant_repeats={"mlflow": args.fresh_mlflow_repeats}, warmup=("plain", "autolog"),
                            timeout=1200,
                            title="pyspark.ml, fresh processes: the first fit of a script, at the defaults")
@@ -188,6 +189,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
     parser.add_argument("--fresh-mlflow-repeats", type=int, default=1,
                         help="fresh mlflow.autolog processes per workload (0 leaves it out)")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the --sampled autolog processes and their breakdown (no timed fresh processes)")
     parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
     parser.add_argument("--repeats", type=int, default=7, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=2, help="0 leaves mlflow.autolog out (warm)")
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     failures = 0
-    if args.fresh_repeats:
+    if args.fresh_repeats or args.breakdown_only:
         import pyspark
 
         print(f"machine: {machine_summary()}, pyspark {pyspark.__version__}, "

@@ -128,7 +128,8 @@ def fresh(args) -> int:
     """Fresh processes: both figures of autolog beside mlflow.autolog's, per workload (issue 18)."""
     mlflow_repeats = args.fresh_repeats if args.fresh_mlflow_repeats is None else args.fresh_mlflow_repeats
     variants = ("plain", "autolog") + (("mlflow",) if mlflow_repeats else ())
-    result = compare_fresh(FRESH, variants, repeats=args.fresh_repeats, sampled=args.sampled,
+    repeats = 0 if args.breakdown_only else args.fresh_repeats
+    result = compare_fresh(FRESH, variants, repeats=repeats, sampled=args.sampled,
                            variant_repeats={"mlflow": mlflow_repeats},
                            title="PyTorch and Lightning, fresh processes: the first training of a script, "
                                  "at the defaults")
@@ -204,6 +205,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
     parser.add_argument("--fresh-mlflow-repeats", type=int, default=None,
                         help="fresh mlflow.autolog processes per workload (default: --fresh-repeats; 0 leaves it out)")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the --sampled autolog processes and their breakdown (no timed fresh processes)")
     parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
     parser.add_argument("--repeats", type=int, default=5, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=3, help="0 skips mlflow.autolog (warm)")
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
 
     print(f"machine: {machine_summary()}, torch {torch.__version__}, "
           f"lightning {lightning.__version__}, load average before: {os.getloadavg()[0]:.1f}")
-    failures = fresh(args) if args.fresh_repeats else 0
+    failures = fresh(args) if args.fresh_repeats or args.breakdown_only else 0
     if args.repeats:
         failures += warm(args)
     if args.import_repeats:
