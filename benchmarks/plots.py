@@ -2,17 +2,22 @@
 
     python benchmarks/plots.py [--repeats 7]
 
-The plot is the training confusion matrix of a LogisticRegression on 20k x 20 (2 classes),
-as autolog logs it. The choices:
+The plots are those mlflow.sklearn logs for a LogisticRegression on 20k x 20 (2 classes):
+the normalised training confusion matrix, the ROC curve and the precision-recall curve. The
+choices:
 
-- `matplotlib, Agg canvas, no pyplot`: a bare `Figure` on `FigureCanvasAgg` (what autolog
-  drew with until issue 18): the cost of importing it, of the first figure, of a later one;
+- `matplotlib, Agg canvas, no pyplot`: scikit-learn's displays (`ConfusionMatrixDisplay`,
+  `RocCurveDisplay`, `PrecisionRecallDisplay`, as mlflow.sklearn calls them) each on a bare
+  `Figure` on `FigureCanvasAgg` (no pyplot): the cost of importing it, of the first three
+  plots, of three later ones;
 - `matplotlib imported during the fit`: the same, with matplotlib's import started on a
   thread when the fit starts (a pre-warm) — how much longer the fit takes (RandomForest 50
   trees, which releases the GIL while it builds trees, and LogisticRegression, which does
   not), and how long after the fit the PNG is ready;
-- `Pillow` (integrations/plots.py, what autolog draws with now): import, first, later plot;
-- the plot's data as JSON next to the PNG (`plots.write_json`).
+- `Pillow` (integrations/plots.py, what autolog draws with now): import, first, later three;
+  and the same with Pillow's own PNG writer (`Image.save(format="PNG", compress_level=1)`)
+  instead of autolog's (`plots.write_png`: rows unfiltered, zlib level 1);
+- the plots' data as JSON next to the PNGs (`plots.write_json`).
 
 Every figure is a median over `--repeats` fresh interpreters, wall and CPU (the
 interpreter's own CPU time: `time.process_time()`, all its threads).
@@ -44,41 +49,49 @@ from sklearn.metrics import confusion_matrix
 X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
 X5, y5 = make_classification(n_samples=5_000, n_features=20, random_state=1)
 model = LogisticRegression(max_iter=200).fit(X, y)
-matrix = confusion_matrix(y, model.predict(X), labels=model.classes_)
+y_pred = model.predict(X)
+score = model.predict_proba(X)[:, 1]
+matrix = confusion_matrix(y, y_pred, labels=model.classes_)
 labels = list(model.classes_)
 """
 
 
-def draw_matplotlib(matrix, labels, path) -> None:
-    """The confusion matrix as autolog drew it before issue 18 (integrations/sklearn_api.py)."""
+def draw_matplotlib(ns: dict, folder: str, tag: str) -> None:
+    """The three plots as mlflow.sklearn draws them (scikit-learn's displays), on bare Agg figures."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-    n = len(labels)
-    size = min(3 + 0.5 * n, 12)
-    fig = Figure(figsize=(size, size), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, interpolation="nearest", cmap="viridis")
-    fig.colorbar(image, ax=ax)
-    threshold = (matrix.max() + matrix.min()) / 2.0
-    for i in range(n):
-        for j in range(n):
-            value = matrix[i, j]
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="black" if value > threshold else "white")
-    ax.set_xticks(range(n), [str(label) for label in labels])
-    ax.set_yticks(range(n), [str(label) for label in labels])
-    ax.set_xlabel("Predicted label")
-    ax.set_ylabel("True label")
-    ax.set_title("Training confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    for name, draw, size, dpi in (
+            ("confusion_matrix", lambda ax: ConfusionMatrixDisplay.from_predictions(
+                ns["y"], ns["y_pred"], normalize="true", cmap="Blues", ax=ax), (6.0, 4.0), 175),
+            ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(ns["y"], ns["score"], ax=ax), (6.4, 4.8), 100),
+            ("precision_recall_curve", lambda ax: PrecisionRecallDisplay.from_predictions(ns["y"], ns["score"], ax=ax),
+             (6.4, 4.8), 100)):
+        fig = Figure(figsize=size, dpi=dpi)
+        FigureCanvasAgg(fig)
+        draw(fig.add_subplot())
+        fig.savefig(os.path.join(folder, f"{tag}_{name}.png"), format="png")
 
 
-def draw_pillow(matrix, labels, path) -> None:
-    from autolog.integrations import plots
+def draw_pillow(ns: dict, folder: str, tag: str) -> None:
+    """The three plots as autolog draws them (integrations/sklearn_api.py, plots.py)."""
+    from autolog.integrations import plots, sklearn_api
 
-    plots.confusion_matrix_png(matrix, labels, path)
+    model, y = ns["model"], ns["y"]
+    counts = sklearn_api._label_codes(y, ns["y_pred"], model.classes_, None)
+    plots.confusion_matrix_png(ns["matrix"], ns["labels"], os.path.join(folder, f"{tag}_confusion_matrix.png"))
+    fps, tps, _ = sklearn_api._binary_curve(ns["score"], counts)
+    fpr, tpr = sklearn_api._roc_points(fps, tps)
+    precision, recall, average_precision = sklearn_api._precision_recall_points(fps, tps)
+    plots.curve_png(plots.roc_curve_data(fpr, tpr, 0.9, "LogisticRegression", 1),
+                    os.path.join(folder, f"{tag}_roc_curve.png"))
+    plots.curve_png(plots.precision_recall_data(recall, precision, average_precision, "LogisticRegression", 1),
+                    os.path.join(folder, f"{tag}_precision_recall_curve.png"))
+
+
+def _pillow_writer(image, path: str) -> None:
+    image.save(path, format="PNG", compress_level=1)
 
 
 def child(mode: str) -> dict:
@@ -96,21 +109,26 @@ def child(mode: str) -> dict:
         out[key] = time.perf_counter() - wall
         out[key + "_cpu"] = time.process_time() - cpu
 
-    if mode in ("matplotlib", "pillow"):
+    if mode in ("matplotlib", "pillow", "pillow-save"):
         draw = draw_matplotlib if mode == "matplotlib" else draw_pillow
         if mode == "matplotlib":
             timed("import", lambda: __import__("matplotlib.backends.backend_agg") and __import__("matplotlib.figure"))
         else:
             __import__("autolog.integrations.plots")  # autolog itself is imported anyway where it draws
             timed("import", lambda: __import__("PIL.Image") and __import__("PIL.ImageDraw") and __import__("PIL.ImageFont"))
-        timed("first", lambda: draw(matrix, labels, os.path.join(folder, "a.png")))
-        timed("later", lambda: draw(matrix, labels, os.path.join(folder, "b.png")))
+            if mode == "pillow-save":
+                from autolog.integrations import plots
+
+                plots.write_png = _pillow_writer
+        timed("first", lambda: draw(namespace, folder, "a"))
+        timed("later", lambda: draw(namespace, folder, "b"))
         if mode == "pillow":
             from autolog.integrations import plots
 
             data = plots.confusion_matrix_data(matrix, labels)
             timed("json", lambda: plots.write_json(data, os.path.join(folder, "a.json")))
-        out["png_bytes"] = os.path.getsize(os.path.join(folder, "a.png"))
+        out["png_bytes"] = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)
+                               if name.startswith("a_"))
     else:  # "fit:<estimator>:<prewarm or not>": a fit, with matplotlib's import on a thread or not
         import threading
 
@@ -128,13 +146,13 @@ def child(mode: str) -> dict:
         out["fit"] = time.perf_counter() - start
         if thread is not None:
             thread.join()
-        draw_matplotlib(matrix, labels, os.path.join(folder, "a.png"))
+        draw_matplotlib(namespace, folder, "a")
         out["png_ready"] = time.perf_counter() - start
     return out
 
 
 def measure(repeats: int) -> dict:
-    modes = ["matplotlib", "pillow", "fit:rf:plain", "fit:rf:prewarm", "fit:lr:plain", "fit:lr:prewarm"]
+    modes = ["matplotlib", "pillow", "pillow-save", "fit:rf:plain", "fit:rf:prewarm", "fit:lr:plain", "fit:lr:prewarm"]
     samples: dict = {mode: [] for mode in modes}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     for rep in range(repeats + 1):  # round 0 warms the file cache and the bytecode, and is dropped
@@ -158,15 +176,16 @@ def main(argv=None) -> int:
         return 0
     print(f"machine: {machine_summary()}, load average before: {os.getloadavg()[0]:.1f}\n")
     found = measure(args.repeats)
-    print("| how the confusion matrix is drawn | import | first plot | a later plot | PNG |")
+    print("| how the three plots are drawn | import | the first three | three later ones | PNG files |")
     print("|---|---|---|---|---|")
-    for mode, label in (("matplotlib", "matplotlib `Figure` on the Agg canvas, no pyplot"),
-                        ("pillow", "Pillow (integrations/plots.py)")):
+    for mode, label in (("matplotlib", "matplotlib `Figure` on the Agg canvas, no pyplot (scikit-learn's displays)"),
+                        ("pillow", "Pillow (integrations/plots.py), autolog's PNG writer"),
+                        ("pillow-save", "Pillow, with Pillow's own PNG writer")):
         t = found[mode]
         print(f"| {label} | {t['import'] * 1e3:.0f} ms ({t['import_cpu'] * 1e3:.0f} ms CPU) | "
               f"{t['first'] * 1e3:.1f} ms ({t['first_cpu'] * 1e3:.1f} ms CPU) | "
               f"{t['later'] * 1e3:.1f} ms ({t['later_cpu'] * 1e3:.1f} ms CPU) | {t['png_bytes'] / 1024:.0f} kB |")
-    print(f"\nThe data as JSON next to the PNG: {found['pillow']['json'] * 1e3:.2f} ms "
+    print(f"\nThe confusion matrix's data as JSON next to its PNG: {found['pillow']['json'] * 1e3:.2f} ms "
           f"({found['pillow']['json_cpu'] * 1e3:.2f} ms CPU).\n")
     print("| matplotlib imported on a thread while the fit runs | the fit | PNG ready after the fit's start |")
     print("|---|---|---|")
