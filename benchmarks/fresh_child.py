@@ -55,6 +55,7 @@ WORKER_CATEGORIES = (
     ("store writes", lambda f, n: _SEP + "backends" + _SEP in f),
 )
 IDLE = "idle (waiting for records)"
+SPARK_WAIT = "waiting for Spark jobs on autolog-spark-work"
 
 
 def _categorise(frame, categories) -> str:
@@ -62,6 +63,10 @@ def _categorise(frame, categories) -> str:
     while frame is not None:
         stack.append((frame.f_code.co_filename, frame.f_code.co_name))
         frame = frame.f_back
+    if stack and stack[0][1] == "run" and stack[0][0].endswith(_SEP + "_spark.py"):
+        # the pyspark integration's SparkWork.run blocked on its lock: the piece is being done
+        # by another thread (the one `run_alongside` started), the worker waits for it
+        return SPARK_WAIT
     for name, test in categories:
         if any(test(f, n) for f, n in stack):
             return name
