@@ -35,7 +35,8 @@ and at most 1/20 of what mlflow.autolog() adds; `import pyspark.ml` after
 check, and exits 1 if one fails.
 
     python benchmarks/overhead_pyspark.py [--fresh-repeats 3] [--sampled 1] [--fresh-mlflow-repeats 1]
-        [--repeats 7] [--mlflow-repeats 2] [--import-repeats 7]     (0 skips a part)
+        [--breakdown-only] [--save-json FILE] [--repeats 7] [--mlflow-repeats 2] [--import-repeats 7]
+        (0 skips a part; `--breakdown-only` runs the --sampled processes alone)
 """
 
 from __future__ import annotations

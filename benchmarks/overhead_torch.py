@@ -37,7 +37,8 @@ lightning` after `autolog.autolog()` take at most 1.05x as long. The script prin
 tables and each check, and exits 1 if one fails.
 
     python benchmarks/overhead_torch.py [--fresh-repeats 3] [--sampled 1] [--fresh-mlflow-repeats N]
-        [--repeats 5] [--mlflow-repeats 3] [--import-repeats 7]     (0 skips a part)
+        [--breakdown-only] [--save-json FILE] [--repeats 5] [--mlflow-repeats 3] [--import-repeats 7]
+        (0 skips a part; `--breakdown-only` runs the --sampled processes alone)
 """
 
 from __future__ import annotations
