@@ -571,6 +571,30 @@ def _signed(value: float) -> str:
     return ("+" if value >= 0 else "−") + _seconds(abs(value))
 
 
+def in_process(workloads: Mapping[str, "Workload"]) -> dict:
+    """The workloads of `compare_fresh` as functions of this process, for `compare` and
+    `thread_cpu` (the warm, interleaved figures): each distinct preamble and setup run once,
+    here, into a namespace of its own, and each call compiled once, so that one definition of
+    a workload serves both measurements. {name: function}; a function's `namespace` is what its
+    setup defined (a `spark` session to stop, a folder to remove)."""
+    namespaces: dict = {}
+    functions: dict = {}
+    for name, workload in workloads.items():
+        source = (workload.preamble or "") + "\n" + workload.setup
+        namespace = namespaces.get(source)
+        if namespace is None:
+            namespace = namespaces[source] = {"__name__": "__benchmark__"}
+            exec(compile(source, f"<setup of {name}>", "exec"), namespace)
+        code = compile(workload.call, f"<{name}>", "exec")
+
+        def run(code=code, namespace=namespace) -> None:
+            exec(code, namespace)
+
+        run.namespace = namespace
+        functions[name] = run
+    return functions
+
+
 def run_fresh(workload: Workload, variant: str = "autolog", options: Optional[Mapping[str, Any]] = None, *,
               sample: bool = False, sample_interval: float = 0.002, env: Optional[Mapping[str, str]] = None,
               timeout: float = 900) -> dict:

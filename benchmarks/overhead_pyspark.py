@@ -53,12 +53,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
 from benchmarks.harness import (  # noqa: E402
-    Workload, compare, compare_fresh, machine_summary, report_targets, report_thread_budgets, thread_cpu)
+    Workload, compare, compare_fresh, in_process, machine_summary, report_targets, report_thread_budgets,
+    thread_cpu)
 from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
-# the same session, data and fits as `spark_session` and `workloads`, as source for fresh
-# interpreters (benchmarks/fresh_child.py): Spark started and the data cached in the setup,
-# Spark stopped in the teardown, both outside the clock
+# the session, data and fits as source, for fresh interpreters (benchmarks/fresh_child.py) and,
+# through `in_process`, for the warm part: Spark started and the data cached in the setup, Spark
+# stopped in the teardown, both outside the clock
 SETUP = """
 import os, sys
 os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -115,45 +116,10 @@ def fresh(args) -> int:
     return report_targets(result)
 
 
-def spark_session():
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    spark = (SparkSession.builder.master("local[2]").appName("autolog-benchmark")
-             .config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "2")
-             .config("spark.default.parallelism", "2")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
-
-
-def workloads(spark) -> dict:
-    import numpy as np
-    import pandas as pd
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.evaluation import BinaryClassificationEvaluator
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(10_000, 10))
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(10)])
-    frame["label"] = (X @ rng.normal(size=10) + rng.normal(size=10_000) > 0).astype(float)
-    assembler = VectorAssembler(inputCols=[f"x{i}" for i in range(10)], outputCol="features")
-    train = assembler.transform(spark.createDataFrame(frame)).select("features", "label").cache()
-    train.count()
-
-    def cross_validation():
-        lr = LogisticRegression(maxIter=20)
-        grid = ParamGridBuilder().addGrid(lr.regParam, [0.0, 0.1, 1.0]).build()
-        CrossValidator(estimator=lr, estimatorParamMaps=grid, evaluator=BinaryClassificationEvaluator(),
-                       numFolds=2, seed=0).fit(train)
-
-    return {
-        "LogisticRegression 10k x 10": lambda: LogisticRegression(maxIter=20).fit(train),
-        "CrossValidator 2 folds x 3 maps": cross_validation,
-    }
+def workloads() -> dict:
+    """The FRESH workloads as functions of this process: SETUP run once, here (the session
+    started and the data cached); the session is `fits[name].namespace["spark"]`."""
+    return in_process(FRESH)
 
 
 # plain; after autolog.autolog(); after autolog.autolog(exclude=["pyspark"]): what the core
@@ -217,8 +183,8 @@ def main(argv=None) -> int:
 
 def warm(args) -> int:
     """In one SparkSession, after a warm-up: the figures of issue 15."""
-    spark = spark_session()
-    fits = workloads(spark)
+    fits = workloads()
+    spark = next(iter(fits.values())).namespace["spark"]
     print(f"machine: {machine_summary()}, pyspark {spark.version}, load average before: {os.getloadavg()[0]:.1f}")
     variants = ("plain", "autolog", "autolog+flush") + (("mlflow",) if args.mlflow_repeats else ())
     ours = compare(fits, variants=variants[:3], repeats=args.repeats,

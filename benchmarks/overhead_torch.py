@@ -47,18 +47,18 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
 from benchmarks.harness import (  # noqa: E402
-    Workload, compare, compare_fresh, machine_summary, report_targets, thread_cpu)
+    Workload, compare, compare_fresh, in_process, machine_summary, report_targets, thread_cpu)
 from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
-# the same two workloads as source, for fresh interpreters (benchmarks/fresh_child.py): the
-# imports, the data and the model's class in the setup, the training in the call
+# the two workloads as source, for fresh interpreters (benchmarks/fresh_child.py) and, through
+# `in_process`, for the warm part: the imports, the data and the model's class in the setup,
+# the training in the call
 TORCH_SETUP = """
 import logging, shutil, tempfile
 import torch
@@ -144,53 +144,8 @@ def fresh(args) -> int:
 
 
 def workloads() -> dict:
-    import lightning as L
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    torch.set_num_threads(1)
-    generator = torch.Generator().manual_seed(0)
-    X = torch.randn(10_000, 20, generator=generator)
-    y = X[:, :5].sum(1, keepdim=True) + 0.1 * torch.randn(10_000, 1, generator=generator)
-    root = tempfile.mkdtemp(prefix="autolog-bench-lightning-")
-
-    class MLP(L.LightningModule):
-        def __init__(self, lr: float = 1e-3):
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
-                                           torch.nn.ReLU(), torch.nn.Linear(64, 1))
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, batch_idx):
-            x, target = batch
-            loss = torch.nn.functional.mse_loss(self(x), target)
-            self.log("train_loss", loss)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-
-    def lightning_fit():
-        torch.manual_seed(0)
-        trainer = L.Trainer(max_epochs=10, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                            default_root_dir=root)
-        trainer.fit(MLP(), DataLoader(TensorDataset(X, y), batch_size=128, shuffle=True))
-
-    def torch_loop():
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for step in range(2000):
-            start = (step * 128) % (10_000 - 128)
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(X[start:start + 128]), y[start:start + 128])
-            loss.backward()
-            optimizer.step()
-
-    return {"Lightning MLP, 10 epochs, 10k x 20": lightning_fit, "torch loop, 2,000 steps": torch_loop}
+    """The FRESH workloads as functions of this process (their setup run once, here)."""
+    return in_process(FRESH)
 
 
 def import_times(repeats: int) -> dict:
