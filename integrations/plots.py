@@ -35,10 +35,6 @@ import zlib
 from typing import Any, Mapping, Optional, Sequence
 
 DPI = 100
-# matplotlib's viridis at 17 evenly spaced points (interpolated linearly: within 6/255 of it)
-_VIRIDIS = ((68, 1, 84), (72, 24, 106), (71, 45, 123), (66, 64, 134), (59, 82, 139), (51, 99, 141),
-            (44, 114, 142), (38, 130, 142), (33, 145, 140), (31, 159, 136), (39, 173, 129), (61, 188, 116),
-            (92, 200, 99), (129, 211, 77), (170, 220, 50), (213, 226, 26), (253, 231, 37))
 # matplotlib's default colour cycle (tab10), for one bar colour per class
 _CYCLE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
@@ -50,21 +46,12 @@ _WHITE = (255, 255, 255)
 _GRID = (204, 204, 204)
 
 
-def viridis(fraction: float) -> tuple[int, int, int]:
-    """The viridis colour at `fraction` (0..1)."""
-    return _colour(_VIRIDIS, fraction)
-
-
 def blues(fraction: float) -> tuple[int, int, int]:
     """matplotlib's "Blues" at `fraction` (0..1): near white at 0, dark blue at 1."""
-    return _colour(_BLUES, fraction)
-
-
-def _colour(stops: Sequence[tuple[int, int, int]], fraction: float) -> tuple[int, int, int]:
-    x = min(max(fraction, 0.0), 1.0) * (len(stops) - 1)
-    i = min(int(x), len(stops) - 2)
+    x = min(max(fraction, 0.0), 1.0) * (len(_BLUES) - 1)
+    i = min(int(x), len(_BLUES) - 2)
     t = x - i
-    a, b = stops[i], stops[i + 1]
+    a, b = _BLUES[i], _BLUES[i + 1]
     return (round(a[0] + (b[0] - a[0]) * t), round(a[1] + (b[1] - a[1]) * t), round(a[2] + (b[2] - a[2]) * t))
 
 
