@@ -63,7 +63,6 @@ SUMMARY_METRICS = (
     "residualDegreeOfFreedomNull", "rank", "trainingCost", "logLikelihood",
     "totalIterations", "numIterations", "numIter",
 )
-TAG_CANDIDATE = "autolog.candidate_index"
 TAG_PARAM_MAPS = "autolog.param_maps"
 
 post_training = PostTrainingMetrics()
@@ -517,7 +516,7 @@ def _log_tuning(run: runs.ActiveRun, estimator: Any, model: Any, overrides: dict
     limit = settings.max_tuning_runs
     for index in order if limit is None else order[:limit]:
         child_overrides = {**overrides, **param_maps[index]}
-        tags = {runs.TAG_INTEGRATION: NAME, TAG_CANDIDATE: index, **estimator_tags(tuned)}
+        tags = {runs.TAG_INTEGRATION: NAME, runs.TAG_CANDIDATE: index, **estimator_tags(tuned)}
         params = instance_params(tuned, 0, names, child_overrides)
         params["estimator_class"] = _class_name(tuned)
         with runs.child_run(f"{run.run_name}-candidate-{index}", parent=run, tags=tags) as child:
@@ -559,7 +558,7 @@ def _log_param_map_runs(run: runs.ActiveRun, estimator: Any, param_maps: list, f
     count = len(fitted) if limit is None else min(limit, len(fitted))
     for index in range(count):
         param_map = param_maps[index] if isinstance(param_maps[index], dict) else {}
-        tags = {runs.TAG_INTEGRATION: NAME, TAG_CANDIDATE: index, **estimator_tags(estimator)}
+        tags = {runs.TAG_INTEGRATION: NAME, runs.TAG_CANDIDATE: index, **estimator_tags(estimator)}
         with runs.child_run(f"{run.run_name}-param-map-{index}", parent=run, tags=tags) as child:
             child.log_params(estimator_params(estimator, param_map), normalize=True)
             _log_fitted(child, estimator, fitted[index], settings)

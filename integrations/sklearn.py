@@ -286,7 +286,7 @@ def _log_candidate_runs(parent: runs.ActiveRun, search: Any, max_runs: Optional[
         order = order[:max_runs]
     for index in order:
         with runs.child_run(f"{parent.run_name}-candidate-{index}", parent=parent,
-                            tags={runs.TAG_INTEGRATION: "sklearn", "autolog.candidate_index": index}) as child:
+                            tags={runs.TAG_INTEGRATION: "sklearn", runs.TAG_CANDIDATE: index}) as child:
             child.defer(lambda child=child, index=index: _fill_candidate_run(child, loaded, index),
                         label=f"sklearn: candidate {index} of run {parent.run_id}")
 

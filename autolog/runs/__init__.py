@@ -32,12 +32,12 @@ from autolog.runs.lifecycle import (
     settings,
     start_run,
 )
-from autolog.runs.training import TAG_INTEGRATION, InsideTrainingCall, TrainingCall, training_call_in_progress
+from autolog.runs.training import TAG_CANDIDATE, TAG_INTEGRATION, InsideTrainingCall, TrainingCall, training_call_in_progress
 
 __all__ = [
     "ActiveRun", "RunStatus", "TrainingCall", "InsideTrainingCall", "training_call_in_progress",
     "active_run", "add_run_hooks", "attach", "child_run", "end_run", "export_run_context", "flush", "generate_run_name",
     "get_run", "last_run", "logger_for", "run_or_start", "search_runs", "set_settings", "settings", "start_run",
-    "now_ms", "DEFAULT_EXPERIMENT", "ENV_RUN_CONTEXT", "TAG_ERROR", "TAG_INTEGRATION", "TAG_RUN_OWNER",
+    "now_ms", "DEFAULT_EXPERIMENT", "ENV_RUN_CONTEXT", "TAG_CANDIDATE", "TAG_ERROR", "TAG_INTEGRATION", "TAG_RUN_OWNER",
     "_at_exit", "_end", "_reader", "_state",
 ]

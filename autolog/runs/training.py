@@ -22,6 +22,7 @@ from autolog.transport.logger import on_worker_thread
 from autolog.validation import MAX_TAG_VALUE_LENGTH
 
 TAG_INTEGRATION = "autolog.integration"
+TAG_CANDIDATE = "autolog.candidate_index"  # a search's child run: which candidate it is
 
 _in_training: contextvars.ContextVar[Optional["TrainingCall"]] = contextvars.ContextVar("autolog_training_call", default=None)
 
