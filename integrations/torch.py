@@ -73,10 +73,11 @@ class TorchIntegration(Integration):
         if quiet_rank():
             return
         loop = LoopCapture(patcher)
-        patcher.wrap(torch.Tensor, "backward", loop.on_backward)
+        # the two calls of every step: hooks after them, the engine's cheapest kind (`after`)
+        patcher.after(torch.Tensor, "backward", loop.after_backward)
         # PyTorch calls this after every step of every optimizer (see Optimizer.profile_hook_step);
-        # a wrapper here is the global step post-hook, recorded by the patcher like every patch
-        patcher.wrap(torch.optim.Optimizer, "_optimizer_step_code", loop.on_step)
+        # a hook here is the global step post-hook, recorded by the patcher like every patch
+        patcher.after(torch.optim.Optimizer, "_optimizer_step_code", loop.after_step)
         patcher.wrap(torch, "save", loop.on_save)
         patcher.when_imported("torch.utils.tensorboard.writer", loop.patch_tensorboard)
 
@@ -216,18 +217,14 @@ class LoopCapture:
         return run
 
     # -- the wrappers ---------------------------------------------------------------------------
-    def on_backward(self, wrapped, instance, args, kwargs):
-        result = wrapped(*args, **kwargs)
+    def after_backward(self, tensor, args, kwargs, result) -> None:
         if training_call_in_progress() is None:
-            self.thread.loss = instance  # a reference: StepMetrics detaches and converts it, when it is logged
-        return result
+            self.thread.loss = tensor  # a reference: StepMetrics detaches and converts it, when it is logged
 
-    def on_step(self, wrapped, instance, args, kwargs):
-        result = wrapped(*args, **kwargs)
+    def after_step(self, optimizer, args, kwargs, result) -> None:
         state = self.state(start=True)
         if state is not None:
-            state.stepped(instance, self)
-        return result
+            state.stepped(optimizer, self)
 
     def on_save(self, wrapped, instance, args, kwargs):
         target = call_arguments(wrapped, args, kwargs).get("f")
