@@ -26,13 +26,14 @@ returned by `confusion_matrix_data`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import struct
 import threading
 import zlib
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 DPI = 100
 # matplotlib's default colour cycle (tab10), for one bar colour per class
@@ -105,10 +106,10 @@ def pillow_available() -> bool:
 class _Canvas:
     """An RGB image with the few drawing operations a plot needs (text at any angle)."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, image=None):
         from PIL import Image, ImageDraw
 
-        self.image = Image.new("RGB", (max(1, int(width)), max(1, int(height))), _WHITE)
+        self.image = image if image is not None else Image.new("RGB", (max(1, int(width)), max(1, int(height))), _WHITE)
         self.draw = ImageDraw.Draw(self.image)
 
     @staticmethod
@@ -141,21 +142,88 @@ def write_png(image, path: str) -> None:
     Pillow's PNG writer chooses a filter for each row, which is most of its time on these
     plots (3.3 ms for a 490 x 400 confusion matrix, at any compression level); this writes
     the same pixels in about 1 ms, and zlib works without holding the GIL, so a training
-    thread runs meanwhile. The files are a few kB larger (17 against 15 kB)."""
+    thread runs meanwhile. The files are a few kB larger (17 against 15 kB). The rows are
+    put together in a buffer kept for the image's size (a new megabyte each time is as
+    many page faults)."""
     import numpy as np
 
     width, height = image.size
-    rows = np.zeros((height, width * 3 + 1), dtype=np.uint8)  # each row: filter type 0, then its pixels
-    rows[:, 1:] = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width * 3)
-    rows = rows.tobytes()
+    pixels = np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width * 3)
+    with _rows_buffer(width, height) as rows:  # each row: filter type 0, then its pixels
+        rows[:, 1:] = pixels
+        data = zlib.compress(rows, 1)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    pixels = zlib.compress(rows, 1)
     with open(path, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+_rows: dict = {}  # (width, height) -> the buffer of write_png's rows (one thread at a time)
+_rows_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _rows_buffer(width: int, height: int):
+    import numpy as np
+
+    if not _rows_lock.acquire(blocking=False):  # another thread writes: a buffer of its own
+        yield np.zeros((height, width * 3 + 1), dtype=np.uint8)
+        return
+    try:
+        rows = _rows.get((width, height))
+        if rows is None:
+            if len(_rows) >= _MAX_BACKGROUNDS:
+                _rows.clear()
+            rows = _rows[(width, height)] = np.zeros((height, width * 3 + 1), dtype=np.uint8)
+        yield rows
+    finally:
+        _rows_lock.release()
+
+
+# -- what is the same in every plot of a kind ---------------------------------------------------------
+# A plot is drawn over its background (the frame, ticks, labels and title, drawn once per set of
+# texts and kept) on an image kept for its size: a fresh 1 MB image costs more in page faults
+# (each new allocation is new memory to the kernel) than drawing the curve on it.
+_MAX_BACKGROUNDS = 16  # then the cache starts over: about 1 MB each
+_backgrounds: dict = {}  # key -> (image, layout)
+_scratch: dict = {}  # size -> the image a plot of that size is drawn on (by one thread at a time)
+_scratch_lock = threading.Lock()
+
+
+def _background(key: tuple, draw) -> tuple:
+    """(image, layout) for `key`: `draw()` makes them the first time (a _Canvas and a layout)."""
+    found = _backgrounds.get(key)
+    if found is None:
+        canvas, layout = draw()
+        found = (canvas.image, layout)
+        with _fonts_lock:
+            if len(_backgrounds) >= _MAX_BACKGROUNDS:
+                _backgrounds.clear()
+            _backgrounds[key] = found
+    return found
+
+
+@contextlib.contextmanager
+def _over(background) -> Iterator[_Canvas]:
+    """A canvas that starts as a copy of `background`: the image kept for its size, or a new
+    copy while another thread draws on that one."""
+    if not _scratch_lock.acquire(blocking=False):
+        yield _Canvas(0, 0, background.copy())
+        return
+    try:
+        image = _scratch.get(background.size)
+        if image is None:
+            if len(_scratch) >= _MAX_BACKGROUNDS:
+                _scratch.clear()
+            image = _scratch[background.size] = background.copy()
+        else:
+            image.paste(background, (0, 0))
+        yield _Canvas(0, 0, image)
+    finally:
+        _scratch_lock.release()
 
 
 _masks: dict = {}  # (text, font, anchor, angle) -> (mask, offset): labels repeat from plot to plot
@@ -407,18 +475,17 @@ def _float_list(values: Any) -> list[float]:
 def curve_png(data: dict, path: str) -> bool:
     """The curve of `roc_curve_data` or `precision_recall_data` as a PNG at `path`, as
     scikit-learn's displays draw it (axes from -0.01 to 1.01, square, the legend in the lower
-    right for ROC and the lower left for precision-recall); False without Pillow."""
+    right for ROC and the lower left for precision-recall); False without Pillow. The frame,
+    ticks, axis labels and title are drawn once per set of texts (`_curve_background`); each
+    plot draws its curve and its legend over them (the curve stays inside the frame, clear of
+    every text, so the pixels are those of drawing everything in turn)."""
     if not pillow_available():
         return False
     import numpy as np
 
-    canvas = _Canvas(6.4 * DPI, 4.8 * DPI)
-    width, height = canvas.image.size
-    tick_font, title_font = _font(10), _font(12)
-    line_height = canvas.size("Ag", tick_font)[1]
-    left, top = 30 + line_height + canvas.size("0.0", tick_font)[0], 20 + canvas.size(data["title"], title_font)[1] + 12
-    side = min(width - left - 30, height - top - (12 + 2 * line_height + 20))
-    left = max(left, (width - side) / 2)  # the square plot centred, as matplotlib places an equal-aspect one
+    background, (left, top, side, line_height) = _background(
+        ("curve", data["title"], data["x_label"], data["y_label"]),
+        lambda: _curve_background(data["title"], data["x_label"], data["y_label"]))
     bottom = top + side
 
     def px(values: Any, horizontal: bool) -> Any:
@@ -432,6 +499,40 @@ def curve_png(data: dict, path: str) -> bool:
     if len(points) > 1:  # one vertex per pixel reached: the image is the same, the polyline far shorter
         keep = np.r_[True, np.any(np.diff(points, axis=0) != 0, axis=1)]
         points = points[keep]
+    tick_font = _font(10)
+    with _over(background) as canvas:
+        if len(points) > 1:
+            canvas.draw.line([tuple(p) for p in points.tolist()], fill=_CYCLE[0], width=2)
+        legend = data["legend"]
+        box_width, box_height = canvas.size(legend, tick_font)[0] + 44, line_height + 14
+        x1 = left + side - 8 if data["plot"] == "roc_curve" else left + 8 + box_width
+        y1 = bottom - 8
+        canvas.draw.rectangle([x1 - box_width, y1 - box_height, x1, y1], fill=_WHITE, outline=_GRID)
+        middle = y1 - box_height / 2
+        canvas.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=_CYCLE[0], width=2)
+        canvas.text((x1 - box_width + 36, middle), legend, tick_font, anchor="lm")
+        canvas.save(path)
+    return True
+
+
+def _curve_background(title: str, x_label: str, y_label: str) -> tuple:
+    """What every curve with these texts has: the frame, its ticks and their labels, the axis
+    labels and the title; and the layout (left, top, side, line height) the curve is drawn in."""
+    import numpy as np
+
+    canvas = _Canvas(6.4 * DPI, 4.8 * DPI)
+    width, height = canvas.image.size
+    tick_font, title_font = _font(10), _font(12)
+    line_height = canvas.size("Ag", tick_font)[1]
+    left, top = 30 + line_height + canvas.size("0.0", tick_font)[0], 20 + canvas.size(title, title_font)[1] + 12
+    side = min(width - left - 30, height - top - (12 + 2 * line_height + 20))
+    left = max(left, (width - side) / 2)  # the square plot centred, as matplotlib places an equal-aspect one
+    bottom = top + side
+
+    def px(values: Any, horizontal: bool) -> Any:
+        scaled = (np.asarray(values, dtype=float) + 0.01) / 1.02 * side
+        return left + scaled if horizontal else bottom - scaled
+
     canvas.draw.rectangle([left, top, left + side, bottom], outline=_AXIS)
     for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
         tx, ty = float(px([tick], True)[0]), float(px([tick], False)[0])
@@ -439,22 +540,11 @@ def curve_png(data: dict, path: str) -> bool:
         canvas.text((tx, bottom + 7), f"{tick:.1f}", tick_font, anchor="mt")
         canvas.draw.line([left - 4, ty, left, ty], fill=_AXIS)
         canvas.text((left - 7, ty), f"{tick:.1f}", tick_font, anchor="rm")
-    if len(points) > 1:
-        canvas.draw.line([tuple(p) for p in points.tolist()], fill=_CYCLE[0], width=2)
-    canvas.text((left + side / 2, bottom + 12 + line_height + 4), data["x_label"], tick_font, anchor="mt")
-    canvas.text((left - 20 - canvas.size("0.0", tick_font)[0] - line_height / 2, top + side / 2), data["y_label"],
+    canvas.text((left + side / 2, bottom + 12 + line_height + 4), x_label, tick_font, anchor="mt")
+    canvas.text((left - 20 - canvas.size("0.0", tick_font)[0] - line_height / 2, top + side / 2), y_label,
                 tick_font, anchor="mm", angle=90)
-    canvas.text((left + side / 2, 16), data["title"], title_font, anchor="mt")
-    legend = data["legend"]
-    box_width, box_height = canvas.size(legend, tick_font)[0] + 44, line_height + 14
-    x1 = left + side - 8 if data["plot"] == "roc_curve" else left + 8 + box_width
-    y1 = bottom - 8
-    canvas.draw.rectangle([x1 - box_width, y1 - box_height, x1, y1], fill=_WHITE, outline=_GRID)
-    middle = y1 - box_height / 2
-    canvas.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=_CYCLE[0], width=2)
-    canvas.text((x1 - box_width + 36, middle), legend, tick_font, anchor="lm")
-    canvas.save(path)
-    return True
+    canvas.text((left + side / 2, 16), title, title_font, anchor="mt")
+    return canvas, (left, top, side, line_height)
 
 
 # -- feature importance -------------------------------------------------------------------------------

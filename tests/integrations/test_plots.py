@@ -321,3 +321,51 @@ def test_what_the_regression_arithmetic_does_not_take_goes_to_scikit_learn():
     assert sklearn_api._regression_errors(np.array(["a", "b"]), np.arange(2.0), None) is None
     assert sklearn_api._regression_errors(np.arange(3.0), np.arange(3.0), np.zeros(3)) is None  # weights sum to 0
     assert sklearn_api._regression_errors(np.arange(3.0), np.arange(3.0), np.ones(2)) is None
+
+
+# -- what is drawn once and kept -------------------------------------------------------------------------
+def _pixels(path) -> np.ndarray:
+    return np.asarray(_png(path).convert("RGB"))
+
+
+def _curves():
+    steep = plots.roc_curve_data([0.0, 0.0, 1.0], [0.0, 1.0, 1.0], 1.0, "LogisticRegression", 1)
+    diagonal = plots.roc_curve_data(np.linspace(0, 1, 50), np.linspace(0, 1, 50), 0.5, "LogisticRegression", 1)
+    steps = plots.precision_recall_data([1.0, 1.0, 0.5, 0.0], [0.0, 0.5, 1.0, 1.0], 0.75, "SVC", "yes")
+    corner = plots.precision_recall_data([1.0, 0.0], [1.0, 1.0], 1.0, "SVC", "yes")
+    return [steep, diagonal, steps, corner]
+
+
+def test_a_curve_never_touches_its_kept_background(tmp_path):
+    """The frame, ticks, axis labels and title are drawn once per set of texts and kept; a curve
+    drawn over them leaves the same pixels as one drawn before them only if it touches none of
+    them: even at the corners of the axes it does not."""
+    for k, data in enumerate(_curves()):
+        background, _ = plots._background(("curve", data["title"], data["x_label"], data["y_label"]),
+                                          lambda: plots._curve_background(data["title"], data["x_label"], data["y_label"]))
+        blank = Image.new("RGB", background.size, (255, 255, 255))
+        original = plots._backgrounds.copy()
+        try:  # the curve and its legend alone, on a white background
+            plots._backgrounds.update({key: (blank, layout) for key, (_, layout) in original.items()})
+            assert plots.curve_png(data, str(tmp_path / f"alone{k}.png"))
+        finally:
+            plots._backgrounds.clear()
+            plots._backgrounds.update(original)
+        alone = _pixels(tmp_path / f"alone{k}.png") != 255
+        drawn = np.asarray(background) != 255
+        legend_and_curve = alone.any(axis=2)
+        assert legend_and_curve.sum() > 100
+        assert not (legend_and_curve & drawn.any(axis=2)).any()
+
+
+def test_plots_drawn_on_a_kept_image_keep_nothing_of_the_one_before(tmp_path):
+    curves = _curves()
+    plots._backgrounds.clear()
+    plots._scratch.clear()
+    first = []
+    for k, data in enumerate(curves):
+        assert plots.curve_png(data, str(tmp_path / f"first{k}.png"))
+        first.append(_pixels(tmp_path / f"first{k}.png"))
+    for k, data in reversed(list(enumerate(curves))):  # each over the image the one before was drawn on
+        assert plots.curve_png(data, str(tmp_path / f"again{k}.png"))
+        np.testing.assert_array_equal(_pixels(tmp_path / f"again{k}.png"), first[k])
