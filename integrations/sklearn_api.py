@@ -539,20 +539,40 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
     if metrics:
         run.log_metrics(metrics, normalize=True)
     if log_plots and is_classifier(model):
+        # the plots and their data are written into one folder, delivered as one artifact (its
+        # files at the top of the run's artifacts, as MLflow's log_artifacts of a folder)
+        folder = None
         activity.wait()
         with containment.contained(f"{integration}: drawing the training confusion matrix"):
-            path = os.path.join(run.staging_dir(), CONFUSION_MATRIX)
-            drawn = confusion_matrix_png(model, data, path, predicted)
-            if drawn:
-                run.log_owned_artifact(path)
-            json_path = os.path.splitext(path)[0] + ".json"
-            if os.path.exists(json_path):
-                run.log_owned_artifact(json_path)
+            folder = run.staging_dir()
+            _whole(folder, (CONFUSION_MATRIX, _json_name(CONFUSION_MATRIX)),
+                   lambda: confusion_matrix_png(model, data, os.path.join(folder, CONFUSION_MATRIX), predicted))
         activity.wait()
         with containment.contained(f"{integration}: drawing the training ROC and precision-recall curves"):
-            for path in curves_png(model, data, run.staging_dir(), predicted):
-                run.log_owned_artifact(path)
+            folder = folder or run.staging_dir()
+            _whole(folder, tuple(name for png in (ROC_CURVE, PRECISION_RECALL_CURVE) for name in (png, _json_name(png))),
+                   lambda: curves_png(model, data, folder, predicted))
+        if folder is not None and os.listdir(folder):
+            run.log_owned_artifact(folder)
     return {"y": predicted["y"]} if "y" in predicted else {}
+
+
+def _json_name(png: str) -> str:
+    return os.path.splitext(png)[0] + ".json"
+
+
+def _whole(folder: str, names: tuple, draw) -> None:
+    """`draw()`, which writes the files `names` in `folder`; if it fails, none of them is left
+    (a plot without its data, or half a file, is not logged)."""
+    try:
+        draw()
+    except BaseException:
+        for name in names:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+        raise
 
 
 

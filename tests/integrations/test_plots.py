@@ -369,3 +369,27 @@ def test_plots_drawn_on_a_kept_image_keep_nothing_of_the_one_before(tmp_path):
     for k, data in reversed(list(enumerate(curves))):  # each over the image the one before was drawn on
         assert plots.curve_png(data, str(tmp_path / f"again{k}.png"))
         np.testing.assert_array_equal(_pixels(tmp_path / f"again{k}.png"), first[k])
+
+
+def test_a_plot_that_fails_leaves_no_file_and_the_others_are_logged(monkeypatch, contained_errors):
+    """The plots of a fit are written into one folder, delivered as one artifact: a plot whose
+    drawing fails halfway (its PNG written, its JSON not) leaves none of its files in it."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    real = plots.write_json
+
+    def failing(data, path):
+        if data["plot"] == "precision_recall_curve":
+            raise OSError("disk full")
+        real(data, path)
+
+    monkeypatch.setattr(plots, "write_json", failing)
+    X, y = make_classification(n_samples=300, n_features=5, random_state=0)
+    autolog.autolog(log_models=False)
+    LogisticRegression().fit(X, y)
+    autolog.flush()
+    names = {a.path for a in logger_for().backend.list_artifacts(autolog.last_run().run_id)}
+    assert {"training_confusion_matrix.png", "training_confusion_matrix.json"} <= names
+    assert not names & CURVES  # the ROC curve was drawn, but its plot is not logged without the other one's
+    assert contained_errors and "disk full" in repr(contained_errors[0][1])
