@@ -227,7 +227,7 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
         return False
 
     def write_and_log() -> None:
-        folder = os.path.join(run.staging_dir(), os.path.basename(artifact_path.rstrip("/")) or "model")
+        folder = run.staging_dir()  # itself the model folder: delivered whole (the local store renames it)
         write_model_folder(folder, flavor, snapshot, run_id=run.run_id, artifact_path=artifact_path,
                            signature=signature, input_example=input_example)
         run.log_owned_artifact(folder, artifact_path)
