@@ -393,3 +393,52 @@ def test_a_plot_that_fails_leaves_no_file_and_the_others_are_logged(monkeypatch,
     assert {"training_confusion_matrix.png", "training_confusion_matrix.json"} <= names
     assert not names & CURVES  # the ROC curve was drawn, but its plot is not logged without the other one's
     assert contained_errors and "disk full" in repr(contained_errors[0][1])
+
+
+# -- one decision function, one sort -----------------------------------------------------------------------
+@pytest.mark.parametrize("labels", ["int", "str", "shifted"])
+def test_a_two_class_logistic_regression_predicts_from_one_decision_function(labels):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=3000, n_features=8, random_state=3)
+    y = {"int": y, "str": np.array(["no", "yes"])[y], "shifted": y + 5}[labels]
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    X[:5] = 0.0  # decisions of exactly the intercept
+    y_pred, proba = sklearn_api._binary_logistic(model, X)
+    np.testing.assert_array_equal(y_pred, model.predict(X))  # exactly, bit for bit
+    np.testing.assert_array_equal(proba, model.predict_proba(X))
+    assert y_pred.dtype == model.predict(X).dtype
+
+
+def test_other_classifiers_predict_as_ever():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    X, y = make_classification(n_samples=600, n_features=8, n_informative=5, n_classes=3, random_state=0)
+    assert sklearn_api._binary_logistic(LogisticRegression(max_iter=300).fit(X, y), X) is None  # three classes
+    assert sklearn_api._binary_logistic(RidgeClassifier().fit(X, y > 0), X) is None  # no predict_proba
+
+    class Calibrated(LogisticRegression):
+        def predict_proba(self, X):
+            return super().predict_proba(X) ** 2
+
+    assert sklearn_api._binary_logistic(Calibrated().fit(X, y > 0), X) is None
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_curve_from_one_sort_is_the_curve_from_argsort(ties):
+    rng = np.random.default_rng(5)
+    true = rng.integers(0, 2, 5000)
+    score = rng.random(5000)
+    if ties:
+        score = np.round(score * 8) / 8  # 0.0 and 1.0 among them
+    score[:3] = (-0.0, 0.0, 1.0)
+    codes = (true, true, 2, None)
+    fps, tps, thresholds = sklearn_api._binary_curve(score, codes)
+    order = np.argsort(score)[::-1]  # the arithmetic before, for rows without weights
+    ranked, positive = score[order], true[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    np.testing.assert_array_equal(tps, np.cumsum(positive)[last])
+    np.testing.assert_array_equal(fps, 1 + last - np.cumsum(positive)[last])
+    np.testing.assert_array_equal(thresholds, ranked[last])
