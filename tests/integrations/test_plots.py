@@ -176,7 +176,7 @@ def test_curve_pngs_and_their_thinned_data(tmp_path):
     assert data["fpr"] == np.round(kept[0], 6).tolist() and data["tpr"] == np.round(kept[1], 6).tolist()
     assert plots.curve_png(data, str(tmp_path / "roc.png"))
     image = _png(tmp_path / "roc.png")
-    assert image.size == (640, 480) and (31, 119, 180) in {c for _, c in image.getcolors(1 << 20)}
+    assert image.size == (640, 480) and (31, 119, 180) in {c for _, c in image.convert("RGB").getcolors(1 << 20)}
     pr = plots.precision_recall_data([1.0, 0.5, 0.0], [0.5, 0.8, 1.0], 0.65, "Model", "yes")
     assert pr["legend"] == "Model (AP = 0.65)" and pr["y_label"] == "Precision (Positive label: yes)"
     assert plots.curve_png(pr, str(tmp_path / "pr.png"))
@@ -343,7 +343,7 @@ def test_a_curve_never_touches_its_kept_background(tmp_path):
     for k, data in enumerate(_curves()):
         background, _ = plots._background(("curve", data["title"], data["x_label"], data["y_label"]),
                                           lambda: plots._curve_background(data["title"], data["x_label"], data["y_label"]))
-        blank = Image.new("RGB", background.size, (255, 255, 255))
+        blank = Image.new(background.mode, background.size, 255)
         original = plots._backgrounds.copy()
         try:  # the curve and its legend alone, on a white background
             plots._backgrounds.update({key: (blank, layout) for key, (_, layout) in original.items()})
@@ -352,7 +352,7 @@ def test_a_curve_never_touches_its_kept_background(tmp_path):
             plots._backgrounds.clear()
             plots._backgrounds.update(original)
         alone = _pixels(tmp_path / f"alone{k}.png") != 255
-        drawn = np.asarray(background) != 255
+        drawn = np.asarray(background.convert("RGB")) != 255
         legend_and_curve = alone.any(axis=2)
         assert legend_and_curve.sum() > 100
         assert not (legend_and_curve & drawn.any(axis=2)).any()
@@ -442,3 +442,22 @@ def test_the_curve_from_one_sort_is_the_curve_from_argsort(ties):
     np.testing.assert_array_equal(tps, np.cumsum(positive)[last])
     np.testing.assert_array_equal(fps, 1 + last - np.cumsum(positive)[last])
     np.testing.assert_array_equal(thresholds, ranked[last])
+
+
+def test_a_grey_plot_with_one_colour_is_written_with_a_palette_of_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (60, 80)).astype(np.uint8)
+    grey[grey == 77] = 78  # one grey level free
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:20, 5:50] = 255
+    expected = np.repeat(grey[:, :, None], 3, axis=2)
+    expected[mask > 0] = (31, 119, 180)
+    plots.write_grey_png(Image.fromarray(grey.copy()), Image.fromarray(mask), (31, 119, 180), str(tmp_path / "p.png"))
+    assert _png(tmp_path / "p.png").mode == "P"
+    np.testing.assert_array_equal(_pixels(tmp_path / "p.png"), expected)
+    grey = np.arange(80 * 60, dtype=np.int64).reshape(60, 80).astype(np.uint8)  # every level: in RGB
+    expected = np.repeat(grey[:, :, None], 3, axis=2)
+    expected[mask > 0] = (31, 119, 180)
+    plots.write_grey_png(Image.fromarray(grey.copy()), Image.fromarray(mask), (31, 119, 180), str(tmp_path / "q.png"))
+    assert _png(tmp_path / "q.png").mode == "RGB"
+    np.testing.assert_array_equal(_pixels(tmp_path / "q.png"), expected)
