@@ -154,14 +154,17 @@ def write_png(image, path: str) -> None:
     _write_png(path, image.size, 2, 3, image.tobytes())
 
 
-def write_grey_png(image, colour_mask, colour: tuple, path: str) -> None:
+def write_grey_png(image, colour_mask, colour: tuple, path: str, greys: Optional[Any] = None) -> None:
     """A grey image ("L") whose pixels under `colour_mask` ("L", non-zero) are `colour` instead,
     as a PNG of those pixels: with a palette (one byte a pixel, a third of the bytes to deflate,
     about 0.5 ms instead of 1.5 for 640 x 480) where one grey level is not in the image, for
-    `colour` to take its place; else in RGB. Decoded, both are the same pixels."""
-    histogram = image.histogram()
-    under = image.histogram(mask=colour_mask)
-    free = next((level for level in range(256) if histogram[level] == under[level]), None)
+    `colour` to take its place; else in RGB. Decoded, both are the same pixels. `greys`: the
+    grey levels the image may hold outside the mask (more is fine), when the caller knows them."""
+    if greys is None:
+        histogram = image.histogram()
+        under = image.histogram(mask=colour_mask)
+        greys = {level for level in range(256) if histogram[level] != under[level]}
+    free = next((level for level in range(256) if level not in greys), None)
     if free is None:  # all 256 greys are there: in RGB
         from PIL import Image
 
@@ -530,7 +533,7 @@ def curve_png(data: dict, path: str) -> bool:
         return False
     import numpy as np
 
-    background, (left, top, side, line_height) = _background(
+    background, (left, top, side, line_height, greys) = _background(
         ("curve", data["title"], data["x_label"], data["y_label"]),
         lambda: _curve_background(data["title"], data["x_label"], data["y_label"]))
     bottom = top + side
@@ -562,13 +565,17 @@ def curve_png(data: dict, path: str) -> bool:
         middle = y1 - box_height / 2
         coloured.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=255, width=2)
         canvas.text((x1 - box_width + 36, middle), legend, tick_font, anchor="lm")
-        write_grey_png(canvas.image, coloured.image, _CYCLE[0], path)
+        # its greys: the background's, and the legend's (drawn over it)
+        legend_greys = canvas.image.crop(tuple(round(v) + d for v, d in zip(box, (-2, -2, 3, 3)))).histogram()
+        write_grey_png(canvas.image, coloured.image, _CYCLE[0], path,
+                       greys=greys | {level for level, count in enumerate(legend_greys) if count})
     return True
 
 
 def _curve_background(title: str, x_label: str, y_label: str) -> tuple:
     """What every curve with these texts has: the frame, its ticks and their labels, the axis
-    labels and the title; and the layout (left, top, side, line height) the curve is drawn in."""
+    labels and the title; and the layout (left, top, side, line height) the curve is drawn in,
+    with the grey levels of the background."""
     import numpy as np
 
     canvas = _Canvas(6.4 * DPI, 4.8 * DPI, mode="L")  # black and white: every pixel a grey
@@ -596,7 +603,8 @@ def _curve_background(title: str, x_label: str, y_label: str) -> tuple:
     canvas.text((left - 20 - canvas.size("0.0", tick_font)[0] - line_height / 2, top + side / 2), y_label,
                 tick_font, anchor="mm", angle=90)
     canvas.text((left + side / 2, 16), title, title_font, anchor="mt")
-    return canvas, (left, top, side, line_height)
+    greys = frozenset(level for level, count in enumerate(canvas.image.histogram()) if count)
+    return canvas, (left, top, side, line_height, greys)
 
 
 # -- feature importance -------------------------------------------------------------------------------
