@@ -26,8 +26,10 @@ Then in one warm process, each interleaved (benchmarks/harness.py rotates the va
 2. CPU seconds of the training thread (`time.thread_time()`), plain and under autolog;
 3. plain and `mlflow.autolog()` into a sqlite store (MLflow's defaults), in the same run of
    this script, fewer repetitions.
-Then `import torch` and `import lightning` with and without `autolog.autolog()` before them,
-in fresh interpreters (CPU time of the process and wall time).
+Then what the per-step hooks cost (`step_hooks`: plain, the engine's hooks alone, autolog's
+hooks through `Patcher.after` and through `Patcher.wrap`, interleaved), and `import torch` and
+`import lightning` with and without `autolog.autolog()` before them, in fresh interpreters (CPU
+time of the process and wall time).
 
 Targets (issue 18, fresh processes): the training thread at most max(5 % of plain, 20 ms)
 added; until everything is written at most max(25 % of plain, 150 ms) added and at most 1/20
@@ -38,6 +40,7 @@ tables and each check, and exits 1 if one fails.
 
     python benchmarks/overhead_torch.py [--fresh-repeats 3] [--sampled 1] [--fresh-mlflow-repeats N]
         [--breakdown-only] [--save-json FILE] [--repeats 5] [--mlflow-repeats 3] [--import-repeats 7]
+        [--hook-rounds 12] [--hook-steps 1500]
         (0 skips a part; `--breakdown-only` runs the --sampled processes alone)
 """
 
@@ -167,6 +170,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=3, help="0 skips mlflow.autolog (warm)")
     parser.add_argument("--import-repeats", type=int, default=7, help="0 skips")
+    parser.add_argument("--hook-rounds", type=int, default=12,
+                        help="interleaved rounds of the per-step hook measurement (0 skips)")
+    parser.add_argument("--hook-steps", type=int, default=1500, help="steps per measurement of the per-step hooks")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import lightning
@@ -177,6 +183,8 @@ def main(argv=None) -> int:
     failures = fresh(args) if args.fresh_repeats or args.breakdown_only else 0
     if args.repeats:
         failures += warm(args)
+    if args.hook_rounds:
+        step_hooks(args)
     if args.import_repeats:
         failures += imports(args)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
@@ -224,6 +232,77 @@ def warm(args) -> int:
                  + (f", 1/20 of it is {mlflow_added / 20 * 1e3:.1f} ms: {'ok' if ok_mlflow else 'OVER'}"
                     if lightning else "") if theirs else "mlflow.autolog not measured (--mlflow-repeats 0)"))
     return failures
+
+
+def step_hooks(args) -> None:
+    """What the per-step hooks cost, in one warm process: a loop of Adam steps on a small MLP
+    (the plain loop's), `args.hook_steps` steps per measurement, the variants interleaved
+    `args.hook_rounds` times: plain; the two hooks of the torch integration (after each
+    `backward()` and each optimizer step) installed through the engine's `Patcher.after` and
+    doing nothing (the engine's own cost); autolog at its defaults but system metrics (one run
+    for the loop, its steps counted, the loss and learning rate logged every 50 steps); and the
+    same with the hooks installed through `Patcher.wrap` (wrapt's proxy and the call-once guard),
+    as before `Patcher.after` existed. The training thread's CPU per step, medians."""
+    import statistics
+    import time
+
+    import torch
+
+    import autolog
+    from autolog.instrument import patching
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    X, y = torch.randn(128, 20), torch.randn(128, 1)
+
+    def loop(steps: int) -> None:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(X), y)
+            loss.backward()
+            optimizer.step()
+
+    def nothing(*_):
+        return None
+
+    def engine_only():
+        patcher = patching.Patcher("benchmark")
+        patcher.after(torch.Tensor, "backward", nothing)
+        patcher.after(torch.optim.Optimizer, "_optimizer_step_code", nothing)
+        return patcher.revert
+
+    def with_autolog(through_wrap: bool = False):
+        after = patching.Patcher.after
+        if through_wrap:  # the hooks as `wrap` wrappers: what every patch was before `after`
+            patching.Patcher.after = lambda self, owner, path, hook: self.wrap(owner, path, patching._after_as_wrapper(hook))
+        try:
+            autolog.autolog(log_system_metrics=False)
+        finally:
+            patching.Patcher.after = after
+        return lambda: (autolog.flush(), autolog.autolog(disable=True))
+
+    variants = {"plain": lambda: None, "the engine's hooks alone (after)": engine_only,
+                "autolog (hooks through after)": with_autolog,
+                "autolog (hooks through wrap)": lambda: with_autolog(through_wrap=True)}
+    loop(200)
+    per_step: dict = {name: [] for name in variants}
+    for _ in range(args.hook_rounds):
+        for name, install in variants.items():
+            undo = install()
+            start = time.thread_time()
+            loop(args.hook_steps)
+            per_step[name].append((time.thread_time() - start) / args.hook_steps)
+            if undo:
+                undo()
+    plain = statistics.median(per_step["plain"])
+    print(f"\n### The per-step hooks ({args.hook_steps:,} steps a measurement, {args.hook_rounds} rounds, "
+          f"load average {os.getloadavg()[0]:.1f})\n")
+    print("| variant | training thread CPU a step | added a step |\n|---|---|---|")
+    for name, values in per_step.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median * 1e6:.1f} µs | {(median - plain) * 1e6:+.1f} µs |")
 
 
 def imports(args) -> int:
