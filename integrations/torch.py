@@ -241,28 +241,24 @@ class LoopCapture:
     # -- TensorBoard ------------------------------------------------------------------------------
     def patch_tensorboard(self, module: Any) -> None:
         writer = module.SummaryWriter
-        self.patcher.wrap(writer, "add_scalar", self.on_add_scalar)
-        self.patcher.wrap(writer, "add_scalars", self.on_add_scalars)
+        # a loop may log every step: hooks after the call, the engine's cheapest kind
+        self.patcher.after(writer, "add_scalar", self.after_add_scalar)
+        self.patcher.after(writer, "add_scalars", self.after_add_scalars)
         self.patcher.wrap(writer, "add_hparams", self.on_add_hparams)
 
-    def on_add_scalar(self, wrapped, instance, args, kwargs):
-        result = wrapped(*args, **kwargs)
+    def after_add_scalar(self, writer, args, kwargs, result) -> None:
+        # add_scalar(tag, scalar_value, global_step=None, ...): read by position, or by name
         state = self.state(start=True)
         if state is not None:
-            arguments = call_arguments(wrapped, args, kwargs)
-            state.metrics.log({arguments["tag"]: arguments.get("scalar_value")},
-                              step=arguments.get("global_step") or 0)
-        return result
+            tag, value, step = _arguments(args, kwargs, ("tag", "scalar_value", "global_step"))
+            state.metrics.log({tag: value}, step=step or 0)
 
-    def on_add_scalars(self, wrapped, instance, args, kwargs):
-        result = wrapped(*args, **kwargs)
+    def after_add_scalars(self, writer, args, kwargs, result) -> None:
+        # add_scalars(main_tag, tag_scalar_dict, global_step=None, ...)
         state = self.state(start=True)
         if state is not None:
-            arguments = call_arguments(wrapped, args, kwargs)
-            main_tag, values = arguments["main_tag"], arguments.get("tag_scalar_dict") or {}
-            state.metrics.log({f"{main_tag}/{tag}": value for tag, value in values.items()},
-                              step=arguments.get("global_step") or 0)
-        return result
+            main_tag, values, step = _arguments(args, kwargs, ("main_tag", "tag_scalar_dict", "global_step"))
+            state.metrics.log({f"{main_tag}/{tag}": value for tag, value in (values or {}).items()}, step=step or 0)
 
     def on_add_hparams(self, wrapped, instance, args, kwargs):
         # its metrics reach add_scalar (of a writer it makes), and are logged there
@@ -272,6 +268,12 @@ class LoopCapture:
             if isinstance(hparams, dict) and state.writes_once:
                 state.run.log_params(flatten(hparams), normalize=True)
         return wrapped(*args, **kwargs)
+
+
+def _arguments(args: tuple, kwargs: dict, names: tuple) -> list:
+    """The values of the leading parameters `names` of a call that returned (so the call fitted
+    its signature): each given by position or by name, None when left to its default."""
+    return [args[index] if index < len(args) else kwargs.get(name) for index, name in enumerate(names)]
 
 
 def _in_dataloader_worker() -> bool:
