@@ -27,6 +27,7 @@ returned by `confusion_matrix_data`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -154,6 +155,9 @@ def write_png(image, path: str) -> None:
     _write_png(path, image.size, 2, 3, image.tobytes())
 
 
+_GREY_PALETTE = bytes(level for level in range(256) for _ in range(3))  # index i: the grey (i, i, i)
+
+
 def write_grey_png(image, colour_mask, colour: tuple, path: str, greys: Optional[Any] = None) -> None:
     """A grey image ("L") whose pixels under `colour_mask` ("L", non-zero) are `colour` instead,
     as a PNG of those pixels: with a palette (one byte a pixel, a third of the bytes to deflate,
@@ -173,7 +177,7 @@ def write_grey_png(image, colour_mask, colour: tuple, path: str, greys: Optional
         write_png(rgb, path)
         return
     image.paste(free, (0, 0), colour_mask)  # the caller's image: its scratch copy
-    palette = bytearray(level for level in range(256) for _ in range(3))
+    palette = bytearray(_GREY_PALETTE)
     palette[3 * free:3 * free + 3] = bytes(colour)
     _write_png(path, image.size, 3, 1, image.tobytes(), palette=bytes(palette))
 
@@ -184,17 +188,46 @@ def _write_png(path: str, size: tuple, colour_type: int, channels: int, pixels: 
 
     width, height = size
     pixels = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width * channels)
+    writes = getattr(_later, "writes", None)
+    if writes is not None:  # the rows copied now (the picture is final), deflated and written later
+        rows = np.empty((height, width * channels + 1), dtype=np.uint8)
+        rows[:, 0] = 0
+        rows[:, 1:] = pixels
+        writes.append(functools.partial(_deflate_and_write, path, size, colour_type, rows, palette))
+        return
     with _rows_buffer(width * channels, height) as rows:  # each row: filter type 0, then its pixels
         rows[:, 1:] = pixels
-        data = zlib.compress(rows, 1)
+        _deflate_and_write(path, size, colour_type, rows, palette)
+
+
+def _deflate_and_write(path: str, size: tuple, colour_type: int, rows: Any, palette: Optional[bytes]) -> None:
+    data = zlib.compress(rows, 1)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)  # 8 bits, no interlace
+    header = struct.pack(">IIBBBBB", size[0], size[1], 8, colour_type, 0, 0, 0)  # 8 bits, no interlace
     with open(path, "wb") as fh:
         fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"PLTE", palette) if palette else b"")
                  + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+_later = threading.local()  # `writes`: the list of `written_later` on this thread, while it is on
+
+
+@contextlib.contextmanager
+def written_later(writes: list) -> Iterator[list]:
+    """Within it, on this thread, a PNG's pixels are taken at once but deflating them and writing
+    the file are left to callables appended to `writes` (each to be called once): for a caller
+    that draws while training waits for it, and writes while training runs again (zlib, most
+    of the writing, does not hold the GIL). Each holds its image's rows (1 MB at most for the
+    plots here) until called."""
+    outer = getattr(_later, "writes", None)
+    _later.writes = writes
+    try:
+        yield writes
+    finally:
+        _later.writes = outer
 
 
 _rows: dict = {}  # (bytes of a row, rows) -> the buffer of _write_png's rows (one thread at a time)

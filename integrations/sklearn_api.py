@@ -605,39 +605,64 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
         run.log_metrics(metrics, normalize=True)
     if log_plots and is_classifier(model):
         # the plots and their data are written into one folder, delivered as one artifact (its
-        # files at the top of the run's artifacts, as MLflow's log_artifacts of a folder)
-        folder = None
-        activity.wait()
-        with containment.contained(f"{integration}: drawing the training confusion matrix"):
-            folder = run.staging_dir()
-            _whole(folder, (CONFUSION_MATRIX, _json_name(CONFUSION_MATRIX)),
-                   lambda: confusion_matrix_png(model, data, os.path.join(folder, CONFUSION_MATRIX), predicted))
-        activity.wait()
-        with containment.contained(f"{integration}: drawing the training ROC and precision-recall curves"):
-            folder = folder or run.staging_dir()
-            _whole(folder, tuple(name for png in (ROC_CURVE, PRECISION_RECALL_CURVE) for name in (png, _json_name(png))),
-                   lambda: curves_png(model, data, folder, predicted))
-        if folder is not None and os.listdir(folder):
-            run.log_owned_artifact(folder)
+        # files at the top of the run's artifacts, as MLflow's log_artifacts of a folder). They
+        # are drawn here, while training waits for this work; their PNGs are deflated and written
+        # by the next piece of work, which runs while training goes on (zlib does not hold the GIL)
+        folder, writes = None, []
+        with plots.written_later(writes):
+            activity.wait()
+            with containment.contained(f"{integration}: drawing the training confusion matrix"):
+                folder = run.staging_dir()
+                _whole(folder, (CONFUSION_MATRIX, _json_name(CONFUSION_MATRIX)), writes,
+                       lambda: confusion_matrix_png(model, data, os.path.join(folder, CONFUSION_MATRIX), predicted))
+            activity.wait()
+            with containment.contained(f"{integration}: drawing the training ROC and precision-recall curves"):
+                folder = folder or run.staging_dir()
+                _whole(folder, tuple(name for png in (ROC_CURVE, PRECISION_RECALL_CURVE) for name in (png, _json_name(png))),
+                       writes, lambda: curves_png(model, data, folder, predicted))
+        if folder is not None:
+            run.defer(lambda: _write_plots(run, folder, writes, integration),
+                      label=f"{integration}: writing the training plots of run {run.run_id}")
     return {"y": predicted["y"]} if "y" in predicted else {}
+
+
+def _write_plots(run: Any, folder: str, writes: list, integration: str) -> None:
+    """The PNGs drawn by `log_training_metrics`, deflated and written; then the folder of the
+    plots delivered. A PNG that cannot be written takes its JSON with it."""
+    for write in writes:
+        path = write.args[0]
+        with containment.contained(f"{integration}: writing {os.path.basename(path)}"):
+            try:
+                write()
+            except BaseException:
+                _remove(folder, (os.path.basename(path), _json_name(os.path.basename(path))))
+                raise
+    if os.listdir(folder):
+        run.log_owned_artifact(folder)
 
 
 def _json_name(png: str) -> str:
     return os.path.splitext(png)[0] + ".json"
 
 
-def _whole(folder: str, names: tuple, draw) -> None:
-    """`draw()`, which writes the files `names` in `folder`; if it fails, none of them is left
-    (a plot without its data, or half a file, is not logged)."""
+def _whole(folder: str, names: tuple, writes: list, draw) -> None:
+    """`draw()`, which writes the files `names` in `folder` (its PNGs through `writes`); if it
+    fails, none of them is left (a plot without its data, or half a file, is not logged)."""
+    pending = len(writes)
     try:
         draw()
     except BaseException:
-        for name in names:
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
+        del writes[pending:]
+        _remove(folder, names)
         raise
+
+
+def _remove(folder: str, names: tuple) -> None:
+    for name in names:
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
 
 
 

@@ -461,3 +461,44 @@ def test_a_grey_plot_with_one_colour_is_written_with_a_palette_of_the_same_pixel
     plots.write_grey_png(Image.fromarray(grey.copy()), Image.fromarray(mask), (31, 119, 180), str(tmp_path / "q.png"))
     assert _png(tmp_path / "q.png").mode == "RGB"
     np.testing.assert_array_equal(_pixels(tmp_path / "q.png"), expected)
+
+
+def test_pngs_drawn_now_and_written_later_are_the_same_pictures(tmp_path):
+    """While training waits the plots are drawn; their PNGs are deflated and written by the next
+    piece of work, while training runs (written_later)."""
+    data = _curves()[1]
+    matrix, labels = [[5, 1], [2, 7]], ["no", "yes"]
+    assert plots.curve_png(data, str(tmp_path / "now.png"))
+    assert plots.confusion_matrix_png(matrix, labels, str(tmp_path / "cm_now.png"))
+    writes: list = []
+    with plots.written_later(writes):
+        assert plots.curve_png(data, str(tmp_path / "later.png"))
+        assert plots.confusion_matrix_png(matrix, labels, str(tmp_path / "cm_later.png"))
+    assert len(writes) == 2 and not (tmp_path / "later.png").exists() and not (tmp_path / "cm_later.png").exists()
+    plots.curve_png(_curves()[0], str(tmp_path / "other.png"))  # the kept images are drawn on again meanwhile
+    for write in writes:
+        write()
+    np.testing.assert_array_equal(_pixels(tmp_path / "later.png"), _pixels(tmp_path / "now.png"))
+    np.testing.assert_array_equal(_pixels(tmp_path / "cm_later.png"), _pixels(tmp_path / "cm_now.png"))
+
+
+def test_a_png_that_cannot_be_written_later_takes_its_json_with_it(monkeypatch, contained_errors):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    real = plots._deflate_and_write
+
+    def failing(path, *args):
+        if path.endswith("training_roc_curve.png"):
+            raise OSError("disk full")
+        real(path, *args)
+
+    monkeypatch.setattr(plots, "_deflate_and_write", failing)
+    X, y = make_classification(n_samples=300, n_features=5, random_state=0)
+    autolog.autolog(log_models=False)
+    LogisticRegression().fit(X, y)
+    autolog.flush()
+    names = {a.path for a in logger_for().backend.list_artifacts(autolog.last_run().run_id)}
+    assert CURVES - names == {"training_roc_curve.png", "training_roc_curve.json"}
+    assert {"training_confusion_matrix.png", "training_confusion_matrix.json"} <= names
+    assert contained_errors and "disk full" in repr(contained_errors[0][1])
