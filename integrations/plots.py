@@ -193,7 +193,7 @@ def _write_png(path: str, size: tuple, colour_type: int, channels: int, pixels: 
         rows = np.empty((height, width * channels + 1), dtype=np.uint8)
         rows[:, 0] = 0
         rows[:, 1:] = pixels
-        writes.append(functools.partial(_deflate_and_write, path, size, colour_type, rows, palette))
+        writes.append(LaterWrite(path, functools.partial(_deflate_and_write, path, size, colour_type, rows, palette)))
         return
     with _rows_buffer(width * channels, height) as rows:  # each row: filter type 0, then its pixels
         rows[:, 1:] = pixels
@@ -215,13 +215,26 @@ def _deflate_and_write(path: str, size: tuple, colour_type: int, rows: Any, pale
 _later = threading.local()  # `writes`: the list of `written_later` on this thread, while it is on
 
 
+class LaterWrite:
+    """A file `written_later` leaves to be written: its `path`; calling it writes the file."""
+
+    __slots__ = ("path", "_write")
+
+    def __init__(self, path: str, write):
+        self.path = path
+        self._write = write
+
+    def __call__(self) -> None:
+        self._write()
+
+
 @contextlib.contextmanager
 def written_later(writes: list) -> Iterator[list]:
     """Within it, on this thread, a PNG's pixels are taken at once but deflating them and writing
-    the file are left to callables appended to `writes` (each to be called once): for a caller
-    that draws while training waits for it, and writes while training runs again (zlib, most
-    of the writing, does not hold the GIL). Each holds its image's rows (1 MB at most for the
-    plots here) until called."""
+    the file are left to callables appended to `writes` (each to be called once, in order), and
+    so is writing the JSON of a plot: for a caller that draws while training waits for it, and
+    writes while training runs again (zlib, most of the writing, does not hold the GIL). Each
+    holds its image's rows (1 MB at most for the plots here) until called."""
     outer = getattr(_later, "writes", None)
     _later.writes = writes
     try:
@@ -371,7 +384,17 @@ def _tick_text(value: float) -> str:
 # -- data files ------------------------------------------------------------------------------------
 def write_json(data: Any, path: str) -> None:
     """The data of a plot, as JSON next to its PNG (`x.png` -> `x.json`), for the CLI or a UI.
-    On one line: json's C encoder, ten times faster than the indented one on a curve's points."""
+    On one line: json's C encoder, ten times faster than the indented one on a curve's points.
+    Within `written_later`, written by a callable appended to its list (`data` is not changed
+    meanwhile: the plots' data are their own)."""
+    writes = getattr(_later, "writes", None)
+    if writes is not None:
+        writes.append(LaterWrite(path, functools.partial(_write_json_now, data, path)))
+        return
+    _write_json_now(data, path)
+
+
+def _write_json_now(data: Any, path: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(data, default=_plain))
 

@@ -627,16 +627,22 @@ def log_training_metrics(run: Any, model: Any, data: DataSnapshot, *, log_plots:
 
 
 def _write_plots(run: Any, folder: str, writes: list, integration: str) -> None:
-    """The PNGs drawn by `log_training_metrics`, deflated and written; then the folder of the
-    plots delivered. A PNG that cannot be written takes its JSON with it."""
+    """The PNGs and JSON files of the plots drawn by `log_training_metrics`, written (the PNGs
+    deflated); then the folder of the plots delivered. A plot whose PNG or JSON cannot be
+    written leaves neither."""
+    failed: set = set()
     for write in writes:
-        path = write.args[0]
-        with containment.contained(f"{integration}: writing {os.path.basename(path)}"):
+        stem = os.path.splitext(os.path.basename(write.path))[0]
+        if stem in failed:
+            continue
+        with containment.contained(f"{integration}: writing the plot {stem}"):
             try:
                 write()
             except BaseException:
-                _remove(folder, (os.path.basename(path), _json_name(os.path.basename(path))))
+                failed.add(stem)
                 raise
+    for stem in failed:
+        _remove(folder, (stem + ".png", stem + ".json"))
     if os.listdir(folder):
         run.log_owned_artifact(folder)
 

@@ -474,7 +474,8 @@ def test_pngs_drawn_now_and_written_later_are_the_same_pictures(tmp_path):
     with plots.written_later(writes):
         assert plots.curve_png(data, str(tmp_path / "later.png"))
         assert plots.confusion_matrix_png(matrix, labels, str(tmp_path / "cm_later.png"))
-    assert len(writes) == 2 and not (tmp_path / "later.png").exists() and not (tmp_path / "cm_later.png").exists()
+    assert [w.path for w in writes] == [str(tmp_path / "later.png"), str(tmp_path / "cm_later.png")]
+    assert not (tmp_path / "later.png").exists() and not (tmp_path / "cm_later.png").exists()
     plots.curve_png(_curves()[0], str(tmp_path / "other.png"))  # the kept images are drawn on again meanwhile
     for write in writes:
         write()
@@ -482,18 +483,21 @@ def test_pngs_drawn_now_and_written_later_are_the_same_pictures(tmp_path):
     np.testing.assert_array_equal(_pixels(tmp_path / "cm_later.png"), _pixels(tmp_path / "cm_now.png"))
 
 
-def test_a_png_that_cannot_be_written_later_takes_its_json_with_it(monkeypatch, contained_errors):
+@pytest.mark.parametrize("failing_file", ["training_roc_curve.png", "training_roc_curve.json"])
+def test_a_plot_that_cannot_be_written_later_leaves_neither_file(monkeypatch, contained_errors, failing_file):
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
 
-    real = plots._deflate_and_write
+    writer = "_deflate_and_write" if failing_file.endswith(".png") else "_write_json_now"
+    real = getattr(plots, writer)
 
-    def failing(path, *args):
-        if path.endswith("training_roc_curve.png"):
+    def failing(*args):
+        path = args[0] if writer == "_deflate_and_write" else args[1]
+        if path.endswith(failing_file):
             raise OSError("disk full")
-        real(path, *args)
+        real(*args)
 
-    monkeypatch.setattr(plots, "_deflate_and_write", failing)
+    monkeypatch.setattr(plots, writer, failing)
     X, y = make_classification(n_samples=300, n_features=5, random_state=0)
     autolog.autolog(log_models=False)
     LogisticRegression().fit(X, y)
