@@ -176,7 +176,8 @@ def test_logistic_regression_params_metrics_and_model(data, tmp_path):
     # the training summary
     summary = model.summary
     assert run.metrics["training_accuracy"] == pytest.approx(summary.accuracy)
-    assert run.metrics["training_areaUnderROC"] == pytest.approx(summary.areaUnderROC)
+    assert run.metrics["training_weightedPrecision"] == pytest.approx(summary.weightedPrecision)
+    assert "training_areaUnderROC" not in run.metrics  # four Spark jobs of its own: left out
     assert run.metrics["training_weightedFMeasure"] == pytest.approx(summary.weightedFMeasure())
     assert run.metrics["training_totalIterations"] == summary.totalIterations
     assert history(run.run_id, "training_objectiveHistory") == [
@@ -187,6 +188,31 @@ def test_logistic_regression_params_metrics_and_model(data, tmp_path):
     assert isinstance(loaded, LogisticRegressionModel)
     assert predictions(loaded, data.test) == predictions(model, data.test)
     assert loaded.getMaxIter() == 7
+
+
+def test_the_training_metrics_of_a_classifier_cost_one_spark_job(spark, data):
+    """The summary's values autolog reads come from one Spark job (MulticlassMetrics' counts,
+    which the summary keeps); the values are Spark's own."""
+    from pyspark.ml.classification import LogisticRegression
+
+    from autolog.integrations.pyspark import _summary_metrics
+
+    model = LogisticRegression(maxIter=5).fit(data.train)  # autolog off: nothing read yet
+    context, group = spark.sparkContext, "autolog-test-summary-jobs"
+    context.setJobGroup(group, "the training metrics")
+    try:
+        scalars, histories = _summary_metrics([("", model)])
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    assert len(context.statusTracker().getJobIdsForGroup(group)) == 1
+    summary = model.summary
+    assert scalars == {"training_accuracy": summary.accuracy, "training_weightedPrecision": summary.weightedPrecision,
+                       "training_weightedRecall": summary.weightedRecall,
+                       "training_weightedFMeasure": summary.weightedFMeasure(),
+                       "training_weightedTruePositiveRate": summary.weightedTruePositiveRate,
+                       "training_weightedFalsePositiveRate": summary.weightedFalsePositiveRate,
+                       "training_totalIterations": summary.totalIterations}
+    assert histories == {"training_objectiveHistory": list(summary.objectiveHistory)}
 
 
 def test_the_input_is_a_dataset_as_mlflow_spark_dataset_describes_it(data):
