@@ -81,14 +81,19 @@ def _categorise(frame, categories) -> str:
     return "other worker work (logger, records)"
 
 
+_AFTER_FUNCTIONS = ("after_method", "after_function")  # autolog/instrument/patching.py, Patcher.after
+
+
 def _training_category(frame) -> str:
     """autolog's own code, or the training: the innermost frame of autolog (or wrapt) decides;
     where that frame is calling the original (`wrapped(*args, **kwargs)`, as every wrapper
-    does), what runs inside it is the training."""
+    does, or `original(...)` in the functions of `Patcher.after`), what runs inside it is the
+    training."""
     while frame is not None:
         path = frame.f_code.co_filename
         if _SEP + "autolog" + _SEP in path or _SEP + "integrations" + _SEP in path or _SEP + "wrapt" + _SEP in path:
-            if "wrapped(" in linecache.getline(path, frame.f_lineno):
+            line = linecache.getline(path, frame.f_lineno)
+            if "wrapped(" in line or (frame.f_code.co_name in _AFTER_FUNCTIONS and "original(" in line):
                 return "training"
             return "autolog (hooks, snapshots, records)"
         frame = frame.f_back
