@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import atexit
 import copy
+import json
 import os
 import pathlib
 import shutil
 import threading
+import time
 import uuid
 from typing import Any, Callable, Optional
 
@@ -176,22 +178,90 @@ def _empty_java_param_map() -> Any:
 
 
 def save_model_data(model: Any, folder: str) -> str:
-    """Write `model` with its own writer into the local `folder`, as mlflow.spark does: a
-    `PipelineModel` (a single model is wrapped in one). In local mode Spark writes straight
-    into the folder; on a cluster the executors cannot reach the driver's disk, so the model
-    goes to a temporary folder of the cluster's filesystem and is copied down (`_via_dfs`)."""
-    from pyspark import SparkContext
+    """Write `model` into the local `folder` as mlflow.spark does: a `PipelineModel`, written
+    by its own writer; any other model as the one stage of a `PipelineModel`, which is what
+    `PipelineModel([model]).write()` writes: the stage by the model's own writer, the
+    pipeline's metadata (one line of JSON, written here: `write_pipeline_metadata`, where
+    Spark's writer runs a job for it). In local mode Spark writes straight into the folder;
+    on a cluster the executors cannot reach the driver's disk, so the model goes to a
+    temporary folder of the cluster's filesystem and is copied down."""
     from pyspark.ml import PipelineModel
 
-    writable = model if isinstance(model, PipelineModel) else PipelineModel([model])
+    if isinstance(model, PipelineModel):
+        _save(model, folder)
+        return folder
+    _save(model, stage_path(folder, model))
+    write_pipeline_metadata(folder, model)
+    return folder
+
+
+def stage_path(folder: str, stage: Any) -> str:
+    """Where a pipeline of one stage keeps it (Spark's `PipelineSharedReadWrite.getStagePath`)."""
+    return os.path.join(folder, "stages", f"0_{stage.uid}")
+
+
+def write_pipeline_metadata(folder: str, stage: Any) -> None:
+    """`metadata/` of `PipelineModel([stage])`, as its writer writes it: Spark's JVM writer
+    where the stage has a Java writer (`org.apache.spark.ml.PipelineModel`), else PySpark's
+    (`pyspark.ml.pipeline.PipelineModel`, `"language": "Python"`); the same JSON in a file
+    named as Spark's text writer names it, and `_SUCCESS` (a test compares with Spark's)."""
+    from pyspark import SparkContext
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.pipeline import PipelineSharedReadWrite
+    from pyspark.ml.util import DefaultParamsWriter
+
+    pipeline = PipelineModel([stage])
+    context = SparkContext._active_spark_context
+    if PipelineSharedReadWrite.checkStagesForJava([stage]):
+        text = json.dumps({"class": "org.apache.spark.ml.PipelineModel", "timestamp": int(round(time.time() * 1000)),
+                           "sparkVersion": context.version, "uid": pipeline.uid,
+                           "paramMap": {"stageUids": [stage.uid]}, "defaultParamMap": {}}, separators=(",", ":"))
+    else:
+        text = DefaultParamsWriter._get_metadata_to_save(  # what PipelineSharedReadWrite.saveImpl writes
+            pipeline, context, paramMap={"stageUids": [stage.uid], "language": "Python"})
+    metadata = os.path.join(folder, "metadata")
+    os.makedirs(metadata)
+    with open(os.path.join(metadata, f"part-00000-{uuid.uuid4()}-c000.txt"), "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    open(os.path.join(metadata, "_SUCCESS"), "wb").close()
+
+
+def copy_best_model(written: str, search_model: Any, folder: str) -> str:
+    """best_model/ of a search from its model/ already `written` (`save_model_data`): the
+    search's writer wrote the best model with the best model's own writer into `bestModel/`,
+    which is what `PipelineModel([best]).write()` writes as its stage; copied, not written
+    again (three Spark jobs saved). The metadata as `write_pipeline_metadata` writes it."""
+    from pyspark.ml import PipelineModel
+
+    best = search_model.bestModel
+    source = os.path.join(stage_path(written, search_model), "bestModel")
+    if not os.path.isdir(source):  # not the layout of Spark's tuning writers: write it
+        return save_model_data(best, folder)
+    try:
+        if isinstance(best, PipelineModel):  # written as it is, not as a stage
+            shutil.copytree(source, folder)
+        else:
+            shutil.copytree(source, stage_path(folder, best))
+            write_pipeline_metadata(folder, best)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return save_model_data(best, folder)  # its own writer, then
+    return folder
+
+
+def _save(model: Any, folder: str) -> None:
+    """`model` written by its own writer into the local `folder` (through the cluster's
+    filesystem where the executors may not share the driver's disk: `_via_dfs`)."""
+    from pyspark import SparkContext
+
     context = SparkContext._active_spark_context
     if not _via_dfs(context):
-        writable.write().save(pathlib.Path(folder).absolute().as_uri())
-        return folder
+        model.write().save(pathlib.Path(folder).absolute().as_uri())
+        return
     remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
-    writable.write().save(remote)
+    model.write().save(remote)
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     _hadoop_copy(context, remote, folder, to_local=True)
-    return folder
 
 
 DFS_TMPDIR_VARIABLE = "AUTOLOG_SPARK_DFS_TMPDIR"

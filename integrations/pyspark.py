@@ -47,7 +47,7 @@ from autolog.instrument.snapshots import TrainingActivity, caller_variable_name
 from autolog.instrument.training_call import Call, TrainingWrapper, call_arguments
 from autolog.integrations._spark import (  # noqa: F401 - load_model, load_single_model: MLmodel files name them here
     MODEL_DATA, PIPELINE_FLAVOR, STAGE_FLAVOR, SparkFlavor, SparkWork, WrittenModel, load_model, load_single_model,
-    pending, save_model_data, snapshot_model,
+    copy_best_model, pending, save_model_data, snapshot_model,
 )
 
 log = logging.getLogger("autolog")
@@ -309,25 +309,36 @@ def _log_fitted(run: runs.ActiveRun, estimator: Any, model: Any, settings, artif
         run.defer(functools.partial(_deliver_metrics, run, work), label=f"pyspark: training metrics of run {run.run_id}")
     if settings.log_models:
         _log_model(run, model, artifact_path, settings)
-        if _is_tuning_model(model):
-            _log_model(run, model.bestModel, "best_model", settings)
 
 
 def _log_model(run: runs.ActiveRun, model: Any, artifact_path: str, settings) -> None:
+    """The model's snapshot written on the worker (Spark's writer) into `artifact_path`; a
+    search's model also gives `best_model/`, copied from what its writer wrote (`bestModel/`)."""
     unwritable = _unwritable(model)
     if unwritable is not None:
         skip_model(run, f"{_class_name(unwritable)} has no writer (it is not MLWritable)", "pyspark: no writer")
         return
     snapshot = snapshot_model(model)
-    flavor = PIPELINE_FLAVOR if _is_pipeline_model(model) else STAGE_FLAVOR
     folder = os.path.join(run.staging_dir(), MODEL_DATA)
-    work = pending.add(functools.partial(save_model_data, snapshot, folder),
-                       f"writing the model {artifact_path}/ of run {run.run_id}")
-    # a job that holds a copy (in the JVM, of unknown size): the logger bounds how many wait; a
-    # wait for room is not training (the worker's job that makes room must not wait for it)
-    with activity.paused():
-        run.defer(functools.partial(_deliver_model, run, work, flavor, artifact_path, settings),
-                  label=f"pyspark: model {artifact_path}/ of run {run.run_id}", holds_bytes=0)
+    folders = {artifact_path: (model, folder)}
+    if _is_tuning_model(model):
+        folders["best_model"] = (model.bestModel, os.path.join(run.staging_dir(), MODEL_DATA))
+        best_folder = folders["best_model"][1]
+
+        def write() -> dict:
+            written = save_model_data(snapshot, folder)
+            return {artifact_path: written, "best_model": copy_best_model(written, snapshot, best_folder)}
+    else:
+        def write() -> dict:
+            return {artifact_path: save_model_data(snapshot, folder)}
+    work = pending.add(write, f"writing the model {' and '.join(f'{p}/' for p in folders)} of run {run.run_id}")
+    for path, (written_model, _folder) in folders.items():
+        flavor = PIPELINE_FLAVOR if _is_pipeline_model(written_model) else STAGE_FLAVOR
+        # a job that holds a copy (in the JVM, of unknown size): the logger bounds how many wait; a
+        # wait for room is not training (the worker's job that makes room must not wait for it)
+        with activity.paused():
+            run.defer(functools.partial(_deliver_model, run, work, flavor, path, settings),
+                      label=f"pyspark: model {path}/ of run {run.run_id}", holds_bytes=0)
 
 
 def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor", artifact_path: str, settings) -> None:
@@ -339,7 +350,7 @@ def _deliver_model(run: runs.ActiveRun, work: "SparkWork", flavor: "SparkFlavor"
     if work.error is not None:
         skip_model(run, f"its writer failed ({type(work.error).__name__}: {work.error})", "pyspark: writer failed")
         return
-    log_model(run, WrittenModel(work.result), flavor, artifact_path=artifact_path,
+    log_model(run, WrittenModel(work.result[artifact_path]), flavor, artifact_path=artifact_path,
               max_size_mb=settings.max_model_size_mb)
 
 

@@ -390,6 +390,55 @@ def test_model_folder_is_what_mlflow_spark_writes(data, tmp_path):
     assert ours["run_id"] == run.run_id
 
 
+def _model_tree(folder) -> tuple:
+    """(the files under `folder`, part files without their uuid and no .crc files; the JSON
+    of its metadata/ without timestamp and uid)."""
+    import re
+
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.endswith(".crc"):
+            files.append(re.sub(r"part-(\d+)-[0-9a-f-]{36}", r"part-\1", str(path.relative_to(folder))))
+    [part] = (folder / "metadata").glob("part-*")
+    metadata = {k: v for k, v in json.loads(part.read_text()).items() if k not in ("timestamp", "uid")}
+    return files, metadata
+
+
+@pytest.mark.parametrize("kind", ["java writer", "python writer"])
+def test_a_single_model_is_written_as_spark_writes_it_in_a_pipeline(kind, spark, data, tmp_path):
+    """`save_model_data` writes a model that is not a PipelineModel as `PipelineModel([model])`'s
+    writer does (Spark's JVM writer for a Java stage, PySpark's for a CrossValidatorModel), the
+    pipeline's metadata without a Spark job; Spark's loaders (the JVM's too) read it back."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.classification import LogisticRegression
+
+    from autolog.integrations._spark import copy_best_model, save_model_data
+
+    model = LogisticRegression(maxIter=3).fit(data.train) if kind == "java writer" else cross_validator().fit(data.train)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    context, group = spark.sparkContext, "autolog-test-writer-jobs"
+    context.setJobGroup(group, "the writer")
+    try:
+        save_model_data(model, str(ours))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    PipelineModel([model]).write().save(str(theirs))
+    spark_jobs = len(context.statusTracker().getJobIdsForGroup(group))
+
+    assert _model_tree(ours) == _model_tree(theirs)
+    loaded = PipelineModel.load(str(ours))
+    assert predictions(loaded, data.test) == predictions(model, data.test)
+    if kind == "java writer":
+        assert spark_jobs == 2  # the model's metadata and data; Spark's writer runs a third for the pipeline's
+        assert spark._jvm.org.apache.spark.ml.PipelineModel.load(str(ours)).stages()[0].uid() == model.uid
+    else:  # a search's best model: copied from what its writer wrote, as its own writer writes it
+        best_ours, best_theirs = tmp_path / "best-ours", tmp_path / "best-theirs"
+        copy_best_model(str(ours), model, str(best_ours))
+        PipelineModel([model.bestModel]).write().save(str(best_theirs))
+        assert _model_tree(best_ours) == _model_tree(best_theirs)
+        assert predictions(PipelineModel.load(str(best_ours)), data.test) == predictions(model.bestModel, data.test)
+
+
 def test_model_loads_with_mlflow_spark_from_an_mlflow_store(spark, data, tmp_path, monkeypatch):
     import mlflow
     import mlflow.spark
