@@ -235,7 +235,14 @@ def log_model(run, model: Any, flavor: ModelFlavor, *, artifact_path: str = MODE
             on_logged(run, artifact_path)
         _register_when_asked(run, artifact_path)
 
-    run.defer(write_and_log, label=f"writing the {flavor.name} model of run {run.run_id}", holds_bytes=size or 0)
+    # A model logged by deferred work on the worker (an integration's post-fit job, which holds
+    # the snapshot) is written right after that job, in the same pass: it is not counted again
+    # against the backlog's bound, so that the training thread, waiting for room, goes on as soon
+    # as the job that took the room is done (while the worker writes the folder)
+    from autolog.transport.logger import on_worker_thread
+
+    run.defer(write_and_log, label=f"writing the {flavor.name} model of run {run.run_id}",
+              holds_bytes=None if on_worker_thread() else (size or 0))
     return True
 
 

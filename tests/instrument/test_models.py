@@ -172,3 +172,23 @@ def test_skip_model_tags_the_run_and_warns_once_per_kind(caplog):
     assert autolog.get_run(run.run_id).tags[TAG_MODEL_SKIPPED].startswith("the library could not save")
     messages = [r.getMessage() for r in caplog.records if "could not save" in r.getMessage()]
     assert len(messages) == 1 and "no model is logged" in messages[0] and run.run_id in messages[0]
+
+
+def test_a_model_logged_by_deferred_work_is_written_after_it_without_a_second_slot():
+    """An integration's post-fit job (deferred, holding the snapshot) logs the model: the folder
+    is written right after the job, and the training thread's wait for room ends with the job."""
+    from autolog.runs import logger_for
+
+    model, _ = fitted()
+    logger = logger_for()
+    seen = []
+
+    def post_fit_job():
+        assert log_model(run, model, MinimalFlavor()) is True
+        seen.append(logger._heavy_jobs)  # the job itself only
+
+    with autolog.start_run() as run:
+        run.defer(post_fit_job, holds_bytes=100)
+    assert autolog.flush(60)
+    assert seen == [1] and logger._heavy_jobs == 0
+    assert [a.path for a in runs._reader().list_artifacts(run.run_id)] == ["model"]
