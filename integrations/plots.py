@@ -19,6 +19,15 @@ curve with the AUC and the average precision in their legends (`RocCurveDisplay`
 next to the PNG (`training_confusion_matrix.json`, ...) so that the CLI or a UI can redraw
 the plot.
 
+What a loop of short fits pays for each plot (issue 18): what is the same in every plot of a
+kind (a curve's frame, ticks, axis labels and title) is drawn once and kept, and each plot is
+drawn over it on an image kept for its size; the curves, black and white but for their one
+colour, are drawn in grey with a mask of that colour and written with a palette (a third of
+the bytes to deflate); the PNG encoder is our own (`write_png`: rows unfiltered, zlib's
+fastest level); and within `written_later` the deflating and the writing of the files are
+left to the caller, who does them while training runs. Every change is checked pixel for
+pixel against the plots drawn before it (tests/integrations/test_plots.py).
+
 Every function here runs off the training thread (on the worker) and imports no ML
 library. Without Pillow a function draws nothing and returns None; the data is still
 returned by `confusion_matrix_data`.
