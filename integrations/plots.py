@@ -25,8 +25,10 @@ drawn over it on an image kept for its size; the curves, black and white but for
 colour, are drawn in grey with a mask of that colour and written with a palette (a third of
 the bytes to deflate); the PNG encoder is our own (`write_png`: rows unfiltered, zlib's
 fastest level); and within `written_later` the deflating and the writing of the files are
-left to the caller, who does them while training runs. Every change is checked pixel for
-pixel against the plots drawn before it (tests/integrations/test_plots.py).
+left to the caller, who does them while training runs. Each of these was compared pixel for
+pixel with the plots drawn before it when it was made; tests/integrations/test_plots.py checks
+what that rests on (a curve never touches its background, a kept image keeps nothing of the
+plot before, a palette PNG decodes to the grey and coloured pixels drawn).
 
 Every function here runs off the training thread (on the worker) and imports no ML
 library. Without Pillow a function draws nothing and returns None; the data is still
