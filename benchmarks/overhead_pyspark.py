@@ -14,7 +14,10 @@ call plus `autolog.flush()` (until everything is written), mlflow's the call unt
 are ended and its async queue flushed. `--fresh-mlflow-repeats` (default 1) runs
 mlflow.autolog's processes in the first repetitions only: a fit under it takes 40 s to
 2 minutes; its warm-up process is skipped too. `--sampled N` more autolog processes say where
-the worker's and the training thread's time went.
+the worker's and the training thread's time went. `--pieces N` runs N more autolog
+processes per workload that time each piece of Spark work autolog does after the call (the
+model's writer, the summary's metrics, the input's facts) and count its Spark jobs (one job
+group per piece, read back from Spark's status tracker).
 
 Then in one warm process:
 1. wall-clock seconds per workload, interleaved by benchmarks/harness.py: plain,
@@ -36,7 +39,9 @@ check, and exits 1 if one fails.
 
     python benchmarks/overhead_pyspark.py [--fresh-repeats 3] [--sampled 1] [--fresh-mlflow-repeats 1]
         [--breakdown-only] [--save-json FILE] [--repeats 7] [--mlflow-repeats 2] [--import-repeats 7]
-        (0 skips a part; `--breakdown-only` runs the --sampled processes alone)
+        [--pieces 0]
+        (0 skips a part; `--breakdown-only` runs the --sampled processes alone; `--pieces 3
+        --fresh-repeats 0 --repeats 0 --import-repeats 0` the pieces alone)
 """
 
 from __future__ import annotations
@@ -116,6 +121,87 @@ def fresh(args) -> int:
     return report_targets(result)
 
 
+def pieces_child(name: str, store: str) -> dict:
+    """In a fresh interpreter (`--pieces-child`): autolog on, the workload's setup, its call,
+    `autolog.flush()`; each piece of Spark work (integrations/_spark.py `SparkWork`) timed
+    where it runs, in a job group of its own whose Spark jobs are counted afterwards."""
+    import itertools
+    import threading
+
+    import autolog
+
+    autolog.autolog(tracking_uri=os.path.join(store, "autolog-runs"))
+    workload = FRESH[name]
+    namespace: dict = {}
+    exec(workload.setup, namespace)
+    context = namespace["spark"].sparkContext
+    from autolog.integrations import _spark
+
+    timed: list = []
+    groups = itertools.count()
+    original = _spark.SparkWork.run
+
+    def run(work) -> None:
+        if work._do is None:  # done already, or being done: not a piece of its own
+            return original(work)
+        group = f"autolog-benchmark-piece-{next(groups)}"
+        context.setJobGroup(group, work.label)
+        start = time.perf_counter()
+        try:
+            return original(work)
+        finally:
+            timed.append((work.label.split(" of run ")[0], threading.current_thread().name, start,
+                          time.perf_counter(), group))
+            context.setLocalProperty("spark.jobGroup.id", None)
+
+    _spark.SparkWork.run = run
+    start = time.perf_counter()
+    exec(workload.call, namespace)
+    returned = time.perf_counter()
+    autolog.flush()
+    written = time.perf_counter()
+    tracker = context.statusTracker()
+    pieces = [{"piece": label, "thread": thread, "start": a - returned, "seconds": b - a,
+               "jobs": len(tracker.getJobIdsForGroup(group))} for label, thread, a, b, group in timed]
+    exec(workload.teardown, namespace)
+    return {"call": returned - start, "wait": written - returned, "pieces": pieces, "load": os.getloadavg()[0]}
+
+
+def pieces(repeats: int) -> None:
+    """`--pieces N`: per workload, N fresh autolog processes (`pieces_child`); the medians of
+    the wait after the call and of each piece's wall time, its Spark jobs, where it ran."""
+    import json
+    import subprocess
+    import tempfile
+
+    print(f"\n### The Spark work after the call, piece by piece ({repeats} fresh autolog processes per "
+          f"workload, medians; load average before: {os.getloadavg()[0]:.1f})\n")
+    print("| workload | call | wait after the call | piece | wall | starts after the call | Spark jobs | thread |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in FRESH:
+        found = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="autolog-bench-pieces-") as store:
+                done = subprocess.run([sys.executable, os.path.abspath(__file__), "--pieces-child", name, store],
+                                      capture_output=True, text=True, timeout=1200)
+            if done.returncode != 0:
+                raise RuntimeError(f"--pieces-child {name} failed:\n{done.stderr[-4000:]}")
+            found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        call = statistics.median(f["call"] for f in found)
+        wait = statistics.median(f["wait"] for f in found)
+        by_piece: dict = {}
+        for f in found:
+            for piece in f["pieces"]:
+                by_piece.setdefault(piece["piece"], []).append(piece)
+        for index, (label, runs) in enumerate(sorted(by_piece.items(), key=lambda kv: min(p["start"] for p in kv[1]))):
+            head = f"| {name} | {call:.3f} s | {wait:.3f} s " if index == 0 else "| | | "
+            print(f"{head}| {label} | {statistics.median(p['seconds'] for p in runs):.3f} s | "
+                  f"{statistics.median(p['start'] for p in runs):+.3f} s | "
+                  f"{'/'.join(sorted({str(p['jobs']) for p in runs}))} | "
+                  f"{'/'.join(sorted({p['thread'] for p in runs}))} |")
+    print()
+
+
 def workloads() -> dict:
     """The FRESH workloads as functions of this process: SETUP run once, here (the session
     started and the data cached); the session is `fits[name].namespace["spark"]`."""
@@ -162,9 +248,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=2, help="0 leaves mlflow.autolog out (warm)")
     parser.add_argument("--import-repeats", type=int, default=7, help="0 skips the import timing")
+    parser.add_argument("--pieces", type=int, default=0,
+                        help="fresh autolog processes per workload timing each piece of Spark work (0 skips)")
+    parser.add_argument("--pieces-child", nargs=2, metavar=("WORKLOAD", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if args.pieces_child:
+        import json
+
+        print(json.dumps(pieces_child(*args.pieces_child)))
+        return 0
 
     failures = 0
     if args.fresh_repeats or args.breakdown_only:
@@ -177,6 +271,8 @@ def main(argv=None) -> int:
         failures += warm(args)
     if args.import_repeats:
         failures += imports(args)
+    if args.pieces:
+        pieces(args.pieces)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 1 if failures else 0
 
