@@ -115,11 +115,14 @@ def test_batches_by_size_without_flush(make_logger):
     create(logger)
     for step in range(1000):
         metric(logger, step)
-    # the worker is woken by the batch size, not by a flush or the (one minute) interval
-    wait_until(lambda: len(points(backend)) == 1000)
+    # the worker is woken by the batch size, not by a flush or the (one minute) interval: all
+    # but what arrived after its last pass, fewer than a batch, is written without either (how
+    # much that is depends on when the worker ran: nothing on a quiet machine, up to 99 on a busy one)
+    wait_until(lambda: len(points(backend)) > 1000 - 100)
     assert backend.batch_sizes and max(backend.batch_sizes) <= 100
-    assert sum(backend.batch_sizes) == 1000
-    assert len(backend.batch_sizes) >= 10
+    assert len(backend.batch_sizes) >= 9
+    logger.flush()
+    assert len(points(backend)) == 1000 and sum(backend.batch_sizes) == 1000
 
 
 def test_batches_by_time_without_flush(make_logger):
