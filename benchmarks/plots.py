@@ -95,7 +95,7 @@ def _pillow_writer(image, path: str) -> None:
     image.save(path, format="PNG", compress_level=1)
 
 
-def _pillow_grey_writer(image, colour_mask, colour, path: str) -> None:
+def _pillow_grey_writer(image, colour_mask, colour, path: str, greys=None) -> None:
     """The curves (drawn in grey with one colour) in RGB, with Pillow's PNG writer."""
     from PIL import Image
 
