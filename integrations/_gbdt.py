@@ -172,6 +172,10 @@ class Session:
     pending_params: dict = field(default_factory=dict)  # a wrapper's get_params(), logged with train's
     joined: bool = False  # a wrapper's fit: its train() has joined the run
     checkpoints: Optional[CapturedFiles] = None  # the checkpoint files captured in this call
+    # (model, snapshot) that the library handed over during the call, taken from what it made
+    # anyway (LightGBM's train() ends by reloading its booster from its own model text): the
+    # snapshot of that model, without serialising it a second time
+    captured: Optional[tuple] = None
 
     def __post_init__(self):
         self.checkpoints = CapturedFiles(self.run, integration=self.integration,
@@ -306,16 +310,21 @@ class BoosterTraining(TrainingWrapper):
             best = self.library.best_iteration(booster, call.arguments)
             log_early_stopping(run, early_stopping(self.library, recorder, best), recorder.sink)
         if log_the_model:
-            log_model_and_importances(run, self.library, booster, self.library.booster_flavor)
+            session = call.state.get("session")
+            captured = session.captured if session is not None else None
+            snapshot = captured[1] if captured is not None and captured[0] is booster else None
+            log_model_and_importances(run, self.library, booster, self.library.booster_flavor, snapshot=snapshot)
 
 
 def log_model_and_importances(run: Any, library: Library, model: Any, flavor: ModelFlavor,
-                              data: Optional[DataSnapshot] = None, wrapper: bool = False) -> None:
-    """On the training thread: one snapshot of the model. From it, on the worker: the feature
-    importances, a wrapper's training metrics and confusion matrix, and the model folder."""
+                              data: Optional[DataSnapshot] = None, wrapper: bool = False,
+                              snapshot: Any = None) -> None:
+    """On the training thread: one snapshot of the model (`snapshot`, when the caller has it
+    already). From it, on the worker: the feature importances, a wrapper's training metrics and
+    confusion matrix, and the model folder."""
     s = runs.settings()
     try:
-        snapshot = library.snapshot(model)
+        snapshot = library.snapshot(model) if snapshot is None else snapshot
     except Exception as exc:  # noqa: BLE001 - e.g. a booster that cannot be serialised
         containment.warn_once(f"{library.name} model snapshot",
                               "%s: the trained %s cannot be saved (%s: %s); its model is not logged and its "

@@ -114,6 +114,31 @@ def test_the_model_folder_is_mlflows_lightgbm_format(datasets, data, tmp_path):
 
 
 
+@pytest.mark.parametrize("keep_training_booster", [False, True])
+def test_the_model_text_is_taken_once(datasets, data, tmp_path, monkeypatch, keep_training_booster):
+    """train() ends by reloading its booster from its own model text (unless
+    keep_training_booster): autolog keeps that text as the snapshot instead of serialising the
+    model again; with keep_training_booster it serialises it itself. The model written is the
+    booster's model either way."""
+    dtrain, _ = datasets
+    calls = []
+    original = lgb.Booster.model_to_string
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "model_to_string", counted)
+    autolog.autolog()
+    booster = lgb.train(PARAMS, dtrain, 5, keep_training_booster=keep_training_booster)
+    assert len(calls) == 1  # LightGBM's own (reloading), or autolog's snapshot (kept booster)
+    autolog.flush()
+    folder = common.download(only_run().run_id, "model", tmp_path)
+    with open(os.path.join(folder, "model.lgb"), encoding="utf-8") as fh:
+        assert fh.read() == original(booster)
+    np.testing.assert_array_equal(autolog.load_model(only_run().run_id).predict(data[2]), booster.predict(data[2]))
+
+
 def test_mlflow_pyfunc_loads_the_model_by_its_runs_uri(datasets, data, store_dir):
     dtrain, _ = datasets
     autolog.autolog()
