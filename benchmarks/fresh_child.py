@@ -81,13 +81,13 @@ def _categorise(frame, categories) -> str:
     return "other worker work (logger, records)"
 
 
-_AFTER_FUNCTIONS = ("after_method", "after_function")  # autolog/instrument/patching.py, Patcher.after
+_AFTER_FUNCTIONS = ("after_method",)  # autolog/instrument/patching.py, Patcher.after
 
 
 def _training_category(frame) -> str:
     """autolog's own code, or the training: the innermost frame of autolog (or wrapt) decides;
     where that frame is calling the original (`wrapped(*args, **kwargs)`, as every wrapper
-    does, or `original(...)` in the functions of `Patcher.after`), what runs inside it is the
+    does, or `original(...)` in the function of `Patcher.after`), what runs inside it is the
     training."""
     while frame is not None:
         path = frame.f_code.co_filename
