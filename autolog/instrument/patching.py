@@ -17,7 +17,8 @@ times a second (every `backward()`, every optimizer step): `hook(instance, args,
 result)` runs after each call that returned, inside a plain function that calls the original
 itself, without wrapt's proxy and the call-once guard: on a method that does nothing, about
 0.8 µs a call against `wrap`'s 1.6 on the 2-core machine (docs/benchmarks.md, "PyTorch and
-Lightning overhead").
+Lightning: the per-step hooks"). That form is for a class's method; anything else handed to
+`after` goes through `wrap`, the hook as its wrapper.
 
 Integrations patch when their library is imported. Inside `patch()`,
 `patcher.when_imported("sklearn.metrics", fn)` calls `fn(module)` now if the module is
