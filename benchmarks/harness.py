@@ -718,6 +718,38 @@ def compare_fresh(
     return result
 
 
+def add_fresh_arguments(parser: Any, *, mlflow_repeats: Optional[int] = None) -> None:
+    """The command-line options of `fresh_targets`: --fresh-repeats, --sampled,
+    --fresh-mlflow-repeats (default `mlflow_repeats`; None: as many as --fresh-repeats),
+    --breakdown-only and --save-json."""
+    parser.add_argument("--fresh-repeats", type=int, default=3, help="fresh interpreters per variant (0 skips)")
+    parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
+    parser.add_argument("--fresh-mlflow-repeats", type=int, default=mlflow_repeats,
+                        help="fresh mlflow.autolog processes per workload (0 leaves it out)" if mlflow_repeats is not None
+                        else "fresh mlflow.autolog processes per workload (default: --fresh-repeats; 0 leaves it out)")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the --sampled autolog processes and their breakdown (no timed fresh processes)")
+    parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
+
+
+def fresh_targets(workloads: Mapping[str, "Workload"], args: Any, title: str, **options: Any) -> int:
+    """`compare_fresh` of plain, autolog and (unless --fresh-mlflow-repeats is 0) mlflow.autolog
+    as the options of `add_fresh_arguments` ask, every process's figures written to --save-json,
+    then issue 18's targets printed (`report_targets`); returns how many are missed. `options`
+    go to `compare_fresh`."""
+    mlflow_repeats = args.fresh_repeats if args.fresh_mlflow_repeats is None else args.fresh_mlflow_repeats
+    variants = ("plain", "autolog") + (("mlflow",) if mlflow_repeats else ())
+    result = compare_fresh(workloads, variants, repeats=0 if args.breakdown_only else args.fresh_repeats,
+                           sampled=args.sampled, variant_repeats={"mlflow": mlflow_repeats}, title=title, **options)
+    if args.save_json:  # every process's figures, for a closer look
+        import json
+
+        with open(args.save_json, "w", encoding="utf-8") as fh:
+            json.dump({"samples": result.samples, "sampled": result.sampled}, fh, indent=1)
+    print()
+    return report_targets(result)
+
+
 def report_targets(result: FreshComparison, stream=sys.stdout) -> int:
     """Print issue 18's targets for every workload of `result`; return how many are missed."""
     missed = 0

@@ -58,7 +58,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
 from benchmarks.harness import (  # noqa: E402
-    Workload, compare, compare_fresh, in_process, machine_summary, report_targets, report_thread_budgets,
+    Workload, add_fresh_arguments, compare, fresh_targets, in_process, machine_summary, report_thread_budgets,
     thread_cpu)
 from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
@@ -106,19 +106,8 @@ CrossValidator(estimator=lr, estimatorParamMaps=grid, evaluator=BinaryClassifica
 
 def fresh(args) -> int:
     """Fresh processes: both figures of autolog beside mlflow.autolog's, per workload (issue 18)."""
-    variants = ("plain", "autolog") + (("mlflow",) if args.fresh_mlflow_repeats else ())
-    repeats = 0 if args.breakdown_only else args.fresh_repeats
-    result = compare_fresh(FRESH, variants, repeats=repeats, sampled=args.sampled,
-                           variant_repeats={"mlflow": args.fresh_mlflow_repeats}, warmup=("plain", "autolog"),
-                           timeout=1200,
-                           title="pyspark.ml, fresh processes: the first fit of a script, at the defaults")
-    if args.save_json:  # every process's figures, for a closer look
-        import json
-
-        with open(args.save_json, "w", encoding="utf-8") as fh:
-            json.dump({"samples": result.samples, "sampled": result.sampled}, fh, indent=1)
-    print()
-    return report_targets(result)
+    return fresh_targets(FRESH, args, title="pyspark.ml, fresh processes: the first fit of a script, at the defaults",
+                         warmup=("plain", "autolog"), timeout=1200)
 
 
 def pieces_child(name: str, store: str) -> dict:
@@ -238,13 +227,7 @@ def hook_cost(repeats: int = 50) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fresh-repeats", type=int, default=3, help="fresh interpreters per variant (0 skips)")
-    parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
-    parser.add_argument("--fresh-mlflow-repeats", type=int, default=1,
-                        help="fresh mlflow.autolog processes per workload (0 leaves it out)")
-    parser.add_argument("--breakdown-only", action="store_true",
-                        help="only the --sampled autolog processes and their breakdown (no timed fresh processes)")
-    parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
+    add_fresh_arguments(parser, mlflow_repeats=1)
     parser.add_argument("--repeats", type=int, default=7, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=2, help="0 leaves mlflow.autolog out (warm)")
     parser.add_argument("--import-repeats", type=int, default=7, help="0 skips the import timing")

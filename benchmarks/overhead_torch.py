@@ -56,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repo root, for `benchmarks.harness`
 
 from benchmarks.harness import (  # noqa: E402
-    Workload, compare, compare_fresh, in_process, machine_summary, report_targets, thread_cpu)
+    Workload, add_fresh_arguments, compare, fresh_targets, in_process, machine_summary, thread_cpu)
 from benchmarks.harness import import_times as harness_import_times  # noqa: E402
 
 # the two workloads as source, for fresh interpreters (benchmarks/fresh_child.py) and, through
@@ -130,20 +130,8 @@ for step in range(2000):
 
 def fresh(args) -> int:
     """Fresh processes: both figures of autolog beside mlflow.autolog's, per workload (issue 18)."""
-    mlflow_repeats = args.fresh_repeats if args.fresh_mlflow_repeats is None else args.fresh_mlflow_repeats
-    variants = ("plain", "autolog") + (("mlflow",) if mlflow_repeats else ())
-    repeats = 0 if args.breakdown_only else args.fresh_repeats
-    result = compare_fresh(FRESH, variants, repeats=repeats, sampled=args.sampled,
-                           variant_repeats={"mlflow": mlflow_repeats},
-                           title="PyTorch and Lightning, fresh processes: the first training of a script, "
-                                 "at the defaults")
-    if args.save_json:  # every process's figures, for a closer look
-        import json
-
-        with open(args.save_json, "w", encoding="utf-8") as fh:
-            json.dump({"samples": result.samples, "sampled": result.sampled}, fh, indent=1)
-    print()
-    return report_targets(result)
+    return fresh_targets(FRESH, args, title="PyTorch and Lightning, fresh processes: the first training of a script, "
+                                            "at the defaults")
 
 
 def workloads() -> dict:
@@ -160,13 +148,7 @@ def import_times(repeats: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fresh-repeats", type=int, default=3, help="fresh interpreters per variant (0 skips)")
-    parser.add_argument("--sampled", type=int, default=1, help="sampled autolog processes per workload")
-    parser.add_argument("--fresh-mlflow-repeats", type=int, default=None,
-                        help="fresh mlflow.autolog processes per workload (default: --fresh-repeats; 0 leaves it out)")
-    parser.add_argument("--breakdown-only", action="store_true",
-                        help="only the --sampled autolog processes and their breakdown (no timed fresh processes)")
-    parser.add_argument("--save-json", default=None, help="write every fresh process's figures to this file")
+    add_fresh_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=3, help="0 skips mlflow.autolog (warm)")
     parser.add_argument("--import-repeats", type=int, default=7, help="0 skips")
