@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 from autolog.instrument.callbacks import contained_callback
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, read_mlmodel
-from autolog.instrument.patching import Patcher
+from autolog.instrument.patching import Patcher, leading_arguments
 from autolog.instrument.snapshots import PickledModel, pickle_model
 from autolog.integrations import _gbdt
 
@@ -80,7 +80,7 @@ def _after_model_from_string(booster: Any, args: tuple, kwargs: dict, result: An
     (14 ms for 1,000 small trees, on the training thread)."""
     session = _gbdt.current_session(NAME)
     if session is not None and session.kind == "train":
-        text = args[0] if args else kwargs.get("model_str")
+        text, = leading_arguments(args, kwargs, ("model_str",))
         if isinstance(text, str):
             session.captured = (booster, BoosterText(text))
 

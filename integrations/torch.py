@@ -47,7 +47,7 @@ from autolog.instrument.checkpoints import capture_checkpoint, wait_for_checkpoi
 from autolog.instrument.integration import Integration
 from autolog.instrument.models import ModelFlavor, read_mlmodel
 from autolog.instrument.params import flatten
-from autolog.instrument.patching import Patcher
+from autolog.instrument.patching import Patcher, leading_arguments
 from autolog.instrument.role import is_primary_process, process_role
 from autolog.instrument.step_metrics import StepMetrics
 from autolog.instrument.training_call import call_arguments
@@ -250,14 +250,14 @@ class LoopCapture:
         # add_scalar(tag, scalar_value, global_step=None, ...): read by position, or by name
         state = self.state(start=True)
         if state is not None:
-            tag, value, step = _arguments(args, kwargs, ("tag", "scalar_value", "global_step"))
+            tag, value, step = leading_arguments(args, kwargs, ("tag", "scalar_value", "global_step"))
             state.metrics.log({tag: value}, step=step or 0)
 
     def after_add_scalars(self, writer, args, kwargs, result) -> None:
         # add_scalars(main_tag, tag_scalar_dict, global_step=None, ...)
         state = self.state(start=True)
         if state is not None:
-            main_tag, values, step = _arguments(args, kwargs, ("main_tag", "tag_scalar_dict", "global_step"))
+            main_tag, values, step = leading_arguments(args, kwargs, ("main_tag", "tag_scalar_dict", "global_step"))
             state.metrics.log({f"{main_tag}/{tag}": value for tag, value in (values or {}).items()}, step=step or 0)
 
     def on_add_hparams(self, wrapped, instance, args, kwargs):
@@ -268,12 +268,6 @@ class LoopCapture:
             if isinstance(hparams, dict) and state.writes_once:
                 state.run.log_params(flatten(hparams), normalize=True)
         return wrapped(*args, **kwargs)
-
-
-def _arguments(args: tuple, kwargs: dict, names: tuple) -> list:
-    """The values of the leading parameters `names` of a call that returned (so the call fitted
-    its signature): each given by position or by name, None when left to its default."""
-    return [args[index] if index < len(args) else kwargs.get(name) for index, name in enumerate(names)]
 
 
 def _in_dataloader_worker() -> bool:

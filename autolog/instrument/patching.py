@@ -348,6 +348,13 @@ def _after_as_wrapper(hook: Callable) -> Callable:
     return wrapper
 
 
+def leading_arguments(args: tuple, kwargs: dict, names: tuple) -> list:
+    """For a `Patcher.after` hook: the values of the leading parameters `names` of a call that
+    returned (so the call fitted its signature), each given by position or by name, None when
+    left to its default; without binding the signature on every call."""
+    return [args[index] if index < len(args) else kwargs.get(name) for index, name in enumerate(names)]
+
+
 def original_of(wrapped: Callable) -> Callable:
     """The function a wrapper was handed as `wrapped`, without the engine's call-once guard
     (for reading its signature; call `wrapped` itself, which the guard watches)."""
