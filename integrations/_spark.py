@@ -1,7 +1,8 @@
 """Spark-side pieces of the pyspark.ml integration: work that needs the live SparkSession,
 done exactly once off the training thread (or first by whoever stops the session or ends the
 process), and the model: a snapshot taken at the end of `fit` (about a millisecond), written
-by Spark's own writer in MLflow's `spark` flavor, read back as what was trained.
+in Spark's own format in MLflow's `spark` flavor (in local mode without Spark jobs where
+`write_without_jobs` knows the classes, else by Spark's own writer), read back as what was trained.
 
 Used by integrations/pyspark.py; imports pyspark only inside functions.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import atexit
 import copy
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -182,7 +184,8 @@ def save_model_data(model: Any, folder: str) -> str:
     by its own writer; any other model as the one stage of a `PipelineModel`, which is what
     `PipelineModel([model]).write()` writes: the stage by the model's own writer, the
     pipeline's metadata (one line of JSON, written here: `write_pipeline_metadata`, where
-    Spark's writer runs a job for it). In local mode Spark writes straight into the folder;
+    Spark's writer runs a job for it). In local mode the model goes straight into the folder,
+    written without Spark jobs where `write_without_jobs` can (the same files), else by Spark;
     on a cluster the executors cannot reach the driver's disk, so the model goes to a
     temporary folder of the cluster's filesystem and is copied down."""
     from pyspark.ml import PipelineModel
@@ -219,11 +222,7 @@ def write_pipeline_metadata(folder: str, stage: Any) -> None:
     else:
         text = DefaultParamsWriter._get_metadata_to_save(  # what PipelineSharedReadWrite.saveImpl writes
             pipeline, context, paramMap={"stageUids": [stage.uid], "language": "Python"})
-    metadata = os.path.join(folder, "metadata")
-    os.makedirs(metadata)
-    with open(os.path.join(metadata, f"part-00000-{uuid.uuid4()}-c000.txt"), "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    open(os.path.join(metadata, "_SUCCESS"), "wb").close()
+    write_text_folder(os.path.join(folder, "metadata"), text)
 
 
 def copy_best_model(written: str, search_model: Any, folder: str) -> str:
@@ -256,12 +255,249 @@ def _save(model: Any, folder: str) -> None:
 
     context = SparkContext._active_spark_context
     if not _via_dfs(context):
-        model.write().save(pathlib.Path(folder).absolute().as_uri())
+        if not write_without_jobs(model, folder):
+            model.write().save(pathlib.Path(folder).absolute().as_uri())
         return
     remote = f"{_dfs_tmpdir()}/{uuid.uuid4().hex}"
     model.write().save(remote)
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     _hadoop_copy(context, remote, folder, to_local=True)
+
+
+# -- writing Spark's model format without Spark jobs (local mode) ------------------------------------
+# The Spark versions whose writers' output this was compared with, file by file and value by value
+# (tests/integrations/test_pyspark.py); any other version goes to Spark's own writer.
+JOBLESS_SPARK_VERSIONS = ("4.3",)
+WARNING_KEY = "pyspark writer without jobs"
+
+
+class Unsupported(Exception):
+    """What `write_without_jobs` does not write itself: Spark's writer writes it, silently."""
+
+
+def write_without_jobs(model: Any, folder: str) -> bool:
+    """Write `model` into the local `folder` exactly as its own Spark writer does (the same
+    files, the same metadata JSON, Parquet data that Spark reads back as its own), but without
+    a Spark job: the JVM's writers in Spark's "local saving mode" (`MLWriter.saveToLocal`,
+    plain file writes of the very metadata JSON the Spark writer writes, and of the model data
+    in a binary form of their own), then each `metadata` file put where Spark's text writer
+    puts it and each `data` file replaced by the Parquet file Spark's writer would write
+    (`DATA_WRITERS`: the classes done so far, from the model's own accessors). A stage whose
+    writer writes anything else, a model whose writer is PySpark's Python writer, another Spark
+    version: False, with nothing left in `folder` (Spark's writer then writes it, as before).
+    An error is reported once through logging and also gives False: the model is never lost."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if ".".join(context.version.split(".")[:2]) not in JOBLESS_SPARK_VERSIONS:
+        return False
+    try:
+        _write_locally(context, model, os.path.abspath(folder))
+        return True
+    except Exception as exc:  # noqa: BLE001 - Spark's own writer writes it instead
+        if not isinstance(exc, Unsupported) and not type(exc).__name__ == "UnsupportedOperationException":
+            containment.warn_once(WARNING_KEY, "writing the %s model without Spark jobs failed (%s: %s); "
+                                  "Spark's own writer writes it (and any later one that fails so)",
+                                  type(model).__name__, type(exc).__name__, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        return False
+
+
+def _write_locally(context: Any, model: Any, folder: str) -> None:
+    from pyspark.ml.tuning import CrossValidatorModel, TrainValidationSplitModel, _ValidatorSharedReadWrite
+    from pyspark.ml.util import JavaMLWriter
+
+    if os.path.exists(folder):
+        raise Unsupported(f"{folder} exists")
+    if isinstance(model, (CrossValidatorModel, TrainValidationSplitModel)):
+        if not _ValidatorSharedReadWrite.is_java_convertible(model):
+            raise Unsupported("a search written by PySpark's Python writer")
+        _write_validator_locally(context, model._to_java(), folder)  # what JavaMLWriter(model) writes
+    else:
+        writer = model.write()
+        if not isinstance(writer, JavaMLWriter):
+            raise Unsupported(f"{type(writer).__name__} is PySpark's Python writer")
+        writer._jwrite.saveToLocal(folder)
+    _to_spark_layout(context, folder, _models_by_uid(model))
+
+
+def _write_validator_locally(context: Any, java: Any, folder: str) -> None:
+    """The JVM's CrossValidatorModelWriter / TrainValidationSplitModelWriter (`saveImpl`, which
+    refuses the local saving mode itself), step by step in that mode: `ValidatorParams.saveImpl`
+    with the same extra metadata (the metadata, `evaluator/`, `estimator/`, `epm_*`), then
+    `bestModel/`. Sub-models are not written here."""
+    from py4j.clientserver import ClientServer
+
+    jvm = context._jvm
+    if not isinstance(context._gateway, ClientServer):  # PYSPARK_PIN_THREAD=false: calls may change JVM thread
+        raise Unsupported("py4j without pinned threads")
+    if java.hasSubModels():
+        raise Unsupported("a search with sub-models")
+    cross_validation = java.getClass().getName() == "org.apache.spark.ml.tuning.CrossValidatorModel"
+    metrics = [float(v) for v in (java.avgMetrics() if cross_validation else java.validationMetrics())]
+    if not all(math.isfinite(v) for v in metrics):
+        raise Unsupported("a metric that is not finite")
+    extra = json.dumps({"avgMetrics" if cross_validation else "validationMetrics": metrics, "persistSubModels": False})
+    as_input = _scala_object(jvm.org.json4s, "AsJsonInput").stringAsJsonInput()
+    extra = _scala_object(jvm.org.json4s.jackson, "JsonMethods").parse(extra, False, True, as_input)
+    session = jvm.org.apache.spark.sql.SparkSession.active()
+    state = _scala_object(jvm.org.apache.spark.ml.util, "ReadWriteUtils").localSavingModeState()
+    state.set(True)  # a thread-local of the JVM thread that serves this Python thread (py4j's pinned threads)
+    try:
+        _scala_object(jvm.org.apache.spark.ml.tuning, "ValidatorParams").saveImpl(
+            folder, java, session, jvm.scala.Some(extra))
+        java.bestModel().write().save(os.path.join(folder, "bestModel"))
+    finally:
+        state.remove()
+
+
+def _scala_object(package: Any, name: str) -> Any:
+    """A Scala `object` through py4j (its class `name$`, field `MODULE$`)."""
+    return getattr(getattr(package, name + "$"), "MODULE$")
+
+
+def _models_by_uid(model: Any) -> dict:
+    """uid -> the Python model of each model inside `model` that the writers write (itself, a
+    PipelineModel's stages, a search's best model)."""
+    found: dict = {}
+
+    def walk(value: Any) -> None:
+        found.setdefault(value.uid, value)
+        nested = vars(value)
+        for stage in nested.get("stages") or []:
+            walk(stage)
+        if nested.get("bestModel") is not None:
+            walk(nested["bestModel"])
+
+    walk(model)
+    return found
+
+
+def _to_spark_layout(context: Any, folder: str, models: dict) -> None:
+    """What the local saving mode wrote, as Spark's writer writes it: in each folder of a stage,
+    the `metadata` file becomes `metadata/part-00000-<uuid>-c000.txt` (its JSON and a newline,
+    as Spark's text writer writes it) and `_SUCCESS`; the `data` file becomes `data/`, a Parquet
+    file written by `DATA_WRITERS` from the model. Anything else: Unsupported."""
+    stages = []
+    for where, _dirs, files in os.walk(folder):
+        if not files:
+            continue
+        if "metadata" not in files or set(files) - {"metadata", "data"}:
+            raise Unsupported(f"a writer wrote {sorted(files)} in {where}")
+        stages.append((where, "data" in files))
+    for where, has_data in stages:
+        with open(os.path.join(where, "metadata"), encoding="utf-8") as fh:
+            text = fh.read()
+        metadata = json.loads(text)
+        if has_data:
+            writer = DATA_WRITERS.get(metadata.get("class"))
+            model = models.get(metadata.get("uid"))
+            if writer is None or model is None:
+                raise Unsupported(f"the data of {metadata.get('class')}")
+            os.remove(os.path.join(where, "data"))
+            writer(context, model, os.path.join(where, "data"))
+        os.remove(os.path.join(where, "metadata"))
+        write_text_folder(os.path.join(where, "metadata"), text)
+
+
+def write_text_folder(folder: str, text: str) -> None:
+    """One line of text as Spark's text writer writes it from one partition: a part file and `_SUCCESS`."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, f"part-00000-{uuid.uuid4()}-c000.txt"), "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    open(os.path.join(folder, "_SUCCESS"), "wb").close()
+
+
+# Spark's schemas of the Vector and Matrix UDT columns, as Spark writes them into the Parquet footer
+VECTOR_UDT_JSON = (
+    '{"type":"udt","class":"org.apache.spark.ml.linalg.VectorUDT","pyClass":"pyspark.ml.linalg.VectorUDT",'
+    '"sqlType":{"type":"struct","fields":[{"name":"type","type":"byte","nullable":false,"metadata":{}},'
+    '{"name":"size","type":"integer","nullable":true,"metadata":{}},'
+    '{"name":"indices","type":{"type":"array","elementType":"integer","containsNull":false},"nullable":true,"metadata":{}},'
+    '{"name":"values","type":{"type":"array","elementType":"double","containsNull":false},"nullable":true,"metadata":{}}]}}')
+MATRIX_UDT_JSON = (
+    '{"type":"udt","class":"org.apache.spark.ml.linalg.MatrixUDT","pyClass":"pyspark.ml.linalg.MatrixUDT",'
+    '"sqlType":{"type":"struct","fields":[{"name":"type","type":"byte","nullable":false,"metadata":{}},'
+    '{"name":"numRows","type":"integer","nullable":false,"metadata":{}},'
+    '{"name":"numCols","type":"integer","nullable":false,"metadata":{}},'
+    '{"name":"colPtrs","type":{"type":"array","elementType":"integer","containsNull":false},"nullable":true,"metadata":{}},'
+    '{"name":"rowIndices","type":{"type":"array","elementType":"integer","containsNull":false},"nullable":true,"metadata":{}},'
+    '{"name":"values","type":{"type":"array","elementType":"double","containsNull":false},"nullable":true,"metadata":{}},'
+    '{"name":"isTransposed","type":"boolean","nullable":false,"metadata":{}}]}}')
+SPARK_TYPE_JSON = {"integer": '"integer"', "double": '"double"', "boolean": '"boolean"', "vector": VECTOR_UDT_JSON,
+                   "matrix": MATRIX_UDT_JSON}
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    ints, doubles = pa.list_(pa.field("element", pa.int32(), False)), pa.list_(pa.field("element", pa.float64(), False))
+    if kind == "vector":
+        return pa.struct([pa.field("type", pa.int8(), False), pa.field("size", pa.int32()),
+                          pa.field("indices", ints), pa.field("values", doubles)])
+    if kind == "matrix":
+        return pa.struct([pa.field("type", pa.int8(), False), pa.field("numRows", pa.int32(), False),
+                          pa.field("numCols", pa.int32(), False), pa.field("colPtrs", ints),
+                          pa.field("rowIndices", ints), pa.field("values", doubles),
+                          pa.field("isTransposed", pa.bool_(), False)])
+    return {"integer": pa.int32(), "double": pa.float64(), "boolean": pa.bool_()}[kind]
+
+
+def write_parquet_row(context: Any, folder: str, columns: list) -> None:
+    """One row as Spark writes `createDataFrame(Seq(data)).write.parquet(folder)`: one Snappy
+    Parquet file and `_SUCCESS`; the columns as Spark's Parquet writer lays them out, Spark's
+    schema in the footer (`org.apache.spark.sql.parquet.row.metadata`, so a Vector or Matrix
+    column reads back as that UDT) and the Spark version. `columns`: (name, kind, nullable,
+    value), kind one of SPARK_TYPE_JSON, a vector or matrix as PySpark's UDT serializes it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.ml.linalg import MatrixUDT, VectorUDT
+
+    udts = {"vector": VectorUDT(), "matrix": MatrixUDT()}
+    row = {}
+    for name, kind, _nullable, value in columns:
+        if kind in udts and value is not None:
+            serialized = udts[kind].serialize(value)
+            value = dict(zip(_arrow_type(kind).names, serialized))
+        row[name] = value
+    spark_schema = '{"type":"struct","fields":[' + ",".join(
+        f'{{"name":{json.dumps(name)},"type":{SPARK_TYPE_JSON[kind]},"nullable":{json.dumps(nullable)},"metadata":{{}}}}'
+        for name, kind, nullable, _value in columns) + "]}"
+    schema = pa.schema([pa.field(name, _arrow_type(kind), nullable) for name, kind, nullable, _value in columns])
+    os.makedirs(folder)
+    path = os.path.join(folder, f"part-00000-{uuid.uuid4()}-c000.snappy.parquet")
+    with pq.ParquetWriter(path, schema, compression="snappy", store_schema=False) as writer:  # no ARROW:schema
+        writer.write_table(pa.Table.from_pylist([row], schema=schema))
+        writer.add_key_value_metadata({"org.apache.spark.sql.parquet.row.metadata": spark_schema,
+                                       "org.apache.spark.version": context.version})
+    open(os.path.join(folder, "_SUCCESS"), "wb").close()
+
+
+def _logistic_regression_data(context: Any, model: Any, folder: str) -> None:
+    """LogisticRegressionModel's `data/` (its writer's `Data`)."""
+    write_parquet_row(context, folder, [
+        ("numClasses", "integer", False, int(model.numClasses)),
+        ("numFeatures", "integer", False, int(model.numFeatures)),
+        ("interceptVector", "vector", True, model.interceptVector),
+        ("coefficientMatrix", "matrix", True, model.coefficientMatrix),
+        ("isMultinomial", "boolean", False, bool(getattr(model._java_obj, "org$apache$spark$ml$classification$LogisticRegressionModel$$isMultinomial")())),
+    ])
+
+
+def _linear_regression_data(context: Any, model: Any, folder: str) -> None:
+    """LinearRegressionModel's `data/` (its internal-format writer's data: intercept, coefficients, scale)."""
+    write_parquet_row(context, folder, [
+        ("intercept", "double", False, float(model.intercept)),
+        ("coefficients", "vector", True, model.coefficients),
+        ("scale", "double", False, float(model._java_obj.scale())),
+    ])
+
+
+# class written in the metadata -> the writer of its `data/` (each compared with Spark's in the tests)
+DATA_WRITERS: dict = {
+    "org.apache.spark.ml.classification.LogisticRegressionModel": _logistic_regression_data,
+    "org.apache.spark.ml.regression.LinearRegressionModel": _linear_regression_data,
+}
 
 
 DFS_TMPDIR_VARIABLE = "AUTOLOG_SPARK_DFS_TMPDIR"

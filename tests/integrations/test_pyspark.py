@@ -429,7 +429,7 @@ def test_a_single_model_is_written_as_spark_writes_it_in_a_pipeline(kind, spark,
     loaded = PipelineModel.load(str(ours))
     assert predictions(loaded, data.test) == predictions(model, data.test)
     if kind == "java writer":
-        assert spark_jobs == 2  # the model's metadata and data; Spark's writer runs a third for the pipeline's
+        assert spark_jobs == 0  # Spark's writer runs three: the pipeline's metadata, the model's and its data
         assert spark._jvm.org.apache.spark.ml.PipelineModel.load(str(ours)).stages()[0].uid() == model.uid
     else:  # a search's best model: copied from what its writer wrote, as its own writer writes it
         best_ours, best_theirs = tmp_path / "best-ours", tmp_path / "best-theirs"
@@ -437,6 +437,156 @@ def test_a_single_model_is_written_as_spark_writes_it_in_a_pipeline(kind, spark,
         PipelineModel([model.bestModel]).write().save(str(best_theirs))
         assert _model_tree(best_ours) == _model_tree(best_theirs)
         assert predictions(PipelineModel.load(str(best_ours)), data.test) == predictions(model.bestModel, data.test)
+
+
+# -- Spark's model format written without Spark jobs --------------------------------------------------
+def _spark_files(folder) -> dict:
+    """relative path -> content, as Spark's writer leaves a model folder: part files without
+    their uuid, no .crc files; text (the metadata JSON) without its timestamp, Parquet as None."""
+    import re
+
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.endswith(".crc"):
+            key = re.sub(r"part-(\d+)-[0-9a-f-]{36}", r"part-\1", str(path.relative_to(folder)))
+            files[key] = re.sub(r'"timestamp":\d+,', "", path.read_text()) if path.suffix == ".txt" else None
+    return files
+
+
+def _jobless_models(kind: str, spark, data):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+    from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
+
+    if kind == "logistic regression":
+        return LogisticRegression(maxIter=5, regParam=0.01).fit(data.train)
+    if kind == "multinomial logistic regression":
+        return LogisticRegression(maxIter=5, family="multinomial").fit(data.train)
+    if kind == "linear regression":
+        return LinearRegression(labelCol="y", maxIter=5).fit(data.train)
+    if kind == "vector assembler":
+        return VectorAssembler(inputCols=["a", "b", "c"], outputCol="features")
+    if kind == "pipeline model":
+        return Pipeline(stages=[VectorAssembler(inputCols=["a", "b", "c"], outputCol="features"),
+                                LogisticRegression(maxIter=3)]).fit(data.raw)
+    if kind == "cross validator":
+        return cross_validator().fit(data.train)
+    linear = LinearRegression(labelCol="y", maxIter=5)
+    return TrainValidationSplit(estimator=linear, estimatorParamMaps=ParamGridBuilder().addGrid(
+        linear.regParam, [0.0, 0.5]).build(), evaluator=RegressionEvaluator(labelCol="y"), seed=3).fit(data.train)
+
+
+def _write_counting_jobs(spark, write) -> int:
+    context, group = spark.sparkContext, "autolog-test-jobless-writer"
+    context.setJobGroup(group, "the writer")
+    try:
+        write()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    return len(context.statusTracker().getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize("kind", ["logistic regression", "multinomial logistic regression", "linear regression",
+                                  "vector assembler", "pipeline model", "cross validator", "train validation split"])
+def test_a_model_is_written_without_spark_jobs_as_spark_writes_it(kind, spark, data, tmp_path):
+    """`write_without_jobs` (local mode) writes what the model's own Spark writer writes: the same
+    files, the same metadata JSON byte for byte (but the timestamp), Parquet data that Spark reads
+    back as its own row for row with the same schema (Vector and Matrix columns as Spark's UDTs);
+    without a Spark job. PySpark's loader and the JVM's load it; it predicts the same."""
+    import functools
+
+    from autolog.integrations._spark import write_without_jobs
+
+    model = _jobless_models(kind, spark, data)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    written: list = []
+    assert _write_counting_jobs(spark, lambda: written.append(write_without_jobs(model, str(ours)))) == 0
+    assert written == [True]
+    model.write().save(str(theirs))
+
+    files = _spark_files(ours)
+    assert files == _spark_files(theirs)
+    assert any(key.endswith(".txt") for key in files)
+    parquet = sorted(os.path.dirname(key) for key in files if key.endswith(".parquet"))
+    assert bool(parquet) == (kind != "vector assembler")
+    for folder in parquet:
+        mine, spark_own = spark.read.parquet(str(ours / folder)), spark.read.parquet(str(theirs / folder))
+        assert mine.schema == spark_own.schema
+        assert mine.collect() == spark_own.collect()
+
+    loaded = type(model).load(str(ours))
+    java_class = json.loads(next((ours / "metadata").glob("part-*")).read_text())["class"]
+    java_loaded = functools.reduce(getattr, java_class.split("."), spark._jvm).load(str(ours))
+    assert loaded.uid == java_loaded.uid() == model.uid
+    source = data.raw if kind in ("vector assembler", "pipeline model") else data.test
+    columns = ["features"] if kind == "vector assembler" else ["prediction"]
+    assert loaded.transform(source).select(columns).collect() == model.transform(source).select(columns).collect()
+
+
+def test_a_model_written_by_autolog_costs_one_spark_job_after_the_fit(spark, data):
+    """Through autolog: after a LogisticRegression's fit (and after a CrossValidator's) the one
+    Spark job left is the training summary's metrics; the model is written without one."""
+    from pyspark.ml.classification import LogisticRegression
+
+    tracker = spark.sparkContext.statusTracker()
+    autolog.autolog()
+    for fit in (lambda: LogisticRegression(maxIter=4).fit(data.train), lambda: cross_validator().fit(data.train)):
+        runs.flush()
+        spark.sparkContext.setJobGroup("training-thread", "the fit")
+        try:
+            fit()
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        last = max(tracker.getJobIdsForGroup(None), default=-1)
+        runs.flush()
+        assert len([job for job in tracker.getJobIdsForGroup(None) if job > last]) == 1
+    assert len(top_runs()) == 2 and all("model" in artifact_paths(run.run_id) for run in top_runs())
+
+
+def test_a_model_the_jobless_writer_does_not_know_is_written_by_spark(spark, data, tmp_path, caplog):
+    """A model whose data `write_without_jobs` does not write (a StringIndexerModel): nothing
+    written, no warning; `save_model_data` then uses Spark's writer, and it loads."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexer
+
+    from autolog.integrations._spark import save_model_data, write_without_jobs
+
+    model = StringIndexer(inputCol="cat", outputCol="cat_index").fit(data.raw)
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        assert write_without_jobs(model, str(tmp_path / "ours")) is False
+    assert not (tmp_path / "ours").exists() and caplog.records == []
+    assert _write_counting_jobs(spark, lambda: save_model_data(model, str(tmp_path / "model"))) > 0
+    loaded = PipelineModel.load(str(tmp_path / "model")).stages[0]
+    assert loaded.labelsArray == model.labelsArray
+
+
+def test_an_error_in_the_jobless_writer_falls_back_to_spark_and_warns_once(spark, data, tmp_path, caplog):
+    """A model whose accessor raises while its data is written: warned once through logging,
+    nothing of the attempt left, and Spark's own writer writes the model, which loads."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
+
+    from autolog.integrations._spark import save_model_data
+
+    class BrokenAccessor(LogisticRegressionModel):
+        @property
+        def interceptVector(self):
+            raise RuntimeError("an accessor that fails")
+
+    models = [LogisticRegression(maxIter=3).fit(data.train) for _ in range(2)]
+    for model in models:
+        model.__class__ = BrokenAccessor
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        for index, model in enumerate(models):
+            save_model_data(model, str(tmp_path / f"model-{index}"))
+    warnings = [r.getMessage() for r in caplog.records if "without Spark jobs failed" in r.getMessage()]
+    assert len(warnings) == 1 and "an accessor that fails" in warnings[0]
+    for index, model in enumerate(models):
+        loaded = PipelineModel.load(str(tmp_path / f"model-{index}"))
+        assert predictions(loaded, data.test) == predictions(model, data.test)
 
 
 def test_model_loads_with_mlflow_spark_from_an_mlflow_store(spark, data, tmp_path, monkeypatch):
