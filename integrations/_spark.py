@@ -466,7 +466,9 @@ def write_parquet_row(context: Any, folder: str, columns: list) -> None:
     schema = pa.schema([pa.field(name, _arrow_type(kind), nullable) for name, kind, nullable, _value in columns])
     os.makedirs(folder)
     path = os.path.join(folder, f"part-00000-{uuid.uuid4()}-c000.snappy.parquet")
-    with pq.ParquetWriter(path, schema, compression="snappy", store_schema=False) as writer:  # no ARROW:schema
+    # as parquet-mr lays out Spark's file: format version 1, plain encodings; no ARROW:schema
+    with pq.ParquetWriter(path, schema, compression="snappy", version="1.0", use_dictionary=False,
+                          store_schema=False) as writer:
         writer.write_table(pa.Table.from_pylist([row], schema=schema))
         writer.add_key_value_metadata({"org.apache.spark.sql.parquet.row.metadata": spark_schema,
                                        "org.apache.spark.version": context.version})
