@@ -23,7 +23,7 @@ Then in one warm process:
 1. wall-clock seconds per workload, interleaved by benchmarks/harness.py: plain,
    `autolog.autolog()` (the caller's cost: the worker writes after the clock stops),
    `autolog.autolog()` with `autolog.flush()` inside the clock (until everything is
-   written: the model by Spark's writer, the summary's metrics, the child runs), and
+   written: the model in Spark's format, the summary's metrics, the child runs), and
    `mlflow.autolog()` into a sqlite store (fewer repetitions: it takes seconds per fit);
 2. CPU seconds of the training thread (`time.thread_time()`), plain and under autolog:
    the Python work autolog adds to the thread that trains (Spark's own work runs in the
