@@ -424,8 +424,14 @@ MATRIX_UDT_JSON = (
     '{"name":"rowIndices","type":{"type":"array","elementType":"integer","containsNull":false},"nullable":true,"metadata":{}},'
     '{"name":"values","type":{"type":"array","elementType":"double","containsNull":false},"nullable":true,"metadata":{}},'
     '{"name":"isTransposed","type":"boolean","nullable":false,"metadata":{}}]}}')
-SPARK_TYPE_JSON = {"integer": '"integer"', "double": '"double"', "boolean": '"boolean"', "vector": VECTOR_UDT_JSON,
-                   "matrix": MATRIX_UDT_JSON}
+SPARK_TYPE_JSON = {
+    "integer": '"integer"', "long": '"long"', "double": '"double"', "boolean": '"boolean"',
+    "vector": VECTOR_UDT_JSON, "matrix": MATRIX_UDT_JSON,
+    "array<integer>": '{"type":"array","elementType":"integer","containsNull":false}',  # Array[Int]
+    "array<long>": '{"type":"array","elementType":"long","containsNull":false}',  # Array[Long]
+    "array<array<string>>": ('{"type":"array","elementType":{"type":"array","elementType":"string",'
+                             '"containsNull":true},"containsNull":true}'),  # Seq[Seq[String]]
+}
 
 
 def _arrow_type(kind: str) -> Any:
@@ -440,7 +446,11 @@ def _arrow_type(kind: str) -> Any:
                           pa.field("numCols", pa.int32(), False), pa.field("colPtrs", ints),
                           pa.field("rowIndices", ints), pa.field("values", doubles),
                           pa.field("isTransposed", pa.bool_(), False)])
-    return {"integer": pa.int32(), "double": pa.float64(), "boolean": pa.bool_()}[kind]
+    if kind == "array<array<string>>":
+        return pa.list_(pa.field("element", pa.list_(pa.field("element", pa.string(), True)), True))
+    if kind.startswith("array<"):
+        return pa.list_(pa.field("element", _arrow_type(kind[len("array<"):-1]), False))
+    return {"integer": pa.int32(), "long": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}[kind]
 
 
 def write_parquet_row(context: Any, folder: str, columns: list) -> None:
@@ -495,10 +505,35 @@ def _linear_regression_data(context: Any, model: Any, folder: str) -> None:
     ])
 
 
+def _data_of(*columns: tuple) -> Callable[[Any, Any, str], None]:
+    """The writer of a model's `data/` whose writer's `Data` has these columns: (name, kind,
+    nullable, the model's accessor that gives the value)."""
+    def write(context: Any, model: Any, folder: str) -> None:
+        write_parquet_row(context, folder, [(name, kind, nullable, read(model)) for name, kind, nullable, read in columns])
+
+    return write
+
+
 # class written in the metadata -> the writer of its `data/` (each compared with Spark's in the tests)
 DATA_WRITERS: dict = {
     "org.apache.spark.ml.classification.LogisticRegressionModel": _logistic_regression_data,
     "org.apache.spark.ml.regression.LinearRegressionModel": _linear_regression_data,
+    "org.apache.spark.ml.classification.LinearSVCModel": _data_of(
+        ("coefficients", "vector", True, lambda m: m.coefficients), ("intercept", "double", False, lambda m: m.intercept)),
+    "org.apache.spark.ml.regression.GeneralizedLinearRegressionModel": _data_of(
+        ("intercept", "double", False, lambda m: m.intercept), ("coefficients", "vector", True, lambda m: m.coefficients)),
+    "org.apache.spark.ml.feature.StringIndexerModel": _data_of(
+        ("labelsArray", "array<array<string>>", True, lambda m: [list(labels) for labels in m.labelsArray])),
+    "org.apache.spark.ml.feature.OneHotEncoderModel": _data_of(
+        ("categorySizes", "array<integer>", True, lambda m: [int(v) for v in m.categorySizes])),
+    "org.apache.spark.ml.feature.StandardScalerModel": _data_of(
+        ("std", "vector", True, lambda m: m.std), ("mean", "vector", True, lambda m: m.mean)),
+    "org.apache.spark.ml.feature.MinMaxScalerModel": _data_of(
+        ("originalMin", "vector", True, lambda m: m.originalMin), ("originalMax", "vector", True, lambda m: m.originalMax)),
+    "org.apache.spark.ml.feature.MaxAbsScalerModel": _data_of(("maxAbs", "vector", True, lambda m: m.maxAbs)),
+    "org.apache.spark.ml.feature.IDFModel": _data_of(
+        ("idf", "vector", True, lambda m: m.idf), ("docFreq", "array<long>", True, lambda m: [int(v) for v in m.docFreq]),
+        ("numDocs", "long", False, lambda m: int(m.numDocs))),
 }
 
 

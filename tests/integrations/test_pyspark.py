@@ -455,10 +455,12 @@ def _spark_files(folder) -> dict:
 
 def _jobless_models(kind: str, spark, data):
     from pyspark.ml import Pipeline
-    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.classification import LinearSVC, LogisticRegression
     from pyspark.ml.evaluation import RegressionEvaluator
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.regression import LinearRegression
+    from pyspark.ml.feature import (
+        IDF, MaxAbsScaler, MinMaxScaler, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler,
+    )
+    from pyspark.ml.regression import GeneralizedLinearRegression, LinearRegression
     from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
 
     if kind == "logistic regression":
@@ -474,6 +476,18 @@ def _jobless_models(kind: str, spark, data):
                                 LogisticRegression(maxIter=3)]).fit(data.raw)
     if kind == "cross validator":
         return cross_validator().fit(data.train)
+    if kind == "linear svc":
+        return LinearSVC(maxIter=5).fit(data.train)
+    if kind == "generalized linear regression":
+        return GeneralizedLinearRegression(labelCol="y", maxIter=5).fit(data.train)
+    if kind == "feature pipeline model":
+        return Pipeline(stages=[
+            StringIndexer(inputCol="cat", outputCol="cat_index"),
+            OneHotEncoder(inputCols=["cat_index"], outputCols=["cat_vector"]),
+            VectorAssembler(inputCols=["a", "b", "c", "cat_vector"], outputCol="features"),
+            StandardScaler(inputCol="features", outputCol="standard", withMean=True),
+            MinMaxScaler(inputCol="features", outputCol="min_max"), MaxAbsScaler(inputCol="features", outputCol="max_abs"),
+            IDF(inputCol="cat_vector", outputCol="idf")]).fit(data.raw)
     linear = LinearRegression(labelCol="y", maxIter=5)
     return TrainValidationSplit(estimator=linear, estimatorParamMaps=ParamGridBuilder().addGrid(
         linear.regParam, [0.0, 0.5]).build(), evaluator=RegressionEvaluator(labelCol="y"), seed=3).fit(data.train)
@@ -490,7 +504,8 @@ def _write_counting_jobs(spark, write) -> int:
 
 
 @pytest.mark.parametrize("kind", ["logistic regression", "multinomial logistic regression", "linear regression",
-                                  "vector assembler", "pipeline model", "cross validator", "train validation split"])
+                                  "linear svc", "generalized linear regression", "vector assembler", "pipeline model",
+                                  "feature pipeline model", "cross validator", "train validation split"])
 def test_a_model_is_written_without_spark_jobs_as_spark_writes_it(kind, spark, data, tmp_path):
     """`write_without_jobs` (local mode) writes what the model's own Spark writer writes: the same
     files, the same metadata JSON byte for byte (but the timestamp), Parquet data that Spark reads
@@ -521,8 +536,9 @@ def test_a_model_is_written_without_spark_jobs_as_spark_writes_it(kind, spark, d
     java_class = json.loads(next((ours / "metadata").glob("part-*")).read_text())["class"]
     java_loaded = functools.reduce(getattr, java_class.split("."), spark._jvm).load(str(ours))
     assert loaded.uid == java_loaded.uid() == model.uid
-    source = data.raw if kind in ("vector assembler", "pipeline model") else data.test
-    columns = ["features"] if kind == "vector assembler" else ["prediction"]
+    source = data.raw if kind in ("vector assembler", "pipeline model", "feature pipeline model") else data.test
+    columns = {"vector assembler": ["features"], "feature pipeline model": [
+        "cat_index", "cat_vector", "features", "standard", "min_max", "max_abs", "idf"]}.get(kind, ["prediction"])
     assert loaded.transform(source).select(columns).collect() == model.transform(source).select(columns).collect()
 
 
@@ -547,20 +563,20 @@ def test_a_model_written_by_autolog_costs_one_spark_job_after_the_fit(spark, dat
 
 
 def test_a_model_the_jobless_writer_does_not_know_is_written_by_spark(spark, data, tmp_path, caplog):
-    """A model whose data `write_without_jobs` does not write (a StringIndexerModel): nothing
-    written, no warning; `save_model_data` then uses Spark's writer, and it loads."""
+    """A model whose data `write_without_jobs` does not write (a DecisionTreeClassificationModel):
+    nothing written, no warning; `save_model_data` then uses Spark's writer, and it loads."""
     from pyspark.ml import PipelineModel
-    from pyspark.ml.feature import StringIndexer
+    from pyspark.ml.classification import DecisionTreeClassifier
 
     from autolog.integrations._spark import save_model_data, write_without_jobs
 
-    model = StringIndexer(inputCol="cat", outputCol="cat_index").fit(data.raw)
+    model = DecisionTreeClassifier(maxDepth=2).fit(data.train)
     with caplog.at_level(logging.WARNING, logger="autolog"):
         assert write_without_jobs(model, str(tmp_path / "ours")) is False
     assert not (tmp_path / "ours").exists() and caplog.records == []
     assert _write_counting_jobs(spark, lambda: save_model_data(model, str(tmp_path / "model"))) > 0
-    loaded = PipelineModel.load(str(tmp_path / "model")).stages[0]
-    assert loaded.labelsArray == model.labelsArray
+    loaded = PipelineModel.load(str(tmp_path / "model"))
+    assert predictions(loaded, data.test) == predictions(model, data.test)
 
 
 def test_an_error_in_the_jobless_writer_falls_back_to_spark_and_warns_once(spark, data, tmp_path, caplog):
