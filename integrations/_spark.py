@@ -318,7 +318,7 @@ def _write_locally(context: Any, model: Any, folder: str) -> None:
         if not isinstance(writer, JavaMLWriter):
             raise Unsupported(f"{type(writer).__name__} is PySpark's Python writer")
         writer._jwrite.saveToLocal(folder)
-    _to_spark_layout(context, folder, _models_by_uid(model))
+    _to_spark_layout(context, folder, _models_by_folder(model, folder))
 
 
 def _write_validator_locally(context: Any, java: Any, folder: str) -> None:
@@ -356,20 +356,17 @@ def _scala_object(package: Any, name: str) -> Any:
     return getattr(getattr(package, name + "$"), "MODULE$")
 
 
-def _models_by_uid(model: Any) -> dict:
-    """uid -> the Python model of each model inside `model` that the writers write (itself, a
-    PipelineModel's stages, a search's best model)."""
-    found: dict = {}
-
-    def walk(value: Any) -> None:
-        found.setdefault(value.uid, value)
-        nested = vars(value)
-        for stage in nested.get("stages") or []:
-            walk(stage)
-        if nested.get("bestModel") is not None:
-            walk(nested["bestModel"])
-
-    walk(model)
+def _models_by_folder(model: Any, folder: str) -> dict:
+    """folder -> the Python model its writer writes there: `model` in `folder`, a PipelineModel's
+    stages in `stages/<i>_<uid>` (PipelineSharedReadWrite), a search's best model in `bestModel`.
+    A model found nowhere else (OneVsRestModel's `model_<i>`, sub-models) has no entry."""
+    found = {folder: model}
+    nested = vars(model)
+    if isinstance(nested.get("stages"), list):
+        for index, stage in enumerate(nested["stages"]):
+            found.update(_models_by_folder(stage, os.path.join(folder, "stages", f"{index}_{stage.uid}")))
+    if nested.get("bestModel") is not None:
+        found.update(_models_by_folder(nested["bestModel"], os.path.join(folder, "bestModel")))
     return found
 
 
@@ -391,9 +388,10 @@ def _to_spark_layout(context: Any, folder: str, models: dict) -> None:
         metadata = json.loads(text)
         if has_data:
             writer = DATA_WRITERS.get(metadata.get("class"))
-            model = models.get(metadata.get("uid"))
-            if writer is None or model is None:
-                raise Unsupported(f"the data of {metadata.get('class')}")
+            model = models.get(where)
+            if (writer is None or model is None or model.uid != metadata.get("uid")
+                    or model._java_obj.getClass().getName() != metadata.get("class")):
+                raise Unsupported(f"the data of {metadata.get('class')} in {where}")
             os.remove(os.path.join(where, "data"))
             writer(context, model, os.path.join(where, "data"))
         os.remove(os.path.join(where, "metadata"))

@@ -467,6 +467,10 @@ def _jobless_models(kind: str, spark, data):
         return LogisticRegression(maxIter=5, regParam=0.01).fit(data.train)
     if kind == "multinomial logistic regression":
         return LogisticRegression(maxIter=5, family="multinomial").fit(data.train)
+    if kind == "sparse logistic regression":  # L1: a SparseMatrix of coefficients
+        model = LogisticRegression(maxIter=20, family="multinomial", regParam=0.3, elasticNetParam=1.0).fit(data.train)
+        assert type(model.coefficientMatrix).__name__ == "SparseMatrix"
+        return model
     if kind == "linear regression":
         return LinearRegression(labelCol="y", maxIter=5).fit(data.train)
     if kind == "vector assembler":
@@ -503,7 +507,8 @@ def _write_counting_jobs(spark, write) -> int:
     return len(context.statusTracker().getJobIdsForGroup(group))
 
 
-@pytest.mark.parametrize("kind", ["logistic regression", "multinomial logistic regression", "linear regression",
+@pytest.mark.parametrize("kind", ["logistic regression", "multinomial logistic regression",
+                                  "sparse logistic regression", "linear regression",
                                   "linear svc", "generalized linear regression", "vector assembler", "pipeline model",
                                   "feature pipeline model", "cross validator", "train validation split"])
 def test_a_model_is_written_without_spark_jobs_as_spark_writes_it(kind, spark, data, tmp_path):
@@ -562,15 +567,20 @@ def test_a_model_written_by_autolog_costs_one_spark_job_after_the_fit(spark, dat
     assert len(top_runs()) == 2 and all("model" in artifact_paths(run.run_id) for run in top_runs())
 
 
-def test_a_model_the_jobless_writer_does_not_know_is_written_by_spark(spark, data, tmp_path, caplog):
-    """A model whose data `write_without_jobs` does not write (a DecisionTreeClassificationModel):
-    nothing written, no warning; `save_model_data` then uses Spark's writer, and it loads."""
+@pytest.mark.parametrize("kind", ["decision tree", "one vs rest"])
+def test_a_model_the_jobless_writer_does_not_know_is_written_by_spark(kind, spark, data, tmp_path, caplog):
+    """A model whose data `write_without_jobs` does not write (a DecisionTreeClassificationModel;
+    a OneVsRestModel, whose models are LogisticRegressionModels in `model_<i>/`): nothing
+    written, no warning; `save_model_data` then uses Spark's writer, and it loads."""
     from pyspark.ml import PipelineModel
-    from pyspark.ml.classification import DecisionTreeClassifier
+    from pyspark.ml.classification import DecisionTreeClassifier, LogisticRegression, OneVsRest
 
     from autolog.integrations._spark import save_model_data, write_without_jobs
 
-    model = DecisionTreeClassifier(maxDepth=2).fit(data.train)
+    if kind == "decision tree":
+        model = DecisionTreeClassifier(maxDepth=2).fit(data.train)
+    else:
+        model = OneVsRest(classifier=LogisticRegression(maxIter=3)).fit(data.train)
     with caplog.at_level(logging.WARNING, logger="autolog"):
         assert write_without_jobs(model, str(tmp_path / "ours")) is False
     assert not (tmp_path / "ours").exists() and caplog.records == []
