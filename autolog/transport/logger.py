@@ -405,7 +405,9 @@ class BatchingLogger:
         The writes go to the backend as one group (one transaction in the local store),
         committed before deferred work runs, before a flush marker is answered, and at the
         end: a pass costs one commit, not one per record, and what a killed process loses
-        is still only what it had not yet written."""
+        is still only what it had not yet written. What deferred work logged is written in
+        its place, in the group begun after it, so it is committed with what follows it (at
+        the latest before the next deferred work, as everything before that work is)."""
         owner = self._grouped is None and self._begin_group()
         try:
             self._process_records(records, track, owner)
@@ -460,14 +462,24 @@ class BatchingLogger:
                     # deferred work is the worker's once it starts it: an exit that gives up
                     # meanwhile must not run it a second time (what it logs is spilled below)
                     self._inflight_pos = index + 1 if kind == "x" else index
+                emitted = None
                 try:
-                    self._control(rec)
+                    emitted = self._control(rec)
                 except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
                     containment.report("the logger's worker", exc)
                 if self._abandoned:
                     return
                 if grouped:
                     self._begin_group()
+                if emitted:
+                    # what the work logged is written in its place, in the group that follows it:
+                    # committed with the records after it at the next commit (before the next
+                    # deferred work, a flush marker, a full batch, the end of the pass), not in
+                    # a transaction of its own (a loop of short fits ran one job's records per
+                    # commit: 7 commits a fit where 5 do)
+                    self._process_records(emitted, False, owner)
+                    if self._abandoned:
+                        return
             if size >= max_size:
                 self._send_batches(pending)
                 pending, size = {}, 0
@@ -526,7 +538,9 @@ class BatchingLogger:
         finally:
             self._group_from = None
 
-    def _control(self, rec: tuple) -> None:
+    def _control(self, rec: tuple) -> Optional[list]:
+        """Write or do one record other than a param, metric or tag; for deferred work, return
+        the records it logged (the caller writes them in its place)."""
         kind = rec[0]
         if kind == "c":
             run = self._complete_run_start(rec[1])
@@ -542,7 +556,7 @@ class BatchingLogger:
         elif kind == "i":
             self._log_inputs(rec[1], rec[2])
         elif kind == "x":
-            self._run_deferred(rec[1])
+            return self._run_deferred(rec[1])
         elif kind == "f":
             try:
                 if not self._down:
@@ -552,6 +566,7 @@ class BatchingLogger:
                 rec[1].set()
         else:
             containment.report("the logger", ValueError(f"unknown record kind {kind!r}"))
+        return None
 
     def _complete_run_start(self, run):
         """A run's creation as it is written or spilled: with the source tags (the run's own
@@ -582,7 +597,10 @@ class BatchingLogger:
             self._set_gate()
         return emitted
 
-    def _run_deferred(self, work: Callable[[], None]) -> None:
+    def _run_deferred(self, work: Callable[[], None]) -> Optional[list]:
+        """Run deferred work; return the records it logged, to be written in its place (None
+        when there are none, or when they went elsewhere: to the enclosing work's records, or
+        to the journal after an exit that gave up on the worker)."""
         outer = self._inline
         emitted = self._collect_inline(work, "deferred logging work")
         if emitted and outer is None and self._abandoned:
@@ -592,12 +610,11 @@ class BatchingLogger:
                 ops, count = _encode_records(emitted, self)
                 if ops:
                     self._spill(ops, count)
-            return
-        if emitted:
-            if outer is not None:
-                outer.extend(emitted)
-            else:
-                self._process(emitted)
+            return None
+        if emitted and outer is not None:
+            outer.extend(emitted)
+            return None
+        return emitted or None
 
     def _send_batches(self, pending: dict) -> None:
         try:

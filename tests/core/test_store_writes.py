@@ -126,6 +126,38 @@ def test_deferred_work_and_a_flush_commit_what_came_before(make_logger, statemen
     reader.shutdown()
 
 
+def test_what_deferred_work_logs_is_committed_with_what_follows_it(make_logger, statements):
+    logger, store = make_logger()
+    logger.enqueue(("c", RunStart("0" * 32, "Default", "first", 1, None, {})))
+    assert logger.flush(30)
+    statements.clear()
+    reader = LocalStore(store.root)
+    seen = []
+
+    def first():
+        logger.enqueue(("p", RUN, "lr", "0.1"))
+
+    def second():
+        # what the first work logged is stored before this one runs, as what came before it
+        seen.append(reader.get_run(RUN).params)
+        logger.enqueue(("m", RUN, "loss", 0.5, 1_000, 0))
+
+    logger.enqueue(("c", RunStart(RUN, "Default", "r", 1, None, {})))
+    logger.enqueue(("x", first))
+    logger.enqueue(("x", second))
+    logger.enqueue(("t", RUN, "kind", "test"))
+    logger.enqueue(("e", RUN, RunStatus.FINISHED, 2))
+    assert logger.flush(30)
+    assert seen == [{"lr": "0.1"}]
+    # the creation (before the first work), its param (before the second), the second's metric
+    # with the tag and the end: three commits, not one more for each work's own records
+    assert (statements["BEGIN IMMEDIATE"], statements["COMMIT"]) == (3, 3)
+    run = reader.get_run(RUN)
+    assert (run.status, run.params, run.metrics, run.tags["kind"]) == (RunStatus.FINISHED, {"lr": "0.1"},
+                                                                        {"loss": 0.5}, "test")
+    reader.shutdown()
+
+
 def test_a_refused_record_in_a_pass_is_set_aside_alone(make_logger, contained_errors):
     logger, store = make_logger()
     _run_records(logger)
