@@ -20,6 +20,7 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import pickle
 import sys
 import threading
@@ -182,7 +183,7 @@ class _KeptMemory:
             del out
             del lent
             return None
-        weakref.finalize(lent, self._give_back, block)
+        weakref.finalize(lent, self._give_back, block).atexit = False  # nothing to give back at exit
         return out
 
     def _take(self, nbytes: int) -> Any:
@@ -217,7 +218,13 @@ class _KeptMemory:
         self._returned.append([block, time.monotonic()])
 
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
 _kept = _KeptMemory()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_kept._after_fork_in_child)
 
 
 # -- schema and input example (on the worker) ---------------------------------------------------

@@ -93,3 +93,44 @@ def test_data_snapshot_takes_its_copies_in_kept_memory_and_frames_as_before():
     frame = pd.DataFrame(X[:100], columns=list("abcde"))
     snap = DataSnapshot.take(frame, y[:100])
     pd.testing.assert_frame_equal(snap.X, frame)
+
+
+def test_a_child_forked_while_another_thread_takes_a_copy_takes_its_own():
+    import os
+    import signal
+    import threading
+    import time
+
+    from autolog.instrument.snapshots import _kept
+
+    X = np.random.default_rng(2).normal(size=(5_000, 4))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _kept._lock:  # as a thread in the middle of a copy at the moment of the fork
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: the lock its parent's thread held must not hold it up
+        try:
+            snap = DataSnapshot.take(X)
+            os._exit(0 if np.array_equal(snap.X, X) else 1)
+        except BaseException:
+            os._exit(2)
+    release.set()
+    thread.join()
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung taking a copy")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
