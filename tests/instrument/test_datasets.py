@@ -254,3 +254,14 @@ def test_declared_batch_size_of_loaders_and_pipelines():
     assert datasets.declared_batch_size(looped) is None
     for data in (None, np.zeros((4, 2)), [np.zeros(2)], {"x": 1}):
         assert datasets.declared_batch_size(data) is None
+
+
+def test_the_same_data_again_and_data_changed_in_one_element_each_get_their_own_digest(rng):
+    X = rng.normal(size=(3_000, 5))
+    first = describe(X).digest
+    assert describe(X.copy()).digest == first  # the kept last digest: equal bytes, equal digest
+    changed = X.copy()
+    changed[1_999, 4] += 1.0  # one element the digest reads
+    assert describe(changed).digest != first
+    assert describe(X).digest == first
+    assert describe(X[:, :4]).digest != first  # the same first elements, another shape
