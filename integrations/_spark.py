@@ -289,7 +289,9 @@ def write_without_jobs(model: Any, folder: str) -> bool:
     from pyspark import SparkContext
 
     context = SparkContext._active_spark_context
-    if ".".join(context.version.split(".")[:2]) not in JOBLESS_SPARK_VERSIONS:
+    if context is None or ".".join(context.version.split(".")[:2]) not in JOBLESS_SPARK_VERSIONS:
+        return False
+    if os.path.exists(folder):  # not ours to clear: Spark's writer says what it says about it
         return False
     try:
         _write_locally(context, model, os.path.abspath(folder))
@@ -307,8 +309,6 @@ def _write_locally(context: Any, model: Any, folder: str) -> None:
     from pyspark.ml.tuning import CrossValidatorModel, TrainValidationSplitModel, _ValidatorSharedReadWrite
     from pyspark.ml.util import JavaMLWriter
 
-    if os.path.exists(folder):
-        raise Unsupported(f"{folder} exists")
     if isinstance(model, (CrossValidatorModel, TrainValidationSplitModel)):
         if not _ValidatorSharedReadWrite.is_java_convertible(model):
             raise Unsupported("a search written by PySpark's Python writer")
