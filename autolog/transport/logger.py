@@ -425,7 +425,10 @@ class BatchingLogger:
         # metric points, by far the most records, stay the tuples they were queued as: the
         # backend gets them as one MetricRecords view per run, no object built per point
         last_run, last_metrics = None, None
-        for index, rec in enumerate(records):
+        index = -1
+        while index + 1 < len(records):  # what deferred work logs is put into `records` as it goes
+            index += 1
+            rec = records[index]
             kind = rec[0]
             if kind == "m":
                 if rec[1] is not last_run:
@@ -467,19 +470,12 @@ class BatchingLogger:
                     emitted = self._control(rec)
                 except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
                     containment.report("the logger's worker", exc)
+                if emitted and not self._splice(records, index, emitted):
+                    return
                 if self._abandoned:
                     return
                 if grouped:
                     self._begin_group()
-                if emitted:
-                    # what the work logged is written in its place, in the group that follows it:
-                    # committed with the records after it at the next commit (before the next
-                    # deferred work, a flush marker, a full batch, the end of the pass), not in
-                    # a transaction of its own (a loop of short fits ran one job's records per
-                    # commit: 7 commits a fit where 5 do)
-                    self._process_records(emitted, False, owner)
-                    if self._abandoned:
-                        return
             if size >= max_size:
                 self._send_batches(pending)
                 pending, size = {}, 0
@@ -498,6 +494,25 @@ class BatchingLogger:
             return
         if pending:
             self._send_batches(pending)
+
+    def _splice(self, records: list, index: int, emitted: list) -> bool:
+        """Put what the deferred work at `records[index]` logged right after it, to be written
+        in its place as records of this pass: in the group begun after the work, committed with
+        the records that follow (at the next commit: before the next deferred work, a flush
+        marker, after a full batch, at the end of the pass), not in a transaction of its own (a
+        loop of short fits ran 7 commits a fit where 5 do). In `_inflight` (`records` is it when
+        tracked), an exit that gives up on the worker spills them with the rest of the pass.
+        False when that exit came first: they are spilled from here."""
+        with self._taking:  # an exit that gives up takes `_inflight` under it
+            if not self._abandoned:
+                records[index + 1:index + 1] = emitted
+                self._received += len(emitted)  # counted as records of the pass (the queue's are)
+                return True
+        with containment.contained("keeping deferred work's records at exit"):
+            ops, count = _encode_records(emitted, self)
+            if ops:
+                self._spill(ops, count)
+        return False
 
     def _begin_group(self) -> bool:
         """Ask the backend to hold this pass's writes in one group; True if it does."""

@@ -83,3 +83,46 @@ def test_a_run_spilled_at_exit_keeps_its_source_tags(tmp_path):
     backend.gate.set()
     run = replay(tmp_path).get_run("r1")
     assert run.tags.get("autolog.source.name") == "train.py" and run.tags.get("mine") == "1", run.tags
+
+
+class EndHangsStore(LocalStore):
+    """A local store whose end of a run hangs until released (a disk that stopped answering)."""
+
+    def __init__(self, uri):
+        super().__init__(uri)
+        self.gate, self.hanging = threading.Event(), threading.Event()
+
+    def end_run(self, run_id, status, end_time):
+        self.hanging.set()
+        self.gate.wait(30)
+        super().end_run(run_id, status, end_time)
+
+
+def test_what_deferred_work_logged_in_the_open_group_is_spilled_when_the_exit_gives_up(tmp_path):
+    import json
+    import os
+
+    run_id = "r" * 32
+    store = EndHangsStore(str(tmp_path / "store"))
+    logger = make_logger(tmp_path, store)
+    logger.enqueue(("c", RunStart(run_id, "Default", "fit", 0, None, {})))
+    # the job's param is written in the group begun after the job, with the end that hangs: that
+    # group is not committed while the worker hangs (nor ever, if the process then ends)
+    logger.enqueue(("x", lambda: logger.enqueue(("p", run_id, "lr", "0.1"))))
+    logger.enqueue(("e", run_id, "FINISHED", 1))
+    assert store.hanging.wait(30)
+    assert logger.close(timeout=0.5) is False  # the exit gives up on the worker
+    reader = LocalStore(store.root)  # what is committed, as the next process finds it
+    stored = reader.get_run(run_id)
+    spilled = []
+    for name in sorted(os.listdir(tmp_path / "journal")):
+        if name.startswith("segment-"):
+            with open(tmp_path / "journal" / name, encoding="utf-8") as fh:
+                spilled += [json.loads(line) for line in fh if line.strip()]
+    store.gate.set()
+    logger._thread.join(30)
+    reader.shutdown()
+    store.shutdown()
+    spilled_params = [p for op in spilled if op["op"] == "batch" for p in op["params"]]
+    assert stored.params == {"lr": "0.1"} or spilled_params == [["lr", "0.1"]], (stored.params, spilled)
+    assert stored.status == "FINISHED" or [op["op"] for op in spilled][-1:] == ["end"], spilled
