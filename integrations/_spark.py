@@ -297,7 +297,9 @@ def write_without_jobs(model: Any, folder: str) -> bool:
         _write_locally(context, model, os.path.abspath(folder))
         return True
     except Exception as exc:  # noqa: BLE001 - Spark's own writer writes it instead
-        if not isinstance(exc, Unsupported) and not type(exc).__name__ == "UnsupportedOperationException":
+        # pyarrow missing (PySpark without its pandas extras) is not a failure: Spark's writer, silently
+        missing = isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "pyarrow"
+        if not (isinstance(exc, Unsupported) or missing or type(exc).__name__ == "UnsupportedOperationException"):
             containment.warn_once(WARNING_KEY, "writing the %s model without Spark jobs failed (%s: %s); "
                                   "Spark's own writer writes it (and any later one that fails so)",
                                   type(model).__name__, type(exc).__name__, exc)

@@ -635,6 +635,28 @@ def test_an_error_in_the_jobless_writer_falls_back_to_spark_and_warns_once(spark
         assert predictions(loaded, data.test) == predictions(model, data.test)
 
 
+@needs_jobless_writer
+def test_without_pyarrow_spark_writes_the_model_silently(spark, data, tmp_path, caplog, monkeypatch):
+    """PySpark without its pandas extras has no pyarrow: the job-free writer steps aside with no
+    warning, nothing of the attempt left, and Spark's writer writes the model, which loads."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.classification import LogisticRegression
+
+    from autolog.integrations._spark import save_model_data, write_without_jobs
+
+    model = LogisticRegression(maxIter=3).fit(data.train)
+    for name in [n for n in sys.modules if n == "pyarrow" or n.startswith("pyarrow.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import pyarrow` now fails as if not installed
+    with caplog.at_level(logging.WARNING, logger="autolog"):
+        assert write_without_jobs(model, str(tmp_path / "ours")) is False
+        assert not (tmp_path / "ours").exists()
+        assert _write_counting_jobs(spark, lambda: save_model_data(model, str(tmp_path / "model"))) > 0
+    assert caplog.records == []
+    monkeypatch.undo()
+    loaded = PipelineModel.load(str(tmp_path / "model"))
+    assert predictions(loaded, data.test) == predictions(model, data.test)
+
+
 def test_model_loads_with_mlflow_spark_from_an_mlflow_store(spark, data, tmp_path, monkeypatch):
     import mlflow
     import mlflow.spark
