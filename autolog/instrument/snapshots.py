@@ -217,7 +217,6 @@ class _KeptMemory:
     def _give_back(self, block) -> None:
         self._returned.append([block, time.monotonic()])
 
-
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
 
