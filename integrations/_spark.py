@@ -485,26 +485,6 @@ def write_parquet_row(context: Any, folder: str, columns: list) -> None:
     open(os.path.join(folder, "_SUCCESS"), "wb").close()
 
 
-def _logistic_regression_data(context: Any, model: Any, folder: str) -> None:
-    """LogisticRegressionModel's `data/` (its writer's `Data`)."""
-    write_parquet_row(context, folder, [
-        ("numClasses", "integer", False, int(model.numClasses)),
-        ("numFeatures", "integer", False, int(model.numFeatures)),
-        ("interceptVector", "vector", True, model.interceptVector),
-        ("coefficientMatrix", "matrix", True, model.coefficientMatrix),
-        ("isMultinomial", "boolean", False, bool(getattr(model._java_obj, "org$apache$spark$ml$classification$LogisticRegressionModel$$isMultinomial")())),
-    ])
-
-
-def _linear_regression_data(context: Any, model: Any, folder: str) -> None:
-    """LinearRegressionModel's `data/` (its internal-format writer's data: intercept, coefficients, scale)."""
-    write_parquet_row(context, folder, [
-        ("intercept", "double", False, float(model.intercept)),
-        ("coefficients", "vector", True, model.coefficients),
-        ("scale", "double", False, float(model._java_obj.scale())),
-    ])
-
-
 def _data_of(*columns: tuple) -> Callable[[Any, Any, str], None]:
     """The writer of a model's `data/` whose writer's `Data` has these columns: (name, kind,
     nullable, the model's accessor that gives the value)."""
@@ -516,8 +496,17 @@ def _data_of(*columns: tuple) -> Callable[[Any, Any, str], None]:
 
 # class written in the metadata -> the writer of its `data/` (each compared with Spark's in the tests)
 DATA_WRITERS: dict = {
-    "org.apache.spark.ml.classification.LogisticRegressionModel": _logistic_regression_data,
-    "org.apache.spark.ml.regression.LinearRegressionModel": _linear_regression_data,
+    "org.apache.spark.ml.classification.LogisticRegressionModel": _data_of(
+        ("numClasses", "integer", False, lambda m: int(m.numClasses)),
+        ("numFeatures", "integer", False, lambda m: int(m.numFeatures)),
+        ("interceptVector", "vector", True, lambda m: m.interceptVector),
+        ("coefficientMatrix", "matrix", True, lambda m: m.coefficientMatrix),
+        ("isMultinomial", "boolean", False, lambda m: bool(getattr(
+            m._java_obj, "org$apache$spark$ml$classification$LogisticRegressionModel$$isMultinomial")()))),
+    # its internal-format writer's data
+    "org.apache.spark.ml.regression.LinearRegressionModel": _data_of(
+        ("intercept", "double", False, lambda m: float(m.intercept)), ("coefficients", "vector", True, lambda m: m.coefficients),
+        ("scale", "double", False, lambda m: float(m._java_obj.scale()))),
     "org.apache.spark.ml.classification.LinearSVCModel": _data_of(
         ("coefficients", "vector", True, lambda m: m.coefficients), ("intercept", "double", False, lambda m: m.intercept)),
     "org.apache.spark.ml.regression.GeneralizedLinearRegressionModel": _data_of(
