@@ -19,7 +19,11 @@ Measurements:
    CPU seconds of the training thread (`time.thread_time()`), insensitive to other
    processes on a busy machine; plain and `mlflow.autolog()` with fewer repetitions;
 3. `import sklearn` (and a first estimator import) with and without `autolog.autolog()`
-   before it, in fresh interpreters.
+   before it, in fresh interpreters;
+4. `--loop-floor N`: the loop of 100 fits with the parts of the logging taken away one after
+   another (the run context, the plots, the model and dataset, and, as a what-if no option
+   offers, the training metrics), in fresh processes, with a bare run of the fluent API
+   beside it: where the loop's added time goes, and what is left without any of it.
 
 Targets (issues 3 and 18), at the defaults: the training thread at most max(5 % of plain,
 20 ms) added; until everything is written at most max(25 % of plain, 150 ms) added and at
@@ -27,7 +31,7 @@ most 1/20 of what mlflow.autolog() adds; the loop of 100 fits, flush included, a
 1.5x plain; `import sklearn` after `autolog.autolog()` at most 1.2x. The script prints the
 tables and each check, and exits 1 if one fails.
 
-    python benchmarks/overhead_sklearn.py [--fresh-repeats 5] [--sampled 2] [--loop-repeats 3]
+    python benchmarks/overhead_sklearn.py [--fresh-repeats 5] [--sampled 2] [--loop-repeats 3] [--loop-floor 3]
         [--repeats 9] [--mlflow-repeats 3] [--import-repeats 9]     (0 skips a part)
 """
 
@@ -71,6 +75,35 @@ LOOP = {"100 x LogisticRegression 20k x 20": Workload(
     setup="from sklearn.linear_model import LogisticRegression\n" + DATA,
     call="for _ in range(100):\n    LogisticRegression(max_iter=200).fit(X, y)")}
 CONTEXT_OFF = {"log_environment": False, "log_code_state": False, "log_system_metrics": False, "log_args": False}
+# the loop's floor (--loop-floor): what each part of the logging adds, taken away cumulatively
+FLOOR_VARIANTS = {
+    "autolog, context off": CONTEXT_OFF,
+    "autolog, context and plots off": {**CONTEXT_OFF, "log_plots": False},
+    "autolog, params and training metrics only": {**CONTEXT_OFF, "log_plots": False, "log_models": False,
+                                                  "log_datasets": False},
+}
+# a what-if, not an option: the same as the last variant with the training metrics taken out
+# (the setup replaces the function that computes them; plain runs the same setup)
+NO_TRAINING_METRICS = ("from autolog.integrations import sklearn_api as _api\n"
+                       "_api.training_metrics = lambda *args, **kwargs: {}\n")
+# the store's own floor: a run with as many params and metrics as the loop's, through the fluent API
+BARE_RUNS = """import os, sys, tempfile, time
+os.chdir(tempfile.mkdtemp())
+import autolog
+autolog.autolog(silent=True, **OPTIONS)
+params = {f"p{i}": i * 0.5 for i in range(16)}
+metrics = {f"training_m{i}": i * 0.1 for i in range(7)}
+def one():
+    with autolog.start_run():
+        autolog.log_params(params)
+        autolog.log_metrics(metrics)
+one(); autolog.flush()
+start = time.perf_counter()
+for _ in range(100):
+    one()
+autolog.flush()
+print(time.perf_counter() - start)
+"""
 
 
 def workloads() -> dict:
@@ -125,7 +158,53 @@ def fresh(args) -> int:
             failures += ratio > 1.5
             print(f"\n- {name}: flush included {ratio:.2f}x plain (target <= 1.5x: {'ok' if ratio <= 1.5 else 'OVER'}); "
                   f"the training thread's CPU {cpu:.2f}x plain")
+    if args.loop_floor:
+        failures += loop_floor(args.loop_floor)
     return failures
+
+
+def loop_floor(repeats: int) -> int:
+    """The loop of 100 fits with the parts of the logging taken away one after another (fresh
+    processes, interleaved): what each part adds to a fit, and what is left when only the run,
+    its params and tags remain; and a bare run of the fluent API (the store's own floor)."""
+    import statistics
+    import subprocess
+
+    variants = ("plain", "autolog") + tuple(FLOOR_VARIANTS)
+    table = compare_fresh(LOOP, variants, repeats=repeats, variant_options=FLOOR_VARIANTS,
+                          title="the loop of 100 short fits, parts of the logging taken away (fresh processes)")
+    (name, loop), = LOOP.items()
+    what_if = compare_fresh({name + ", training metrics taken out": Workload(setup=loop.setup + NO_TRAINING_METRICS,
+                                                                             call=loop.call)},
+                            ("plain", "autolog, run, params and tags only"), repeats=repeats,
+                            variant_options={"autolog, run, params and tags only":
+                                             FLOOR_VARIANTS["autolog, params and training metrics only"]},
+                            title="the same, the training metrics taken out too (a what-if: no option does this)")
+    bare = {}
+    for label, options in (("defaults", {}), ("context off", CONTEXT_OFF)):
+        seconds = [float(subprocess.run([sys.executable, "-c", BARE_RUNS.replace("OPTIONS", repr(options))],
+                                        capture_output=True, text=True, check=True).stdout.split()[-1])
+                   for _ in range(repeats)]
+        bare[label] = statistics.median(seconds) / 100
+    print("\n### Where the loop's time goes (ms a fit, medians; 100 fits a process, its first fit inside the clock)\n")
+    print("| variant | until written, ms a fit | added to plain | x plain | the process's CPU, ms a fit |")
+    print("|---|---|---|---|---|")
+    plain = table.median(name, "plain", "written") / 100
+    for variant in variants:
+        written = table.median(name, variant, "written") / 100
+        cpu = table.median(name, variant, "written_cpu") / 100
+        print(f"| {variant} | {written * 1e3:.2f} | {(written - plain) * 1e3:+.2f} | {written / plain:.2f}x | "
+              f"{cpu * 1e3:.2f} |")
+    (what_name,) = what_if.samples
+    what_plain = what_if.median(what_name, "plain", "written") / 100
+    what = what_if.median(what_name, "autolog, run, params and tags only", "written") / 100
+    print(f"| run, params and tags only (training metrics taken out) | {what * 1e3:.2f} | "
+          f"{(what - what_plain) * 1e3:+.2f} | {what / what_plain:.2f}x (its plain {what_plain * 1e3:.2f}) | "
+          f"{what_if.median(what_name, 'autolog, run, params and tags only', 'written_cpu') / 100 * 1e3:.2f} |")
+    for label, seconds in bare.items():
+        print(f"\n- a bare run of the fluent API (start_run, 16 params, 7 metrics, end), {label}: "
+              f"{seconds * 1e3:.2f} ms until written")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -134,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sampled", type=int, default=2, help="sampled autolog processes per workload")
     parser.add_argument("--loop-repeats", type=int, default=3, help="fresh processes for the 100-fit loop (0 skips)")
     parser.add_argument("--context-off", action="store_true", help="add autolog with the run context off")
+    parser.add_argument("--loop-floor", type=int, default=0,
+                        help="fresh processes per variant for the loop with parts of the logging taken away (0 skips)")
     parser.add_argument("--repeats", type=int, default=9, help="warm, in-process repetitions (0 skips)")
     parser.add_argument("--mlflow-repeats", type=int, default=3, help="0 skips mlflow.autolog")
     parser.add_argument("--import-repeats", type=int, default=9, help="0 skips")
