@@ -205,12 +205,29 @@ def _binary_logistic(model: Any, X: Any) -> Optional[tuple]:
     from scipy.special import expit
     import numpy as np
 
-    decision = model.decision_function(X)
+    decision = _linear_decision(model, X)
     if not isinstance(decision, np.ndarray) or decision.ndim != 1:
         return None
     y_pred = classes.take((decision > 0).astype(int), axis=0)
     positive = expit(decision)
     return y_pred, np.stack([1 - positive, positive], axis=1)
+
+
+def _linear_decision(model: Any, X: Any) -> Any:
+    """`model.decision_function(X)` (LinearClassifierMixin's, one coefficient row): for a float64
+    numpy array as wide as the fit's, on a model fitted without feature names, its own arithmetic
+    (`X @ coef_.T + intercept_`, flattened) without its input checks, which such an array passes
+    unchanged and which cost more than the arithmetic (0.08 of 0.14 ms on 20k x 20); for
+    anything else the method itself, checks and all."""
+    import numpy as np
+
+    coef, intercept = getattr(model, "coef_", None), getattr(model, "intercept_", None)
+    if (type(X) is np.ndarray and X.ndim == 2 and X.dtype == np.float64
+            and type(coef) is np.ndarray and coef.dtype == np.float64 and coef.shape == (1, X.shape[1])
+            and type(intercept) is np.ndarray and intercept.dtype == np.float64 and intercept.shape == (1,)
+            and getattr(model, "n_features_in_", None) == X.shape[1] and not hasattr(model, "feature_names_in_")):
+        return (X @ coef.T + intercept).reshape(-1)
+    return model.decision_function(X)
 
 
 def _label_codes(y: Any, y_pred: Any, classes: Any, sw: Any) -> Optional[tuple]:

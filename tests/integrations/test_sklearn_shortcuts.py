@@ -1,0 +1,42 @@
+"""The shortcuts of the scikit-learn integration's fixed per-fit path give what the long way gives."""
+
+import numpy as np
+import pytest
+
+from autolog.integrations import sklearn_api
+
+
+# -- the decision function without its input checks ------------------------------------------------
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_linear_decision_is_the_decision_function_bit_for_bit(order, fit_intercept):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=2000, n_features=7, random_state=1)
+    model = LogisticRegression(max_iter=300, fit_intercept=fit_intercept).fit(X, y)
+    X = np.asarray(X, order=order)
+    found = sklearn_api._linear_decision(model, X)
+    expected = model.decision_function(X)
+    assert found.dtype == expected.dtype and found.shape == expected.shape
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_other_inputs_go_through_the_decision_function(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=500, n_features=4, random_state=2)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    called = []
+    for model, data in ((LogisticRegression().fit(X, y), X.astype(np.float32)),  # another dtype
+                        (LogisticRegression().fit(frame, y), frame),  # feature names
+                        (LogisticRegression().fit(frame, y), X),  # names at fit, none now: sklearn warns
+                        (LogisticRegression().fit(X, y), X.tolist())):  # a list
+        original = type(model).decision_function
+        monkeypatch.setattr(type(model), "decision_function",
+                            lambda self, X, original=original: called.append(1) or original(self, X))
+        np.testing.assert_array_equal(sklearn_api._linear_decision(model, data), original(model, data))
+        monkeypatch.undo()
+    assert len(called) == 4
