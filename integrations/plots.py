@@ -406,8 +406,51 @@ def write_json(data: Any, path: str) -> None:
 
 
 def _write_json_now(data: Any, path: str) -> None:
+    text = _json_text(data)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, default=_plain))
+        fh.write(text)
+
+
+def _json_text(data: Any) -> str:
+    """`data` as JSON on one line; in a dict, the lists that `_six_decimals` writes (a curve's
+    coordinates) written by it, the rest by json."""
+    fixed = {}
+    if isinstance(data, dict) and all(isinstance(key, str) for key in data):
+        fixed = {key: text for key, text in ((key, _six_decimals(value)) for key, value in data.items()) if text}
+    if not fixed:
+        return json.dumps(data, default=_plain)
+    return "{" + ", ".join(f"{_JSON.encode(key)}: {fixed[key] if key in fixed else _JSON.encode(value)}"
+                           for key, value in data.items()) + "}"
+
+
+# "0." to "9." and "00" to "99", two bytes each (read as 16-bit numbers by _six_decimals)
+_UNITS = "".join(f"{i}." for i in range(10)).encode("ascii")
+_PAIRS = "".join(f"{i:02d}" for i in range(100)).encode("ascii")
+
+
+def _six_decimals(values: Any) -> Optional[str]:
+    """A list of floats from 0 to 10 with 6 decimals at most (as `_float_list` rounds them) as
+    a JSON array of fixed-point numbers ("0.500000": json reads it back as the same float,
+    0.5); None for anything else (json writes it). Json's own encoder writes each float's
+    shortest repr, about 0.2 us a number: 90 us for a curve's 430 x values, against 35 here."""
+    if type(values) is not list or len(values) < 16 or set(map(type, values)) != {float}:
+        return None
+    import numpy as np
+
+    floats = np.array(values, dtype=float)
+    millionths = np.rint(floats * 1e6)
+    # the text is exact: "k / 10**6" read back is the float nearest it, which k / 1e6 is too
+    if not ((millionths / 1e6 == floats).all() and (floats < 10).all() and not np.signbit(floats).any()):
+        return None
+    high, low = np.divmod(millionths.astype(np.int64), 10_000)  # 0.5 -> 50, 0000
+    text = np.empty((len(floats), 5), dtype=np.uint16)  # "0." "50" "00" "00" ", "
+    units, pairs = np.frombuffer(_UNITS, dtype=np.uint16), np.frombuffer(_PAIRS, dtype=np.uint16)
+    text[:, 0] = units[high // 100]
+    text[:, 1] = pairs[high % 100]
+    text[:, 2] = pairs[low // 100]
+    text[:, 3] = pairs[low % 100]
+    text[:, 4] = np.frombuffer(b", ", dtype=np.uint16)[0]
+    return "[" + text.tobytes()[:-2].decode("ascii") + "]"
 
 
 def _plain(value: Any) -> Any:
@@ -417,6 +460,9 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+_JSON = json.JSONEncoder(default=_plain)  # as json.dumps(value, default=_plain)
 
 
 # -- the confusion matrix ---------------------------------------------------------------------------

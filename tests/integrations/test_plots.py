@@ -78,6 +78,27 @@ def test_json_of_numpy_values(tmp_path):
     assert json.loads(path.read_text()) == {"a": [0, 1, 2], "b": 0.5, "c": 2}
 
 
+def test_a_curves_coordinates_are_written_as_json_reads_back_the_same_floats():
+    """A curve's coordinates (floats rounded to 6 decimals) are written in fixed point, not by
+    json's float repr; json reads them back as the same floats, and anything else is json's."""
+    rng = np.random.default_rng(4)
+    edges = [0.0, 1.0, 1e-06, 5e-06, 0.000999, 0.1, 0.3, 0.7, 0.999999, 9.999999, 2.5, 0.123456]
+    for values in (edges * 2, np.round(rng.random(1000), 6).tolist(), np.round(rng.random(40) * 9.9, 6).tolist(),
+                   np.round(rng.random(40), rng.integers(0, 7)).tolist()):
+        data = {"plot": "roc_curve", "auc": 0.9177095893365486, "fpr": values, "label": "x\u00e9\"", "n": [1, 2]}
+        text = plots._json_text(data)
+        back = json.loads(text)
+        assert back == data and [type(v) for v in back["fpr"]] == [float] * len(values)
+        assert list(back) == list(data)
+    assert plots._json_text({"x": [0.5] * 20}) == '{"x": [' + ", ".join(["0.500000"] * 20) + "]}"
+    not_written_fixed = [[0.5] * 15, [1] * 20, [0.5] * 19 + [1], [0.5] * 19 + [True], [0.5] * 19 + [-0.0],
+                         [0.5] * 19 + [-0.5], [0.5] * 19 + [10.0], [0.5] * 19 + [0.1234567], [0.5] * 19 + [float("nan")],
+                         [0.5] * 19 + [float("inf")], np.full(20, 0.5)]
+    for values in not_written_fixed:  # json's text exactly
+        assert plots._json_text({"v": values}) == json.dumps({"v": values}, default=plots._plain)
+    assert plots._json_text({1: [0.5] * 20}) == json.dumps({1: [0.5] * 20})
+
+
 # -- what the scikit-learn integrations log -----------------------------------------------------------------
 def _download(run_id, path):
     autolog.flush()
