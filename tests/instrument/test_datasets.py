@@ -265,3 +265,33 @@ def test_the_same_data_again_and_data_changed_in_one_element_each_get_their_own_
     assert describe(changed).digest != first
     assert describe(X).digest == first
     assert describe(X[:, :4]).digest != first  # the same first elements, another shape
+
+
+def _fresh_digest(data, targets=None):
+    datasets._last_tensor_digest = ((), "")  # nothing kept: hashed anew
+    datasets._last_digest = ((), "")
+    return describe(data, targets=targets).digest
+
+
+def test_the_kept_tensor_digest_is_the_digest_hashed_anew(rng):
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    first = describe(X, targets=y).digest
+    assert first == _fresh_digest(X, targets=y)
+    assert describe(X.copy(), targets=y.copy()).digest == first
+    cases = [(X.astype(np.float32), y), (X, y.astype(np.int32)), (X.reshape(600, 2), np.concatenate([y, y])),
+             (X.view(np.int64), y), (X, None), (X[:, ::-1], y)]
+    for data, targets in cases:
+        kept = describe(X, targets=y).digest, describe(data, targets=targets).digest
+        assert kept == (first, _fresh_digest(data, targets))
+    y[7] = 1 - y[7]  # the user's array changed in place: a new digest
+    changed = describe(X, targets=y).digest
+    assert changed != first and changed == _fresh_digest(X, targets=y)
+
+
+def test_arrays_of_objects_are_hashed_again_each_time():
+    strings = np.array(["a", "b", "c"], dtype=object)
+    first = describe(strings).digest
+    strings[1] = "z"  # other values in the same array
+    assert describe(strings).digest != first
+    assert describe(np.array(["a", "b", "c"], dtype=object)).digest == first
