@@ -22,13 +22,15 @@ the plot.
 What a loop of short fits pays for each plot (issue 18): what is the same in every plot of a
 kind (a curve's frame, ticks, axis labels and title) is drawn once and kept, and each plot is
 drawn over it on an image kept for its size; the curves, black and white but for their one
-colour, are drawn in grey with a mask of that colour and written with a palette (a third of
-the bytes to deflate); the PNG encoder is our own (`write_png`: rows unfiltered, zlib's
-fastest level); and within `written_later` the deflating and the writing of the files are
-left to the caller, who does them while training runs. Each of these was compared pixel for
-pixel with the plots drawn before it when it was made; tests/integrations/test_plots.py checks
-what that rests on (a curve never touches its background, a kept image keeps nothing of the
-plot before, a palette PNG decodes to the grey and coloured pixels drawn).
+colour, are drawn in grey, their colour in a grey level the plot has nowhere else, and written
+with a palette that maps it to the colour (a third of the bytes to deflate); the PNG encoder is
+our own (`write_png`: rows unfiltered, zlib's fastest level); a curve's coordinates are written
+to its JSON in fixed point (`_six_decimals`); and within `written_later` the deflating and the
+writing of the files are left to the caller, who does them while training runs. Each of these
+was compared pixel for pixel with the plots drawn before it when it was made;
+tests/integrations/test_plots.py checks what that rests on (a curve never touches its
+background, a kept image keeps nothing of the plot before, a palette PNG decodes to the grey
+and coloured pixels drawn, a curve is drawn as by the mask it was drawn with before).
 
 Every function here runs off the training thread (on the worker) and imports no ML
 library. Without Pillow a function draws nothing and returns None; the data is still
@@ -169,27 +171,12 @@ def write_png(image, path: str) -> None:
 _GREY_PALETTE = bytes(level for level in range(256) for _ in range(3))  # index i: the grey (i, i, i)
 
 
-def write_grey_png(image, colour_mask, colour: tuple, path: str, greys: Optional[Any] = None) -> None:
-    """A grey image ("L") whose pixels under `colour_mask` ("L", non-zero) are `colour` instead,
-    as a PNG of those pixels: with a palette (one byte a pixel, a third of the bytes to deflate,
-    about 0.5 ms instead of 1.5 for 640 x 480) where one grey level is not in the image, for
-    `colour` to take its place; else in RGB. Decoded, both are the same pixels. `greys`: the
-    grey levels the image may hold outside the mask (more is fine), when the caller knows them."""
-    if greys is None:
-        histogram = image.histogram()
-        under = image.histogram(mask=colour_mask)
-        greys = {level for level in range(256) if histogram[level] != under[level]}
-    free = next((level for level in range(256) if level not in greys), None)
-    if free is None:  # all 256 greys are there: in RGB
-        from PIL import Image
-
-        rgb = Image.merge("RGB", (image, image, image))
-        rgb.paste(colour, (0, 0), colour_mask)
-        write_png(rgb, path)
-        return
-    image.paste(free, (0, 0), colour_mask)  # the caller's image: its scratch copy
+def write_palette_png(image, level: int, colour: tuple, path: str) -> None:
+    """A grey image ("L") whose pixels of grey `level` are `colour` instead, as a PNG with a
+    palette: one byte a pixel, a third of the bytes an RGB PNG deflates (about 0.5 ms instead
+    of 1.5 for 640 x 480). Decoded: the image's greys, and `colour` for `level`."""
     palette = bytearray(_GREY_PALETTE)
-    palette[3 * free:3 * free + 3] = bytes(colour)
+    palette[3 * level:3 * level + 3] = bytes(colour)
     _write_png(path, image.size, 3, 1, image.tobytes(), palette=bytes(palette))
 
 
@@ -300,37 +287,24 @@ def _background(key: tuple, draw) -> tuple:
 
 
 @contextlib.contextmanager
-def _over(background, with_mask: bool = False) -> Iterator[tuple]:
-    """(a canvas that starts as a copy of `background`, and with `with_mask` a blank "L" canvas
-    of its size, else None): images kept for their size, or new ones while another thread draws
-    on those."""
-    from PIL import Image
-
+def _over(background) -> Iterator[_Canvas]:
+    """A canvas that starts as a copy of `background`: the image kept for its mode and size, or
+    a new one while another thread draws on that one."""
     if not _scratch_lock.acquire(blocking=False):
-        yield _Canvas(0, 0, background.copy()), (_Canvas(0, 0, Image.new("L", background.size, 0))
-                                                 if with_mask else None)
+        yield _Canvas(0, 0, background.copy())
         return
     try:
-        yield _kept(background.mode, background.size, background), (
-            _kept("mask", background.size, None) if with_mask else None)
+        key = (background.mode, background.size)
+        image = _scratch.get(key)
+        if image is None:
+            if len(_scratch) >= _MAX_BACKGROUNDS:
+                _scratch.clear()
+            image = _scratch[key] = background.copy()
+        else:
+            image.paste(background, (0, 0))
+        yield _Canvas(0, 0, image)
     finally:
         _scratch_lock.release()
-
-
-def _kept(kind: str, size: tuple, background) -> _Canvas:
-    """The image kept for `kind` and `size`, set to `background` (or to black, for a mask)."""
-    from PIL import Image
-
-    image = _scratch.get((kind, size))
-    if image is None:
-        if len(_scratch) >= _MAX_BACKGROUNDS:
-            _scratch.clear()
-        image = _scratch[(kind, size)] = Image.new("L", size, 0) if background is None else background.copy()
-    elif background is None:
-        image.paste(0, (0, 0) + size)
-    else:
-        image.paste(background, (0, 0))
-    return _Canvas(0, 0, image)
 
 
 _masks: dict = {}  # (text, font, anchor, angle) -> (mask, offset): labels repeat from plot to plot
@@ -653,7 +627,11 @@ def curve_png(data: dict, path: str) -> bool:
     right for ROC and the lower left for precision-recall); False without Pillow. The frame,
     ticks, axis labels and title are drawn once per set of texts (`_curve_background`); each
     plot draws its curve and its legend over them (the curve stays inside the frame, clear of
-    every text, so the pixels are those of drawing everything in turn)."""
+    every text, so the pixels are those of drawing everything in turn).
+
+    The curve's colour is the plot's only one: the curve and the legend's line are drawn in a
+    grey level found nowhere else in the plot (neither in its background nor in its legend),
+    which the PNG's palette maps to the colour (`write_palette_png`)."""
     if not pillow_available():
         return False
     import numpy as np
@@ -675,26 +653,50 @@ def curve_png(data: dict, path: str) -> bool:
     # [x0, y0, x1, y1, ...]: ImageDraw takes the flat sequence as it takes (x, y) pairs
     points = np.column_stack([xs[keep], ys[keep]]).ravel().tolist()
     tick_font = _font(10)
-    # drawn in grey, with a mask of the pixels in the curve's colour (the curve and the legend's
-    # line): the only colour of the plot, so that it is written with a palette (write_grey_png)
-    with _over(background, with_mask=True) as (canvas, coloured):
+    legend = data["legend"]
+    box_width, box_height = _Canvas.size(legend, tick_font)[0] + 44, line_height + 14
+    x1 = left + side - 8 if data["plot"] == "roc_curve" else left + 8 + box_width
+    y1 = bottom - 8
+    box = [x1 - box_width, y1 - box_height, x1, y1]
+    middle = y1 - box_height / 2
+    taken = greys | _legend_greys(legend, tick_font)
+    free = next((level for level in range(256) if level not in taken), None)
+    with _over(background) as canvas:
+        ink = free
+        if free is None:  # every grey is taken: in RGB
+            canvas, ink = _Canvas(0, 0, background.convert("RGB")), _CYCLE[0]
         if len(points) > 2:
-            coloured.draw.line(points, fill=255, width=2)
-        legend = data["legend"]
-        box_width, box_height = canvas.size(legend, tick_font)[0] + 44, line_height + 14
-        x1 = left + side - 8 if data["plot"] == "roc_curve" else left + 8 + box_width
-        y1 = bottom - 8
-        box = [x1 - box_width, y1 - box_height, x1, y1]
-        canvas.draw.rectangle(box, fill=canvas.ink(_WHITE), outline=canvas.ink(_GRID))
-        coloured.draw.rectangle(box, fill=0, outline=0)  # the legend covers the curve
-        middle = y1 - box_height / 2
-        coloured.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=255, width=2)
+            canvas.draw.line(points, fill=ink, width=2)
+        canvas.draw.rectangle(box, fill=canvas.ink(_WHITE), outline=canvas.ink(_GRID))  # the legend covers the curve
         canvas.text((x1 - box_width + 36, middle), legend, tick_font, anchor="lm")
-        # its greys: the background's, and the legend's (drawn over it)
-        legend_greys = canvas.image.crop(tuple(round(v) + d for v, d in zip(box, (-2, -2, 3, 3)))).histogram()
-        write_grey_png(canvas.image, coloured.image, _CYCLE[0], path,
-                       greys=greys | {level for level, count in enumerate(legend_greys) if count})
+        canvas.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=ink, width=2)
+        if free is None:
+            canvas.save(path)
+        else:
+            write_palette_png(canvas.image, free, _CYCLE[0], path)
     return True
+
+
+_legend_greys_of: dict = {}  # (text, font) -> the grey levels of a legend holding that text
+
+
+def _legend_greys(text: str, font) -> frozenset:
+    """The grey levels of a curve's legend box holding `text` (black on white, drawn as
+    `_Canvas.text` draws it, well inside the box's grey outline), kept (up to `_MAX_MASKS`)."""
+    key = (text, id(font))
+    found = _legend_greys_of.get(key)
+    if found is None:
+        from PIL import Image
+
+        mask, _ = _text_mask(text, font, "lm", 0)
+        on_white = Image.new("L", mask.size, _WHITE[0])
+        on_white.paste(_AXIS[0], (0, 0), mask)
+        found = frozenset(level for level, count in enumerate(on_white.histogram()) if count) | {_WHITE[0], _GRID[0]}
+        with _fonts_lock:
+            if len(_legend_greys_of) >= _MAX_MASKS:
+                _legend_greys_of.clear()
+            _legend_greys_of[key] = found
+    return found
 
 
 def _curve_background(title: str, x_label: str, y_label: str) -> tuple:

@@ -468,20 +468,89 @@ def test_the_curve_from_one_sort_is_the_curve_from_argsort(ties):
 def test_a_grey_plot_with_one_colour_is_written_with_a_palette_of_the_same_pixels(tmp_path):
     rng = np.random.default_rng(2)
     grey = rng.integers(0, 256, (60, 80)).astype(np.uint8)
-    grey[grey == 77] = 78  # one grey level free
-    mask = np.zeros((60, 80), np.uint8)
-    mask[10:20, 5:50] = 255
+    grey[grey == 77] = 78
+    grey[10:20, 5:50] = 77  # the level that stands for the colour
     expected = np.repeat(grey[:, :, None], 3, axis=2)
-    expected[mask > 0] = (31, 119, 180)
-    plots.write_grey_png(Image.fromarray(grey.copy()), Image.fromarray(mask), (31, 119, 180), str(tmp_path / "p.png"))
+    expected[grey == 77] = (31, 119, 180)
+    plots.write_palette_png(Image.fromarray(grey), 77, (31, 119, 180), str(tmp_path / "p.png"))
     assert _png(tmp_path / "p.png").mode == "P"
     np.testing.assert_array_equal(_pixels(tmp_path / "p.png"), expected)
-    grey = np.arange(80 * 60, dtype=np.int64).reshape(60, 80).astype(np.uint8)  # every level: in RGB
-    expected = np.repeat(grey[:, :, None], 3, axis=2)
-    expected[mask > 0] = (31, 119, 180)
-    plots.write_grey_png(Image.fromarray(grey.copy()), Image.fromarray(mask), (31, 119, 180), str(tmp_path / "q.png"))
-    assert _png(tmp_path / "q.png").mode == "RGB"
-    np.testing.assert_array_equal(_pixels(tmp_path / "q.png"), expected)
+
+
+def _drawn_with_a_mask(data, grey_and_mask: bool = False):
+    """The curve of `data` as curve_png drew it before its colour was a grey level of its own:
+    the curve and the legend's line drawn in a mask, the legend box cleared from it, and the
+    colour painted through it over the grey plot last (with `grey_and_mask`: the grey plot
+    and the mask)."""
+    background, (left, top, side, line_height, _) = plots._background(
+        ("curve", data["title"], data["x_label"], data["y_label"]),
+        lambda: plots._curve_background(data["title"], data["x_label"], data["y_label"]))
+    bottom = top + side
+    xs = left + (np.asarray(data[data["x"]], dtype=float) + 0.01) / 1.02 * side
+    ys = bottom - (np.asarray(data[data["y"]], dtype=float) + 0.01) / 1.02 * side
+    if data.get("steps") == "post" and len(xs) > 1:
+        xs, ys = np.repeat(xs, 2)[1:], np.repeat(ys, 2)[:-1]
+    points = []
+    for point in zip(np.rint(xs).astype(int).tolist(), np.rint(ys).astype(int).tolist()):
+        if not points or point != points[-1]:
+            points.append(point)
+    canvas = plots._Canvas(0, 0, background.copy())
+    coloured = plots._Canvas(0, 0, Image.new("L", background.size, 0))
+    if len(points) > 1:
+        coloured.draw.line(points, fill=255, width=2)
+    font = plots._font(10)
+    box_width, box_height = canvas.size(data["legend"], font)[0] + 44, line_height + 14
+    x1 = left + side - 8 if data["plot"] == "roc_curve" else left + 8 + box_width
+    y1 = bottom - 8
+    box = [x1 - box_width, y1 - box_height, x1, y1]
+    canvas.draw.rectangle(box, fill=255, outline=204)
+    coloured.draw.rectangle(box, fill=0, outline=0)
+    middle = y1 - box_height / 2
+    coloured.draw.line([x1 - box_width + 6, middle, x1 - box_width + 30, middle], fill=255, width=2)
+    canvas.text((x1 - box_width + 36, middle), data["legend"], font, anchor="lm")
+    if grey_and_mask:
+        return np.asarray(canvas.image), np.asarray(coloured.image)
+    rgb = canvas.image.convert("RGB")
+    rgb.paste((31, 119, 180), (0, 0), coloured.image)
+    return np.asarray(rgb)
+
+
+def _more_curves():
+    rng = np.random.default_rng(6)
+    fpr, tpr = np.sort(rng.random(3000)), np.sort(rng.random(3000)) ** 0.4
+    return _curves() + [plots.roc_curve_data(fpr, tpr, 0.8, "RandomForestClassifier", "a long positive label"),
+                        plots.precision_recall_data(fpr[::-1], tpr, 0.7, "SVC", 0)]
+
+
+def test_a_curve_is_drawn_as_it_was_with_a_mask(tmp_path):
+    """Its colour drawn as a grey level of its own and mapped to the colour by the palette, a
+    curve has the pixels of the mask it was drawn with before, and so has one drawn in RGB
+    (when no grey level is free)."""
+    for k, data in enumerate(_more_curves()):
+        assert plots.curve_png(data, str(tmp_path / f"c{k}.png"))
+        assert _png(tmp_path / f"c{k}.png").mode == "P"
+        np.testing.assert_array_equal(_pixels(tmp_path / f"c{k}.png"), _drawn_with_a_mask(data))
+    every_grey = frozenset(range(256))
+    original = plots._legend_greys
+    plots._legend_greys = lambda text, font: every_grey
+    try:
+        for k, data in enumerate(_more_curves()):
+            assert plots.curve_png(data, str(tmp_path / f"rgb{k}.png"))
+            assert _png(tmp_path / f"rgb{k}.png").mode == "RGB"
+            np.testing.assert_array_equal(_pixels(tmp_path / f"rgb{k}.png"), _drawn_with_a_mask(data))
+    finally:
+        plots._legend_greys = original
+
+
+def test_the_greys_a_curves_colour_is_not_drawn_in_are_every_grey_of_the_plot():
+    """The grey level that stands for the curve's colour is one of none of these: those of the
+    background and of the legend hold every grey of the plot but for the curve's pixels."""
+    for data in _more_curves():
+        _, (_, _, _, _, background_greys) = plots._background(
+            ("curve", data["title"], data["x_label"], data["y_label"]),
+            lambda: plots._curve_background(data["title"], data["x_label"], data["y_label"]))
+        grey, mask = _drawn_with_a_mask(data, grey_and_mask=True)
+        assert set(np.unique(grey[mask == 0]).tolist()) <= background_greys | plots._legend_greys(data["legend"], plots._font(10))
 
 
 def test_pngs_drawn_now_and_written_later_are_the_same_pictures(tmp_path):
