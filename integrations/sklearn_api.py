@@ -333,7 +333,9 @@ def _log_loss(proba: Any, counts: Optional[tuple]) -> Optional[float]:
         return None
     true, _, _, sw = counts
     eps = np.finfo(proba.dtype).eps
-    loss = -np.log(np.clip(proba[np.arange(len(true)), true], eps, 1 - eps))
+    width = proba.shape[1]  # each row's probability of its true class: one gather from the flat rows
+    picked = proba.ravel().take(np.arange(0, len(true) * width, width) + true)  # (a third of proba[rows, true])
+    loss = -np.log(np.clip(picked, eps, 1 - eps))
     if sw is None:
         return float(np.mean(loss))
     weights = np.asarray(sw, dtype=float)

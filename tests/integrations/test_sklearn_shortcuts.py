@@ -40,3 +40,20 @@ def test_other_inputs_go_through_the_decision_function(monkeypatch):
         np.testing.assert_array_equal(sklearn_api._linear_decision(model, data), original(model, data))
         monkeypatch.undo()
     assert len(called) == 4
+
+
+# -- log loss: each row's probability of its true class -----------------------------------------------
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_log_loss_picks_each_rows_true_class_as_fancy_indexing_does(n_classes, order, weighted):
+    rng = np.random.default_rng(n_classes)
+    proba = rng.dirichlet(np.ones(n_classes), size=500)
+    proba[:3] = np.eye(n_classes)[0]  # probabilities of 0 and 1: clipped
+    proba = np.asarray(proba, order=order)
+    true = rng.integers(0, n_classes, size=500).astype(np.intp)
+    sw = rng.random(500) if weighted else None
+    eps = np.finfo(proba.dtype).eps
+    loss = -np.log(np.clip(proba[np.arange(len(true)), true], eps, 1 - eps))
+    expected = float(np.average(loss, weights=sw)) if weighted else float(np.mean(loss))
+    assert sklearn_api._log_loss(proba, (true, true, n_classes, sw)) == expected  # bit for bit
