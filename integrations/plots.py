@@ -185,17 +185,20 @@ def _write_png(path: str, size: tuple, colour_type: int, channels: int, pixels: 
     import numpy as np
 
     width, height = size
-    pixels = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width * channels)
+    rows = _rows_taken(width * channels, height)  # each row: filter type 0, then its pixels
+    rows[:, 1:] = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width * channels)
     writes = getattr(_later, "writes", None)
     if writes is not None:  # the rows copied now (the picture is final), deflated and written later
-        rows = np.empty((height, width * channels + 1), dtype=np.uint8)
-        rows[:, 0] = 0
-        rows[:, 1:] = pixels
-        writes.append(LaterWrite(path, functools.partial(_deflate_and_write, path, size, colour_type, rows, palette)))
+        writes.append(LaterWrite(path, functools.partial(_write_rows, path, size, colour_type, rows, palette)))
         return
-    with _rows_buffer(width * channels, height) as rows:  # each row: filter type 0, then its pixels
-        rows[:, 1:] = pixels
+    _write_rows(path, size, colour_type, rows, palette)
+
+
+def _write_rows(path: str, size: tuple, colour_type: int, rows: Any, palette: Optional[bytes]) -> None:
+    try:
         _deflate_and_write(path, size, colour_type, rows, palette)
+    finally:
+        _rows_given_back(rows)
 
 
 def _deflate_and_write(path: str, size: tuple, colour_type: int, rows: Any, palette: Optional[bytes]) -> None:
@@ -241,26 +244,37 @@ def written_later(writes: list) -> Iterator[list]:
         _later.writes = outer
 
 
-_rows: dict = {}  # (bytes of a row, rows) -> the buffer of _write_png's rows (one thread at a time)
+# The rows of a PNG are put together in a buffer used again once the PNG is written: a new one for
+# each picture is new memory, a page fault a page. In the loop of issue 18 the worker took 175 to
+# 212 page faults a fit drawing the confusion matrix (its rows and its new image), 2 without them.
+# Within `written_later` a buffer waits for its write.
+_rows: dict = {}  # (bytes of a row, rows) -> the buffers of that size not in use
 _rows_lock = threading.Lock()
+_ROWS_KEPT = 4  # of each size: the PNGs of a fit waiting to be written, and one being drawn
 
 
-@contextlib.contextmanager
-def _rows_buffer(row_bytes: int, height: int):
+def _rows_taken(row_bytes: int, height: int) -> Any:
+    """A buffer of `height` rows of a filter byte (0) and `row_bytes` bytes, for `_write_png`
+    alone until `_rows_given_back`."""
     import numpy as np
 
-    if not _rows_lock.acquire(blocking=False):  # another thread writes: a buffer of its own
-        yield np.zeros((height, row_bytes + 1), dtype=np.uint8)
-        return
-    try:
-        rows = _rows.get((row_bytes, height))
-        if rows is None:
-            if len(_rows) >= _MAX_BACKGROUNDS:
-                _rows.clear()
-            rows = _rows[(row_bytes, height)] = np.zeros((height, row_bytes + 1), dtype=np.uint8)
-        yield rows
-    finally:
-        _rows_lock.release()
+    with _rows_lock:
+        free = _rows.get((row_bytes, height))
+        if free:
+            return free.pop()
+    return np.zeros((height, row_bytes + 1), dtype=np.uint8)
+
+
+def _rows_given_back(rows: Any) -> None:
+    """`rows`, written, kept for the next PNG of its size (up to `_ROWS_KEPT` of each, and
+    `_MAX_BACKGROUNDS` sizes: then the cache starts over)."""
+    height, row_bytes = rows.shape[0], rows.shape[1] - 1
+    with _rows_lock:
+        if (row_bytes, height) not in _rows and len(_rows) >= _MAX_BACKGROUNDS:
+            _rows.clear()
+        free = _rows.setdefault((row_bytes, height), [])
+        if len(free) < _ROWS_KEPT and not any(kept is rows for kept in free):
+            free.append(rows)
 
 
 # -- what is the same in every plot of a kind ---------------------------------------------------------
@@ -476,12 +490,19 @@ def confusion_matrix_png(matrix: Any, labels: Sequence[Any], path: str, title: s
     if not pillow_available():
         return None
     data = confusion_matrix_data(matrix, labels, title)
-    values = data["normalized"]
-    names = [str(label) for label in data["labels"]]
+    size = round(min(3 + 0.5 * len(data["normalized"]), 12) * DPI)
+    width = size + round(0.9 * DPI)
+    # drawn on the image kept for its size: a new one is a megabyte of new memory (see _rows)
+    blank, _ = _background(("blank", width, size), lambda: (_Canvas(width, size), None))
+    with _over(blank) as canvas:
+        _draw_confusion_matrix(canvas, data["normalized"], [str(label) for label in data["labels"]], size, title)
+        canvas.save(path)
+    return data
+
+
+def _draw_confusion_matrix(canvas: _Canvas, values: list, names: list, size: int, title: str) -> None:
     n = len(values)
-    size = round(min(3 + 0.5 * n, 12) * DPI)
     tick_font, label_font, title_font = _font(10), _font(10), _font(12)
-    canvas = _Canvas(size + round(0.9 * DPI), size)
     flat = [v for row in values for v in row] or [0]
     low, high = min(flat), max(flat)
     span = (high - low) or 1.0
@@ -521,8 +542,6 @@ def confusion_matrix_png(matrix: Any, labels: Sequence[Any], path: str, title: s
     canvas.text((14, y0 + side / 2), "True label", label_font, anchor="mm", angle=90)
     canvas.text((x0 + side / 2, 14), title, title_font, anchor="mt")
     _colorbar(canvas, x0 + side + 0.25 * DPI, y0, side, low, high, tick_font)
-    canvas.save(path)
-    return data
 
 
 _colorbars: dict = {}  # height in pixels -> the colour bar's image (one per confusion-matrix size: a few)

@@ -390,6 +390,14 @@ def test_plots_drawn_on_a_kept_image_keep_nothing_of_the_one_before(tmp_path):
     for k, data in reversed(list(enumerate(curves))):  # each over the image the one before was drawn on
         assert plots.curve_png(data, str(tmp_path / f"again{k}.png"))
         np.testing.assert_array_equal(_pixels(tmp_path / f"again{k}.png"), first[k])
+    matrices = [[[5, 1], [2, 7]], [[0, 9], [9, 0]], [[3, 3], [0, 0]]]
+    for k, matrix in enumerate(matrices):
+        assert plots.confusion_matrix_png(matrix, ["no", "yes"], str(tmp_path / f"cm{k}.png"))
+    for k, matrix in enumerate(matrices):  # as drawn on a new white image
+        plots._backgrounds.clear()
+        plots._scratch.clear()
+        assert plots.confusion_matrix_png(matrix, ["no", "yes"], str(tmp_path / f"new{k}.png"))
+        np.testing.assert_array_equal(_pixels(tmp_path / f"cm{k}.png"), _pixels(tmp_path / f"new{k}.png"))
 
 
 def test_a_plot_that_fails_leaves_no_file_and_the_others_are_logged(monkeypatch, contained_errors):
@@ -571,6 +579,30 @@ def test_pngs_drawn_now_and_written_later_are_the_same_pictures(tmp_path):
         write()
     np.testing.assert_array_equal(_pixels(tmp_path / "later.png"), _pixels(tmp_path / "now.png"))
     np.testing.assert_array_equal(_pixels(tmp_path / "cm_later.png"), _pixels(tmp_path / "cm_now.png"))
+
+
+def test_pngs_waiting_to_be_written_have_rows_of_their_own(tmp_path):
+    """The rows of a PNG are put together in a buffer used again once that PNG is written: each
+    of more PNGs of one size than are kept waits in its own, and one written now in another."""
+    rng = np.random.default_rng(7)
+    matrices = [rng.integers(0, 40, (2, 2)) for _ in range(plots._ROWS_KEPT + 3)]
+    now = []
+    for k, matrix in enumerate(matrices):
+        assert plots.confusion_matrix_png(matrix, ["no", "yes"], str(tmp_path / f"now{k}.png"))
+        now.append(_pixels(tmp_path / f"now{k}.png"))
+    writes: list = []
+    with plots.written_later(writes):
+        for k, matrix in enumerate(matrices):
+            assert plots.confusion_matrix_png(matrix, ["no", "yes"], str(tmp_path / f"later{k}.png"))
+    assert plots.confusion_matrix_png(matrices[0][::-1], ["no", "yes"], str(tmp_path / "meanwhile.png"))
+    for write in writes:
+        write()
+    for k in range(len(matrices)):
+        np.testing.assert_array_equal(_pixels(tmp_path / f"later{k}.png"), now[k])
+    rows = plots._rows_taken(30, 4)
+    plots._rows_given_back(rows)
+    plots._rows_given_back(rows)  # a buffer is kept once, however often it comes back
+    assert plots._rows_taken(30, 4) is rows and plots._rows_taken(30, 4) is not rows
 
 
 @pytest.mark.parametrize("failing_file", ["training_roc_curve.png", "training_roc_curve.json"])
