@@ -57,3 +57,22 @@ def test_the_log_loss_picks_each_rows_true_class_as_fancy_indexing_does(n_classe
     loss = -np.log(np.clip(proba[np.arange(len(true)), true], eps, 1 - eps))
     expected = float(np.average(loss, weights=sw)) if weighted else float(np.mean(loss))
     assert sklearn_api._log_loss(proba, (true, true, n_classes, sw)) == expected  # bit for bit
+
+
+# -- the sort of the ROC curve's keys ------------------------------------------------------------------
+@pytest.mark.parametrize("size", [0, 1, 7, 20_000])
+def test_the_keys_sorted_by_16_bits_at_a_time_are_np_sorts(size):
+    rng = np.random.default_rng(size)
+    score = np.concatenate([rng.random(size // 2), np.round(rng.random(size - size // 2), 2)])  # ties too
+    score[: min(size, 3)] = [0.0, 1.0, 0.5][: min(size, 3)]
+    positive = rng.random(size) > 0.5
+    keys = ((score + 0.0).view(np.int64) << 1) | positive
+    found = sklearn_api._sorted_keys(keys)
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(found, np.sort(keys))
+
+
+def test_keys_over_the_whole_range_sort_as_np_sort():
+    keys = np.random.default_rng(5).integers(0, 2**63 - 1, size=5_000, dtype=np.int64)
+    keys[:4] = [0, 2**63 - 1, 2**16, 2**48 - 1]
+    np.testing.assert_array_equal(sklearn_api._sorted_keys(keys), np.sort(keys))
