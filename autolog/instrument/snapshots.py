@@ -20,6 +20,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import pickle
 import sys
@@ -164,7 +165,7 @@ class _KeptMemory:
         if array.dtype.hasobject or array.ndim == 0 or not array.dtype.isnative:
             return None
         shape = array.shape if rows is None else (len(rows), *array.shape[1:])
-        nbytes = int(np.prod(shape, dtype=np.int64)) * array.dtype.itemsize
+        nbytes = math.prod(shape) * array.dtype.itemsize  # Python ints: np.prod cost 3 us a copy
         if nbytes < self.min_block or nbytes > self.max_bytes:
             return None
         block = self._take(nbytes)
