@@ -17,7 +17,7 @@ choices:
 - `Pillow` (integrations/plots.py, what autolog draws with now): import, first, later three;
   and the same with Pillow's own PNG writer (`Image.save(format="PNG", compress_level=1)`)
   instead of autolog's (`plots.write_png`: rows unfiltered, zlib level 1; the curves, drawn
-  in grey with one colour, with a palette: `plots.write_grey_png`);
+  in grey with their colour as one grey level the palette maps to it: `plots.write_palette_png`);
 - the plots' data as JSON next to the PNGs (`plots.write_json`).
 
 Every figure is a median over `--repeats` fresh interpreters, wall and CPU (the
@@ -95,12 +95,12 @@ def _pillow_writer(image, path: str) -> None:
     image.save(path, format="PNG", compress_level=1)
 
 
-def _pillow_grey_writer(image, colour_mask, colour, path: str, greys=None) -> None:
-    """The curves (drawn in grey with one colour) in RGB, with Pillow's PNG writer."""
+def _pillow_palette_writer(image, level: int, colour, path: str) -> None:
+    """The curves (drawn in grey, their colour as grey `level`) in RGB, with Pillow's PNG writer."""
     from PIL import Image
 
     rgb = Image.merge("RGB", (image, image, image))
-    rgb.paste(colour, (0, 0), colour_mask)
+    rgb.paste(colour, (0, 0), image.point(lambda grey: 255 if grey == level else 0))
     _pillow_writer(rgb, path)
 
 
@@ -130,7 +130,7 @@ def child(mode: str) -> dict:
                 from autolog.integrations import plots
 
                 plots.write_png = _pillow_writer
-                plots.write_grey_png = _pillow_grey_writer
+                plots.write_palette_png = _pillow_palette_writer
         timed("first", lambda: draw(namespace, folder, "a"))
         timed("later", lambda: draw(namespace, folder, "b"))
         if mode == "pillow":
