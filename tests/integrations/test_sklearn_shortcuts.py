@@ -76,3 +76,45 @@ def test_keys_over_the_whole_range_sort_as_np_sort():
     keys = np.random.default_rng(5).integers(0, 2**63 - 1, size=5_000, dtype=np.int64)
     keys[:4] = [0, 2**63 - 1, 2**16, 2**48 - 1]
     np.testing.assert_array_equal(sklearn_api._sorted_keys(keys), np.sort(keys))
+
+
+# -- the post-fit jobs let go of the data copies once run --------------------------------------------------
+def _holds_array_shaped(obj, shape, depth=0, seen=None) -> bool:
+    """Does `obj` reach, through closures, containers and slots (not modules, classes or
+    globals), a numpy array of `shape`?"""
+    import gc
+    import types
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 6 or isinstance(obj, (type, types.ModuleType, str, bytes, int, float)):
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.shape == shape
+    referents = [r for r in gc.get_referents(obj) if not (isinstance(r, dict) and "__name__" in r)]  # no globals
+    referents += [getattr(obj, name, None) for name in getattr(type(obj), "__slots__", ())]
+    return any(_holds_array_shaped(r, shape, depth + 1, seen) for r in referents)
+
+
+def test_the_post_fit_jobs_let_go_of_the_data_copies_once_run(monkeypatch):
+    """The logger keeps a deferred job until the end of its pass (many fits, in a loop of short
+    fits): a job that ran must no longer hold the copies of X it was given."""
+    import autolog
+    from autolog.runs.handle import ActiveRun
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    jobs = []
+    original = ActiveRun.defer
+
+    def defer(self, work, label=None, **kwargs):
+        jobs.append(work)
+        return original(self, work, label, **kwargs)
+
+    monkeypatch.setattr(ActiveRun, "defer", defer)
+    X, y = make_classification(n_samples=400, n_features=5, random_state=0)
+    autolog.autolog(log_plots=False)
+    LogisticRegression().fit(X, y)
+    autolog.flush()
+    assert len(jobs) >= 2  # the dataset's description and the post-fit job, at least
+    assert not [job for job in jobs if _holds_array_shaped(job, X.shape)]
