@@ -164,8 +164,15 @@ _NOUNS = ("otter", "finch", "lynx", "heron", "panda", "koala", "raven", "tiger",
           "crane", "gecko", "ibis", "lemur", "moose", "newt", "quail", "seal", "wren", "yak")
 
 
+# the operating system's random numbers: the `random` module's own generator is the user's (a
+# script that seeds it must draw the same numbers with autolog as without), and a generator of
+# our own would repeat its names in forked children
+_names_random = random.SystemRandom()
+
+
 def generate_run_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+    return (f"{_names_random.choice(_ADJECTIVES)}-{_names_random.choice(_NOUNS)}-"
+            f"{_names_random.randint(100, 999)}")
 
 
 def start_run(run_name: Optional[str] = None, *, experiment: Optional[str] = None, run_id: Optional[str] = None,

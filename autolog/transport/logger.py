@@ -77,8 +77,11 @@ _PROBE_MAX_S = 30.0
 worker_thread_local = threading.local()
 
 
+_jitter = random.SystemRandom()  # not the `random` module's generator: that one is the user's
+
+
 def retry_delay(attempt: int, retry_after: Optional[float] = None,
-                rand: Callable[[], float] = random.random) -> float:
+                rand: Callable[[], float] = _jitter.random) -> float:
     """Seconds to wait before retry number `attempt` (0 for the first retry) of a write.
 
     What the backend asked for when it said (`retry_after`, HTTP Retry-After). Otherwise

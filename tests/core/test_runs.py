@@ -32,6 +32,23 @@ def test_start_run_defaults_and_status():
     assert stored.end_time is not None and stored.end_time >= stored.start_time
 
 
+def test_generated_run_names_leave_the_users_random_numbers_alone():
+    import random
+
+    from autolog.transport.logger import retry_delay
+
+    random.seed(1234)
+    expected = [random.random() for _ in range(3)]
+    random.seed(1234)
+    names = set()
+    for _ in range(3):
+        with autolog.start_run() as run:  # a generated name each
+            names.add(run.run_name)
+        retry_delay(3)  # a retry's jitter
+    assert [random.random() for _ in range(3)] == expected  # a seeded script draws what it drew without autolog
+    assert all(names) and len(names) >= 2
+
+
 def test_experiments_group_runs():
     with autolog.start_run("a", experiment="exp-one"):
         pass
