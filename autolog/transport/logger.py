@@ -96,6 +96,13 @@ def retry_delay(attempt: int, retry_after: Optional[float] = None,
     return ceiling / 2 + rand() * ceiling / 2
 
 
+def _done_work() -> None:
+    """What a pass keeps in the place of deferred work it has done (`_DONE_WORK`)."""
+
+
+_DONE_WORK = ("x", _done_work)
+
+
 def on_worker_thread() -> bool:
     return getattr(worker_thread_local, "is_worker", False)
 
@@ -473,6 +480,10 @@ class BatchingLogger:
                     emitted = self._control(rec)
                 except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
                     containment.report("the logger's worker", exc)
+                if kind == "x":
+                    # done: what the work holds (a model, copies of the data) is let go now, not
+                    # when the pass ends, which in a loop of short fits is many fits later
+                    records[index] = rec = _DONE_WORK
                 if emitted and not self._splice(records, index, emitted):
                     return
                 if self._abandoned:

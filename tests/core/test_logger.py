@@ -339,6 +339,46 @@ def test_deferred_work_runs_on_the_worker_in_order(make_logger):
     assert [m.step for m in points(backend)] == [0, 1, 2]
 
 
+def test_deferred_work_is_let_go_once_done_not_at_the_end_of_the_pass(make_logger):
+    """What deferred work holds (a model, copies of the data) is freed when the work is done,
+    while the rest of its pass goes on: in a loop of short fits a pass spans many fits."""
+    import gc
+    import weakref
+
+    logger, backend = make_logger()
+    create(logger)
+    started, release = threading.Event(), threading.Event()
+
+    def first():  # holds the worker until both jobs below are queued: they are then one pass
+        started.set()
+        release.wait(10)
+
+    class Held:
+        pass
+
+    held = Held()
+    alive = weakref.ref(held)
+    seen = {}
+
+    def holding(data=held):
+        seen["ran"] = data is not None
+
+    def after():
+        gc.collect()
+        seen["alive after it ran"] = alive() is not None
+
+    logger.enqueue(("x", first))
+    assert started.wait(10)
+    logger.enqueue(("x", holding))
+    metric(logger, 0)
+    logger.enqueue(("x", after))
+    del held, holding
+    release.set()
+    assert logger.flush(10)
+    assert seen == {"ran": True, "alive after it ran": False}
+    assert [m.step for m in points(backend)] == [0]
+
+
 def test_deferred_work_logging_past_a_batch_stays_in_order(make_logger):
     """While deferred work runs, the worker's own records go inline, even when a caller
     thread fills the queue past a batch at the same time."""
