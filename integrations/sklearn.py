@@ -205,22 +205,12 @@ def _log_fit(run: runs.ActiveRun, estimator: Any, arguments: dict) -> None:
             run.log_params(estimator_params(estimator), normalize=True)
     # heavy: it holds the model (bytes and copy) and the data copy, so the logger bounds the
     # backlog; a wait for room is not training (the worker's job that makes room must not wait for it)
-    # The job lets go of the copies as it starts: the logger keeps a job until the end of its pass
-    # (many fits' records, in a loop of short fits), and the data copies would live as long
-    held = [snapshot, data]
     with activity.paused():
-        run.defer(lambda: _log_fit_on_worker(run, *_taken(held), settings, loaded),
+        run.defer(lambda: _log_fit_on_worker(run, snapshot, data, settings, loaded),
                   label=f"sklearn: params, training metrics and model of run {run.run_id}",
                   holds_bytes=2 * len(snapshot.data) + _data_bytes(data))
     if _is_search(estimator):
         _log_candidate_runs(run, estimator, settings.max_tuning_runs, loaded)
-
-
-def _taken(held: list) -> list:
-    """The items of `held`, which is left empty (so that only the caller holds them now)."""
-    items = held[:]
-    held.clear()
-    return items
 
 
 def _data_bytes(data: Optional[DataSnapshot]) -> int:

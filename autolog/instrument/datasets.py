@@ -102,13 +102,10 @@ def log_input(run, data: Any, *, targets: Any = None, context: Optional[str] = "
 def _queue(run, data: Any, targets: Any, context: Optional[str], name: Optional[str]) -> bool:
     if name is None and not isinstance(data, (DataSnapshot, Dataset)):
         name = caller_variable_name(data)
-    # on the caller: a bounded copy, or none from a snapshot (whose copies the job lets go of as it
-    # starts: the logger keeps a job until the end of its pass, many fits later in a loop of fits)
-    held = [_Sample.take(data, targets)]
+    sample = _Sample.take(data, targets)  # on the caller: a bounded copy, or none from a snapshot
     run_id = run.run_id
 
     def describe_on_worker() -> None:
-        sample = held.pop()
         run._enqueue(("i", run_id, (DatasetInput(sample.describe(name), _tags(context)),)))
 
     run.defer(describe_on_worker, label=f"describing a dataset of run {run_id}")

@@ -79,42 +79,51 @@ def test_keys_over_the_whole_range_sort_as_np_sort():
 
 
 # -- the post-fit jobs let go of the data copies once run --------------------------------------------------
-def _holds_array_shaped(obj, shape, depth=0, seen=None) -> bool:
-    """Does `obj` reach, through closures, containers and slots (not modules, classes or
-    globals), a numpy array of `shape`?"""
+def test_the_data_copies_of_fits_whose_jobs_ran_are_freed_before_the_pass_ends(monkeypatch):
+    """The logger's pass holds what was queued until it ends (many fits, in a loop of short
+    fits): the copies of X a fit's deferred jobs were given (its data snapshot, the dataset's
+    sample of it) are freed once those jobs ran, while the rest of the pass goes on."""
     import gc
-    import types
+    import threading
+    import weakref
 
-    seen = set() if seen is None else seen
-    if id(obj) in seen or depth > 6 or isinstance(obj, (type, types.ModuleType, str, bytes, int, float)):
-        return False
-    seen.add(id(obj))
-    if isinstance(obj, np.ndarray):
-        return obj.shape == shape
-    referents = [r for r in gc.get_referents(obj) if not (isinstance(r, dict) and "__name__" in r)]  # no globals
-    referents += [getattr(obj, name, None) for name in getattr(type(obj), "__slots__", ())]
-    return any(_holds_array_shaped(r, shape, depth + 1, seen) for r in referents)
-
-
-def test_the_post_fit_jobs_let_go_of_the_data_copies_once_run(monkeypatch):
-    """The logger keeps a deferred job until the end of its pass (many fits, in a loop of short
-    fits): a job that ran must no longer hold the copies of X it was given."""
     import autolog
-    from autolog.runs.handle import ActiveRun
+    from autolog import runs
+    from autolog.instrument import snapshots
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
 
-    jobs = []
-    original = ActiveRun.defer
+    taken = []
+    original = snapshots.DataSnapshot.take.__func__
 
-    def defer(self, work, label=None, **kwargs):
-        jobs.append(work)
-        return original(self, work, label, **kwargs)
+    def take(cls, *args, **kwargs):
+        snapshot = original(cls, *args, **kwargs)
+        taken.append(weakref.ref(snapshot.X))  # the copy of X (a DataSnapshot has no weak references)
+        return snapshot
 
-    monkeypatch.setattr(ActiveRun, "defer", defer)
+    monkeypatch.setattr(snapshots.DataSnapshot, "take", classmethod(take))
     X, y = make_classification(n_samples=400, n_features=5, random_state=0)
     autolog.autolog(log_plots=False)
     LogisticRegression().fit(X, y)
     autolog.flush()
-    assert len(jobs) >= 2  # the dataset's description and the post-fit job, at least
-    assert not [job for job in jobs if _holds_array_shaped(job, X.shape)]
+    taken.clear()
+    logger = runs.logger_for()
+    started, release, seen = threading.Event(), threading.Event(), {}
+
+    def hold_the_worker():  # the fits below queue up behind it: the next pass takes them all
+        started.set()
+        release.wait(10)
+
+    def count_alive():  # in that pass, after the fits' jobs
+        gc.collect()
+        seen["alive"] = sum(ref() is not None for ref in taken)
+
+    logger.enqueue(("x", hold_the_worker))
+    assert started.wait(10)
+    for _ in range(3):
+        LogisticRegression().fit(X, y)
+    logger.enqueue(("x", count_alive))
+    release.set()
+    autolog.flush()
+    assert len(taken) == 3
+    assert seen == {"alive": 0}
