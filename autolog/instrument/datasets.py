@@ -46,7 +46,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from autolog.entities import CONTEXT_TAG, Dataset, DatasetInput
 from autolog.instrument import containment
@@ -249,24 +249,38 @@ def _dense(data: Any) -> Any:
 
 
 # -- digest ----------------------------------------------------------------------------------
+class _LastDigest:
+    """The digest of the last data hashed, kept with what it was computed from (bytes): a loop of
+    fits on the same data gives the same bytes fit after fit, and comparing them again is a
+    memcmp where hashing them is not."""
+
+    def __init__(self) -> None:
+        self._last: tuple = ((), "")  # (key, digest): replaced whole, so a reader sees one pair
+
+    def of(self, key: tuple, compute: Callable[[], str]) -> str:
+        last = self._last
+        if last[0] == key:
+            return last[1]
+        digest = compute()
+        self._last = (key, digest)
+        return digest
+
+
 def _md5(parts: list) -> str:
     """The first 8 hex digits of the MD5 of `parts` (arrays, numpy scalars, bytes) one after the
-    other. The last digest is kept with its bytes: a loop of fits on the same data hashes the
-    same 160 kB fit after fit (MD5: about 0.2 ms), comparing them again is a memcmp."""
-    global _last_digest
+    other; the same 160 kB again (MD5: about 0.2 ms) is compared, not hashed (`_LastDigest`)."""
     key = tuple(part.tobytes() if hasattr(part, "tobytes") else bytes(part) for part in parts)
-    last = _last_digest
-    if last[0] == key:
-        return last[1]
-    md5 = hashlib.md5(usedforsecurity=False)
-    for part in key:
-        md5.update(part)
-    digest = md5.hexdigest()[:8]
-    _last_digest = (key, digest)
-    return digest
+
+    def compute() -> str:
+        md5 = hashlib.md5(usedforsecurity=False)
+        for part in key:
+            md5.update(part)
+        return md5.hexdigest()[:8]
+
+    return _last_md5.of(key, compute)
 
 
-_last_digest: tuple = ((), "")  # (the bytes of the parts, their digest), of the last data hashed
+_last_md5 = _LastDigest()
 
 
 def _tensor_digest(items: list[tuple[Any, tuple]]) -> str:
@@ -276,22 +290,14 @@ def _tensor_digest(items: list[tuple[Any, tuple]]) -> str:
     shapes: a loop of fits on the same data gives the same elements fit after fit, and
     comparing them again is a memcmp where pandas' hash of them cost about 0.05 ms. Arrays
     of Python objects are hashed each time (their bytes are pointers, not values)."""
-    global _last_tensor_digest
     trimmed_items = [(head.flatten()[:DIGEST_ROWS], shape) for head, shape in items]
-    key = None
-    if not any(trimmed.dtype.hasobject for trimmed, _ in trimmed_items):
-        key = tuple((trimmed.dtype.str, trimmed.tobytes(), tuple(int(d) for d in shape))
-                    for trimmed, shape in trimmed_items)
-        last = _last_tensor_digest
-        if last[0] == key:
-            return last[1]
-    digest = _hash_tensors(trimmed_items)
-    if key is not None:
-        _last_tensor_digest = (key, digest)
-    return digest
+    if any(trimmed.dtype.hasobject for trimmed, _ in trimmed_items):
+        return _hash_tensors(trimmed_items)
+    key = tuple((trimmed.dtype.str, trimmed.tobytes(), tuple(int(d) for d in shape)) for trimmed, shape in trimmed_items)
+    return _last_tensor_digest.of(key, lambda: _hash_tensors(trimmed_items))
 
 
-_last_tensor_digest: tuple = ((), "")  # (dtype, bytes and shape of each array, their digest), of the last arrays hashed
+_last_tensor_digest = _LastDigest()  # keyed on each array's dtype, element bytes and shape
 
 
 def _hash_tensors(items: list[tuple[Any, tuple]]) -> str:

@@ -268,8 +268,8 @@ def test_the_same_data_again_and_data_changed_in_one_element_each_get_their_own_
 
 
 def _fresh_digest(data, targets=None):
-    datasets._last_tensor_digest = ((), "")  # nothing kept: hashed anew
-    datasets._last_digest = ((), "")
+    datasets._last_tensor_digest = datasets._LastDigest()  # nothing kept: hashed anew
+    datasets._last_md5 = datasets._LastDigest()
     return describe(data, targets=targets).digest
 
 
