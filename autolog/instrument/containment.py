@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 try:  # the C function: the same masks, as plain ints (signal.pthread_sigmask converts each to an enum)
     from _signal import pthread_sigmask as _pthread_sigmask
-except ImportError:  # no such function on this platform (Windows)
-    _pthread_sigmask = None
-from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+except ImportError:  # another interpreter: signal's own, if it has one (Windows has none)
+    _pthread_sigmask = getattr(signal, "pthread_sigmask", None)
 
 log = logging.getLogger("autolog")
 
