@@ -522,11 +522,16 @@ class BatchingLogger:
                 records[index + 1:index + 1] = emitted
                 self._received += len(emitted)  # counted as records of the pass (the queue's are)
                 return True
+        self._spill_late(emitted)
+        return False
+
+    def _spill_late(self, emitted: list) -> None:
+        """Spill what deferred work logged after an exit gave up on the worker (and spilled the
+        pass without it): those records are not lost."""
         with containment.contained("keeping deferred work's records at exit"):
             ops, count = _encode_records(emitted, self)
             if ops:
                 self._spill(ops, count)
-        return False
 
     def _begin_group(self) -> bool:
         """Ask the backend to hold this pass's writes in one group; True if it does."""
@@ -635,10 +640,7 @@ class BatchingLogger:
         if emitted and outer is None and self._abandoned:
             # the exit gave up on the worker while it ran this job: it spilled the records
             # after the job; what the job logged is spilled from here, not lost
-            with containment.contained("keeping deferred work's records at exit"):
-                ops, count = _encode_records(emitted, self)
-                if ops:
-                    self._spill(ops, count)
+            self._spill_late(emitted)
             return None
         if emitted and outer is not None:
             outer.extend(emitted)
